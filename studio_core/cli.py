@@ -1,0 +1,244 @@
+"""``wdstudio`` / ``python -m studio_core``: profile, suggest, train, predict, evaluate.
+
+Any problem with the user's files or arguments ends with exit status 2 and one ``error: …``
+line naming the problem and the fix -- never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .errors import Cancelled, StudioError
+from .spec import DataSpec, Spec
+from .workspace import Workspace
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        raise StudioError(f"{message}; see `wdstudio {self.prog.split()[-1] if ' ' in self.prog else ''} --help`".replace("  ", " "))
+
+
+def _load(paths: list[str]) -> tuple[Workspace, list[str], list[str]]:
+    ws = Workspace()
+    names, notes = [], []
+    for item in paths:
+        name, _, path = item.rpartition("=") if "=" in item and not Path(item).exists() else ("", "", item)
+        result = ws.load(path, name or None)
+        names.append(result.table)
+        notes += list(result.warnings)
+    return ws, names, notes
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def _data_spec(args: argparse.Namespace, tables: list[str], base: DataSpec | None = None) -> DataSpec:
+    data = DataSpec(**vars(base)) if base else DataSpec()
+    if getattr(args, "sql", None):
+        data.sql, data.table = args.sql, ""
+    elif getattr(args, "table", None):
+        data.table = args.table
+    elif not data.table and not data.sql:
+        data.table = tables[0] if tables else ""
+    if getattr(args, "label", None):
+        data.label = args.label
+    if not data.label:
+        raise StudioError("no label given; pass --label COLUMN")
+    return data
+
+
+def _progress_printer(stream: Any = sys.stderr):
+    tty = stream.isatty()
+
+    def show(p: Any) -> None:
+        if p.kind == "step" and tty:
+            frac = p.step / max(p.total_steps, 1)
+            bar = "#" * int(frac * 24)
+            stream.write(f"\repoch {p.epoch}/{p.epochs} [{bar:<24}] {frac:4.0%} loss {p.train_loss:.4f} {p.rows_per_s / 1000:.0f}k rows/s ETA {p.eta_s:.0f}s ")
+            stream.flush()
+        elif p.kind == "epoch":
+            val = " ".join(f"{k} {v:.4f}" for k, v in p.val.items() if k != "loss")
+            stream.write(("\r" if tty else "") + f"epoch {p.epoch}/{p.epochs} train loss {p.train_loss:.4f} | val {val} | {p.rows_per_s / 1000:.0f}k rows/s\n")
+            stream.flush()
+
+    return show
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    ws, tables, notes = _load(args.data)
+    _warn(notes)
+    out = {}
+    for t in [args.table] if args.table else tables:
+        out[t] = [{**vars(c), "null_share": round(c.null_share, 4)} for c in ws.profile(t)]
+    print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
+    return 0
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from .suggest import suggest
+
+    ws, tables, notes = _load(args.data)
+    _warn(notes)
+    data = _data_spec(args, tables)
+    data.sources = {t: str(Path(p.rpartition("=")[2] if "=" in p and not Path(p).exists() else p).resolve()) for t, p in zip(tables, args.data)}
+    s = suggest(ws, data, max_crosses=args.crosses, triples=args.triples)
+    if args.out:
+        Path(args.out).write_text(s.spec.to_json(), encoding="utf-8")
+    report = {"task": s.spec.data.task, "reason": s.task_reason, "roles": [vars(r) for r in s.roles],
+              "crosses": [vars(c) for c in s.crosses]}
+    print(json.dumps(report if args.out else {**report, "spec": s.spec.to_dict()}, indent=2, default=float, ensure_ascii=False))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .pipeline import train
+    from .suggest import suggest
+
+    base = None
+    if args.spec:
+        try:
+            text = Path(args.spec).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StudioError(f"cannot read --spec {args.spec} ({exc.__class__.__name__}); pass a spec JSON file") from None
+        base = Spec.from_json(text)
+    paths = args.data or [f"{k}={v}" for k, v in (base.data.sources.items() if base else [])]
+    if not paths:
+        raise StudioError("no data given; pass --data PATH (or a spec with data.sources)")
+    ws, tables, notes = _load(paths)
+    _warn(notes)
+    if base is None:
+        spec = suggest(ws, _data_spec(args, tables)).spec
+    else:
+        spec = base
+        spec.data = _data_spec(args, tables, base.data)
+    spec.data.sources = {t: str(Path(p.rpartition("=")[2] if "=" in p and not Path(p).exists() else p).resolve()) for t, p in zip(tables, paths)}
+    if args.epochs is not None:
+        spec.train.epochs = args.epochs
+    if args.device:
+        spec.train.device = args.device
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+    try:
+        outcome = train(spec, ws, args.out, [] if args.quiet else [_progress_printer()], stop)
+    except Cancelled:
+        raise StudioError("training interrupted; nothing was written") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    m = outcome.metrics
+    keys = ["auc", "logloss", "accuracy"] if m["task"] == "binary" else ["rmse", "mae", "r2"]
+    print(f"run written to {outcome.run_dir}: best epoch {m['best_epoch']}, " + ", ".join(f"{k} {m[k]:.4f}" for k in keys)
+          + f", {m['train_rows_per_s'] / 1000:.0f}k rows/s, {m['total_seconds']:.1f}s")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from .runs import load_run, predict_file
+
+    run = load_run(args.run)
+    preds, _ws, _table, notes = predict_file(run, args.data)
+    _warn(notes)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(pa.table({"prediction": pa.array(preds, pa.float64())}), out)
+    print(f"{len(preds)} predictions written to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .encoders import Source
+    from .metrics import binary_metrics, regression_metrics
+    from .pipeline import tensors
+    from .runs import load_run, predict_raw
+
+    run = load_run(args.run)
+    ws, tables, notes = _load([args.data])
+    _warn(notes)
+    table = ws.table(tables[0])
+    prep = run.preprocessor
+    if prep.label not in table.columns:
+        raise StudioError(f"the data has no label column {prep.label!r}; evaluate needs labelled rows (use predict otherwise)")
+    enc = prep.transform(Source(ws.con, table.ref), with_label=True, available=set(table.columns))
+    if len(enc) == 0:
+        raise StudioError("no rows with a label to evaluate; load labelled rows")
+    raw = predict_raw(run.model, tensors(enc)[:3])
+    if prep.task == "binary":
+        metrics = binary_metrics(raw, enc.y)
+    else:
+        metrics = regression_metrics(prep.decode_label(raw), prep.decode_label(enc.y))
+    print(json.dumps({"rows": len(enc), **metrics}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wdstudio", description="Wide & Deep Studio engine: train, score and inspect Wide & Deep models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    data_help = "CSV or Parquet file, optionally NAME=PATH; repeat for several tables"
+
+    p = sub.add_parser("profile", help="profile the columns of data files")
+    p.add_argument("--data", action="append", required=True, help=data_help)
+    p.add_argument("--table", help="profile only this table")
+    p.set_defaults(func=cmd_profile)
+
+    for name, func, hlp in (("suggest", cmd_suggest, "suggest a spec for a label"), ("train", cmd_train, "train a run")):
+        p = sub.add_parser(name, help=hlp)
+        p.add_argument("--data", action="append", required=name == "suggest", help=data_help)
+        p.add_argument("--sql", help="SELECT producing the training rows (tables are named after the files)")
+        p.add_argument("--table", help="train on this table (default: the first --data)")
+        p.add_argument("--label", help="the column to predict")
+        if name == "suggest":
+            p.add_argument("--crosses", type=int, default=3, help="number of crosses to put in the spec")
+            p.add_argument("--triples", action="store_true", help="also rank 3-column crosses")
+            p.add_argument("--out", help="write the suggested spec JSON here")
+        else:
+            p.add_argument("--spec", help="spec JSON (default: the suggested spec)")
+            p.add_argument("--epochs", type=int, help="override train.epochs")
+            p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+            p.add_argument("--out", required=True, help="run directory to write")
+            p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("predict", help="score a file with a run")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="metrics of a run on a labelled file")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message="Sparse invariant checks")
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except StudioError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # data problems surfacing from a library: still one line, no traceback
+        import duckdb
+
+        if isinstance(exc, (duckdb.Error, UnicodeError, OSError, MemoryError)):
+            print(f"error: {' '.join(str(exc).split())[:300]}; check the input files", file=sys.stderr)
+            return 2
+        print(f"error: internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); please report it", file=sys.stderr)
+        return 1

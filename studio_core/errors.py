@@ -1,0 +1,45 @@
+"""Errors the engine raises for problems the *user* can fix.
+
+Everything a user can get wrong (a file, a column name, a spec field) surfaces as a
+``StudioError`` whose message says what is wrong and what to do.  The CLI prints it as one
+``error: …`` line and exits 2; the app shows it with ``st.error``.  Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class StudioError(Exception):
+    """A problem with the user's data, spec or arguments; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where (dotted field path), what, and how to fix it."""
+
+    field: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.field}: {self.message}"
+        return f"{text} ({self.fix})" if self.fix else text
+
+
+class SpecError(StudioError):
+    """A spec with one or more problems; ``problems`` holds all of them."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        first = str(self.problems[0]) if self.problems else "invalid spec"
+        more = len(self.problems) - 1
+        super().__init__(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
+
+
+class TrainingDiverged(StudioError):
+    """The loss became NaN or infinite; training stopped cleanly."""
+
+
+class Cancelled(Exception):
+    """Training was cancelled by its owner; not an error to report."""

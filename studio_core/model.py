@@ -1,0 +1,101 @@
+"""The Wide & Deep network of Cheng et al. (2016), built from a fitted preprocessing ``Layout``.
+
+* Wide: a sparse linear model -- one ``nn.EmbeddingBag(mode="sum")`` of width 1 over every wide
+  id (single columns and crosses share one id space), plus a bias.
+* Deep: an embedding per categorical field and the numeric inputs, optionally passed through
+  AutoInt-style multi-head self-attention over field embeddings, then an MLP.
+The output is one logit (binary) or one value (regression): wide + deep.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .preprocess import Layout
+from .spec import ModelSpec
+
+
+class FieldAttention(nn.Module):
+    """Self-attention over per-field vectors (AutoInt): residual multi-head layers."""
+
+    def __init__(self, dim: int, heads: int, layers: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
+
+    def forward(self, fields: torch.Tensor) -> torch.Tensor:  # (batch, n_fields, dim)
+        for attn, norm in zip(self.layers, self.norms):
+            out, _ = attn(fields, fields, fields, need_weights=False)
+            fields = norm(fields + out)
+        return fields
+
+
+class WideDeep(nn.Module):
+    """Wide (sparse linear) + deep (embeddings -> [attention] -> MLP), outputs summed."""
+
+    def __init__(self, layout: Layout, spec: ModelSpec):
+        super().__init__()
+        self.use_wide = bool(spec.wide and layout.wide_dim)
+        self.use_deep = bool(spec.deep and (layout.deep_fields or layout.numeric_inputs))
+        self.bias = nn.Parameter(torch.zeros(1))
+        if self.use_wide:
+            self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=True)
+            nn.init.zeros_(self.wide.weight)
+        if self.use_deep:
+            self.embeddings = nn.ModuleList(nn.Embedding(n, d) for n, d in zip(layout.deep_cardinalities, layout.deep_embedding_dims))
+            for emb in self.embeddings:
+                nn.init.normal_(emb.weight, std=0.05)
+            n_num = len(layout.numeric_inputs)
+            self.attention = None
+            if spec.attention:
+                d = spec.attention_dim
+                self.field_proj = nn.ModuleList(nn.Linear(e.embedding_dim, d, bias=False) for e in self.embeddings)
+                self.num_vectors = nn.Parameter(torch.randn(n_num, d) * 0.05)
+                self.attention = FieldAttention(d, spec.attention_heads, spec.attention_layers, spec.dropout)
+                width = d * (len(self.embeddings) + n_num)
+            else:
+                width = sum(layout.deep_embedding_dims) + n_num
+            layers: list[nn.Module] = []
+            for units in spec.hidden_units:
+                layers.append(nn.Linear(width, units))
+                if spec.batch_norm:
+                    layers.append(nn.BatchNorm1d(units))
+                layers += [nn.ReLU(), nn.Dropout(spec.dropout)]
+                width = units
+            layers.append(nn.Linear(width, 1))
+            self.mlp = nn.Sequential(*layers)
+
+    def wide_logit(self, wide: torch.Tensor) -> torch.Tensor:
+        if not self.use_wide or wide.shape[1] == 0:
+            return torch.zeros(wide.shape[0], device=wide.device)
+        return self.wide(wide).squeeze(-1)
+
+    def deep_logit(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        if not self.use_deep:
+            return torch.zeros(cat.shape[0], device=cat.device)
+        embedded = [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
+        if self.attention is not None:
+            fields = [proj(e) for proj, e in zip(self.field_proj, embedded)]
+            if num.shape[1]:
+                fields += list((num.unsqueeze(-1) * self.num_vectors).unbind(1))
+            x = self.attention(torch.stack(fields, dim=1)).flatten(1)
+        else:
+            x = torch.cat(embedded + [num], dim=1)
+        return self.mlp(x).squeeze(-1)
+
+    def forward(self, wide: torch.Tensor, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        return self.wide_logit(wide) + self.deep_logit(cat, num) + self.bias
+
+    def wide_parameters(self) -> list[nn.Parameter]:
+        return [self.wide.weight] if self.use_wide else []
+
+    def deep_parameters(self) -> list[nn.Parameter]:
+        wide_ids = {id(p) for p in self.wide_parameters()}
+        return [p for p in self.parameters() if id(p) not in wide_ids]
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    wide = sum(p.numel() for p in model.wide_parameters()) if isinstance(model, WideDeep) else 0
+    total = sum(p.numel() for p in model.parameters())
+    return {"wide": wide, "deep": total - wide, "total": total}

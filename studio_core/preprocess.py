@@ -1,0 +1,282 @@
+"""The fitted preprocessing of a spec: raw columns -> wide ids, deep ids, numeric floats, label.
+
+``Preprocessor.fit`` learns every encoder from SQL aggregates over the training rows;
+``transform`` streams Arrow record batches out of DuckDB and encodes them in bulk.  Its JSON
+``state()`` is what a run directory stores and what the model is sized from (``layout()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .encoders import (
+    CrossEncoder,
+    HashEncoder,
+    QuantileBucketizer,
+    Source,
+    Standardizer,
+    VocabEncoder,
+    embedding_dim_for,
+    encoder_from_state,
+    encoder_state,
+    fold_codes,
+    hash_text,
+    text_codes,
+)
+from .errors import StudioError
+from .spec import FeatureSpec
+from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
+
+BATCH_ROWS = 262_144
+
+
+def text_expr(column: str, duck_type: str) -> str:
+    """SQL giving a column's value as text, the same for 9, 9.0 and '9' (so serving matches)."""
+    c = qi(column)
+    if is_numeric_type(duck_type):
+        return f"regexp_replace(CAST(TRY_CAST({c} AS DOUBLE) AS VARCHAR), '\\.0$', '')"
+    if is_boolean_type(duck_type):
+        return f"lower(CAST({c} AS VARCHAR))"
+    return f"CAST({c} AS VARCHAR)"
+
+
+def number_expr(column: str) -> str:
+    """SQL giving a column as DOUBLE; text that is no number, inf and nan become NULL."""
+    x = f"TRY_CAST({qi(column)} AS DOUBLE)"
+    return f"CASE WHEN isinf({x}) OR isnan({x}) THEN NULL ELSE {x} END"
+
+
+@dataclass
+class Encoded:
+    """Model inputs for n rows as NumPy arrays; ``y`` is None when the label is absent."""
+
+    wide: np.ndarray  # int64 (n, n_wide_fields), global wide ids
+    cat: np.ndarray  # int64 (n, n_deep_fields), per-field ids
+    num: np.ndarray  # float32 (n, n_numeric_inputs)
+    y: np.ndarray | None = None  # float32 (n,)
+
+    def __len__(self) -> int:
+        return len(self.wide)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the model needs to know about its inputs (sizes only)."""
+
+    wide_fields: tuple[str, ...]
+    wide_dim: int
+    deep_fields: tuple[str, ...]
+    deep_cardinalities: tuple[int, ...]
+    deep_embedding_dims: tuple[int, ...]
+    numeric_inputs: tuple[str, ...]
+
+
+@dataclass
+class Preprocessor:
+    """All encoders of one spec plus the label mapping; state round-trips through JSON."""
+
+    features: FeatureSpec
+    label: str = ""
+    task: str = "binary"
+    positive_class: str = ""
+    column_types: dict[str, str] = field(default_factory=dict)
+    encoders_: dict[str, Any] = field(default_factory=dict)
+    label_mean_: float = 0.0
+    label_std_: float = 1.0
+
+    # ---- expressions ----------------------------------------------------------------------
+    def _text(self, col: str) -> str:
+        return text_expr(col, self.column_types.get(col, "VARCHAR"))
+
+    def _numeric_cols(self) -> set[str]:
+        return {f.name for f in self.features.numeric}
+
+    def label_expr(self) -> str:
+        if self.task == "binary":
+            return f"CASE WHEN {self._text(self.label)} = {ql(self.positive_class)} THEN 1.0 ELSE 0.0 END"
+        return number_expr(self.label)
+
+    def label_filter(self) -> str:
+        return f"{qi(self.label)} IS NOT NULL" if self.task == "binary" else f"({number_expr(self.label)}) IS NOT NULL"
+
+    # ---- fit ------------------------------------------------------------------------------
+    def fit(self, source: Source) -> Preprocessor:
+        enc: dict[str, Any] = {}
+        for f in self.features.categorical:
+            e = VocabEncoder(min_count=f.min_count) if f.encoding == "vocab" else HashEncoder(f.hash_buckets)
+            enc[f"cat:{f.name}"] = e.fit(source, self._text(f.name))
+        crossed = {c for x in self.features.crosses for c in x.columns}
+        for f in self.features.numeric:
+            if f.transform == "standardize":
+                enc[f"std:{f.name}"] = Standardizer().fit(source, number_expr(f.name))
+            if f.transform == "bucketize" or f.embed or f.wide or f.name in crossed:
+                enc[f"bkt:{f.name}"] = QuantileBucketizer(f.buckets).fit(source, number_expr(f.name))
+        self.encoders_ = enc
+        for i, x in enumerate(self.features.crosses):
+            cross = CrossEncoder(x.encoding, x.hash_buckets, x.min_count)
+            if x.encoding == "vocab":
+                exprs = [self._cross_component_expr(c) for c in x.columns]
+                rows = source.all(f"SELECT {', '.join(exprs)}, count(*) FROM {{src}} GROUP BY ALL")
+                combos = [self._combo_codes(c, [r[j] for r in rows]) for j, c in enumerate(x.columns)]
+                cross.fit(combos, np.array([r[-1] for r in rows], dtype=np.int64))
+            else:
+                cross.fit()
+            enc[f"cross:{i}"] = cross
+        if self.task == "regression":
+            mean, std = source.one(f"avg({number_expr(self.label)}), stddev_pop({number_expr(self.label)})")
+            self.label_mean_, self.label_std_ = float(mean or 0.0), float(std or 1.0) or 1.0
+        return self
+
+    def _cross_component_expr(self, col: str) -> str:
+        return number_expr(col) if col in self._numeric_cols() else self._text(col)
+
+    def _combo_codes(self, col: str, values: list[Any]) -> np.ndarray:
+        if col in self._numeric_cols():
+            import pyarrow as pa
+
+            return self.encoders_[f"bkt:{col}"].transform(pa.array(values, pa.float64()))
+        codes = hash_text([v for v in values])
+        return np.where(np.array([v is None for v in values], dtype=bool), 0, codes)
+
+    # ---- layout ---------------------------------------------------------------------------
+    def layout(self) -> Layout:
+        enc, f = self.encoders_, self.features
+        wide_fields, wide_dim = [], 0
+        for c in f.categorical:
+            if c.wide:
+                wide_fields.append(c.name)
+                wide_dim += enc[f"cat:{c.name}"].n_ids_
+        for n in f.numeric:
+            if n.wide:
+                wide_fields.append(f"{n.name} (bucket)")
+                wide_dim += enc[f"bkt:{n.name}"].n_ids_
+        for i, x in enumerate(f.crosses):
+            wide_fields.append(" x ".join(x.columns))
+            wide_dim += enc[f"cross:{i}"].n_ids_
+        deep, cards, dims = [], [], []
+        for c in f.categorical:
+            if c.deep:
+                deep.append(c.name)
+                cards.append(enc[f"cat:{c.name}"].n_ids_)
+                dims.append(int(c.embedding_dim))
+        for n in f.numeric:
+            if n.transform == "bucketize" or n.embed:
+                deep.append(n.name if n.transform == "bucketize" else f"{n.name} (bucket)")
+                cards.append(enc[f"bkt:{n.name}"].n_ids_)
+                dims.append(embedding_dim_for(enc[f"bkt:{n.name}"].n_ids_))
+        numeric = []
+        for n in f.numeric:
+            if n.transform == "standardize":
+                numeric.append(n.name)
+                if enc[f"std:{n.name}"].has_missing_:
+                    numeric.append(f"{n.name} (missing)")
+        return Layout(tuple(wide_fields), wide_dim, tuple(deep), tuple(cards), tuple(dims), tuple(numeric))
+
+    def wide_offsets(self) -> list[tuple[str, int, int]]:
+        """(field, first global id, number of ids) for every wide field, in order."""
+        out, start = [], 0
+        for key in self._wide_keys():
+            n = self.encoders_[key].n_ids_
+            out.append((key, start, n))
+            start += n
+        return out
+
+    def _wide_keys(self) -> list[str]:
+        f = self.features
+        return ([f"cat:{c.name}" for c in f.categorical if c.wide] + [f"bkt:{n.name}" for n in f.numeric if n.wide]
+                + [f"cross:{i}" for i in range(len(f.crosses))])
+
+    # ---- transform ------------------------------------------------------------------------
+    def select_sql(self, relation: str, with_label: bool, available: set[str] | None = None) -> str:
+        """The SELECT feeding ``transform``: one column per encoder input (NULL if absent)."""
+        cols = []
+        names = sorted({f.name for f in self.features.categorical} | self._numeric_cols())
+        for i, name in enumerate(names):
+            present = available is None or name in available
+            if name in self._numeric_cols():
+                cols.append(f"{number_expr(name) if present else 'CAST(NULL AS DOUBLE)'} AS n{i}")
+            else:
+                cols.append(f"{self._text(name) if present else 'CAST(NULL AS VARCHAR)'} AS t{i}")
+        if with_label:
+            cols.append(f"{self.label_expr()} AS y")
+        where = f" WHERE {self.label_filter()}" if with_label else ""
+        return f"SELECT {', '.join(cols) or '1 AS dummy'} FROM {relation}{where}"
+
+    def transform(self, source: Source, with_label: bool = True, available: set[str] | None = None) -> Encoded:
+        """Encode every row of ``source`` (streamed in record batches)."""
+        names = sorted({f.name for f in self.features.categorical} | self._numeric_cols())
+        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(names)}
+        reader = source.con.sql(self.select_sql(source.relation, with_label, available)).to_arrow_reader(BATCH_ROWS)
+        parts = [self._encode_batch(batch, keys, with_label) for batch in reader]
+        if not parts:
+            layout = self.layout()
+            return Encoded(np.zeros((0, len(layout.wide_fields)), np.int64), np.zeros((0, len(layout.deep_fields)), np.int64),
+                           np.zeros((0, len(layout.numeric_inputs)), np.float32), np.zeros(0, np.float32) if with_label else None)
+        return Encoded(*(np.concatenate([p[i] for p in parts]) if parts[0][i] is not None else None for i in range(4)))
+
+    def _encode_batch(self, batch: Any, keys: dict[str, str], with_label: bool) -> tuple:
+        n = batch.num_rows
+        col = {name: batch.column(k) for name, k in keys.items()}
+        enc, f = self.encoders_, self.features
+        cat_ids = {c.name: enc[f"cat:{c.name}"].transform(col[c.name]) for c in f.categorical}
+        buckets = {x.name: enc[f"bkt:{x.name}"].transform(col[x.name]) for x in f.numeric if f"bkt:{x.name}" in enc}
+        wide = [cat_ids[c.name] for c in f.categorical if c.wide] + [buckets[x.name] for x in f.numeric if x.wide]
+        for i, x in enumerate(f.crosses):
+            codes = [buckets[c] if c in buckets else text_codes(col[c]) for c in x.columns]
+            wide.append(enc[f"cross:{i}"].transform(codes))
+        offsets = [start for _, start, _ in self.wide_offsets()]
+        wide_arr = np.stack([w + o for w, o in zip(wide, offsets)], axis=1) if wide else np.zeros((n, 0), np.int64)
+        deep = [cat_ids[c.name] for c in f.categorical if c.deep] + [buckets[x.name] for x in f.numeric if x.transform == "bucketize" or x.embed]
+        cat_arr = np.stack(deep, axis=1) if deep else np.zeros((n, 0), np.int64)
+        nums = [enc[f"std:{x.name}"].transform(col[x.name]) for x in f.numeric if x.transform == "standardize"]
+        num_arr = np.concatenate(nums, axis=1) if nums else np.zeros((n, 0), np.float32)
+        y = None
+        if with_label:
+            y = batch.column("y").to_numpy(zero_copy_only=False).astype(np.float32)
+            if self.task == "regression":
+                y = ((y - self.label_mean_) / self.label_std_).astype(np.float32)
+        return wide_arr.astype(np.int64), cat_arr.astype(np.int64), num_arr.astype(np.float32), y
+
+    # ---- state ----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {
+            "features": asdict(self.features), "label": self.label, "task": self.task,
+            "positive_class": self.positive_class, "column_types": self.column_types,
+            "label_mean_": self.label_mean_, "label_std_": self.label_std_,
+            "encoders_": {k: encoder_state(v) for k, v in self.encoders_.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Preprocessor:
+        from .spec import Spec
+
+        features = Spec.from_dict({"features": state["features"]}).features
+        prep = cls(features, state["label"], state["task"], state["positive_class"], dict(state["column_types"]))
+        prep.label_mean_, prep.label_std_ = float(state["label_mean_"]), float(state["label_std_"])
+        prep.encoders_ = {k: encoder_from_state(v) for k, v in state["encoders_"].items()}
+        return prep
+
+    def decode_label(self, raw: np.ndarray) -> np.ndarray:
+        """Model output -> prediction: probability (binary) or value on the label's scale."""
+        if self.task == "binary":
+            return 1.0 / (1.0 + np.exp(-raw.astype(np.float64)))
+        return raw.astype(np.float64) * self.label_std_ + self.label_mean_
+
+
+def check_columns(prep: Preprocessor, columns: set[str]) -> list[str]:
+    """Feature columns missing from ``columns`` (they are treated as all-missing)."""
+    wanted = [f.name for f in prep.features.categorical] + [f.name for f in prep.features.numeric]
+    return [c for c in wanted if c not in columns]
+
+
+def require_rows(n: int, what: str) -> None:
+    if n == 0:
+        raise StudioError(f"{what} has no rows with a label; load data with labelled rows")
+
+
+__all__ = ["Preprocessor", "Encoded", "Layout", "Source", "text_expr", "number_expr", "fold_codes", "check_columns"]

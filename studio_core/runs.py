@@ -1,0 +1,125 @@
+"""A run is a directory: spec.json, preprocess.json, model.pt, history.jsonl, metrics.json.
+
+It is written into a temporary sibling directory and renamed into place, so a reader never sees
+half a run and a crash never leaves one.  Weights are a ``state_dict`` read back with
+``weights_only=True``; everything else is JSON -- nothing is unpickled.  ``Run.predict`` scores
+new raw rows, treating missing feature columns as missing values and saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .encoders import Source
+from .errors import StudioError
+from .model import WideDeep
+from .preprocess import Preprocessor, check_columns
+from .spec import Spec
+from .workspace import Table, Workspace
+
+RUN_FILES = ("spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDeep, history: list[dict], metrics: dict) -> Path:
+    """Write the run atomically; an existing run at ``out_dir`` is replaced only once complete."""
+    out = Path(out_dir).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not (out / "metrics.json").is_file() and any(out.iterdir()):
+        raise StudioError(f"{out} exists and is not a run directory; choose another --out")
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        (tmp / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+        (tmp / "preprocess.json").write_text(json.dumps(_json_safe(prep.state()), ensure_ascii=False), encoding="utf-8")
+        torch.save(model.state_dict(), tmp / "model.pt")
+        (tmp / "history.jsonl").write_text("".join(json.dumps(_json_safe(h)) + "\n" for h in history), encoding="utf-8")
+        (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2), encoding="utf-8")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+@dataclass
+class Run:
+    path: Path
+    spec: Spec
+    preprocessor: Preprocessor
+    model: WideDeep
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def predict(self, table: Table) -> tuple[np.ndarray, list[str]]:
+        """Predictions for every row of ``table`` in order, and warnings about its columns."""
+        from .pipeline import tensors
+
+        missing = check_columns(self.preprocessor, set(table.columns))
+        warnings = [f"column(s) missing from the input, treated as missing values: {', '.join(missing)}"] if missing else []
+        enc = self.preprocessor.transform(Source(table.con, table.ref), with_label=False, available=set(table.columns))
+        raw = predict_raw(self.model, tensors(enc))
+        return self.preprocessor.decode_label(raw), warnings
+
+
+def predict_raw(model: WideDeep, inputs: tuple[torch.Tensor, ...], batch: int = 65536) -> np.ndarray:
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(inputs[0]), batch):
+            outs.append(model(*(t[start : start + batch] for t in inputs)).float().numpy())
+    return np.concatenate(outs) if outs else np.zeros(0, np.float32)
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run directory written by ``write_run``."""
+    path = Path(path)
+    missing = [f for f in RUN_FILES if not (path / f).is_file()]
+    if missing:
+        raise StudioError(f"{path} is not a complete run directory (missing {', '.join(missing)}); pass a directory written by `wdstudio train`")
+    try:
+        spec = Spec.from_json((path / "spec.json").read_text(encoding="utf-8"))
+        prep = Preprocessor.from_state(json.loads((path / "preprocess.json").read_text(encoding="utf-8")))
+        model = WideDeep(prep.layout(), spec.model)
+        model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        history = [json.loads(line) for line in (path / "history.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise StudioError(f"{path}: the run directory is damaged ({str(exc).splitlines()[0][:200]}); train it again") from None
+    model.eval()
+    return Run(path, spec, prep, model, metrics, history)
+
+
+def predict_file(run: Run, data_path: str | Path) -> tuple[np.ndarray, Workspace, str, list[str]]:
+    """Load a CSV/Parquet file into a fresh workspace and score every row of it."""
+    ws = Workspace()
+    loaded = ws.load(data_path, name="input")
+    preds, warnings = run.predict(ws.table(loaded.table))
+    return preds, ws, loaded.table, list(loaded.warnings) + warnings

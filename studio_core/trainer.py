@@ -1,0 +1,212 @@
+"""A small, model-agnostic training loop (in the spirit of minGPT's trainer).
+
+It knows tensors, a model, a loss, optimisers and a validation function -- nothing about Wide &
+Deep.  Batches are contiguous slices of tensors permuted once per epoch.  It publishes frozen
+``Progress`` records to listeners, so a CLI progress bar and the studio's background job are
+both thin adapters.  It warms up the learning rate, clips gradients, reduces the learning rate
+on plateaus, stops early restoring the best weights, uses mixed precision on CUDA, stops within
+a batch when ``stop_event`` is set, and raises ``TrainingDiverged`` on a NaN/inf loss.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import Cancelled, TrainingDiverged
+
+MAXIMISE = {"auc", "accuracy", "r2"}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One immutable progress record: kind is "step", "epoch" or "end"."""
+
+    kind: str
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    train_loss: float | None
+    val: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    lrs: tuple[float, ...] = ()
+    rows_per_s: float = 0.0
+    eta_s: float = 0.0
+    elapsed_s: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 5
+    batch_size: int = 512
+    warmup_steps: int = 0
+    grad_clip: float = 0.0
+    early_stopping_patience: int = 0
+    plateau_patience: int = 1
+    plateau_factor: float = 0.5
+    monitor: str = "loss"
+    device: str = "cpu"
+    mixed_precision: bool = True
+    seed: int = 0
+    step_records_per_epoch: int = 20
+    eval_batch_size: int = 65536
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_metrics: dict[str, float]
+    train_seconds: float
+    rows_per_s: float
+    stopped_early: bool
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizers: Sequence[torch.optim.Optimizer],
+        config: TrainerConfig,
+        evaluate: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+        clip_parameters: Sequence[nn.Parameter] = (),
+        after_step: Callable[[], None] | None = None,
+    ):
+        self.model, self.loss_fn, self.optimizers, self.config = model, loss_fn, list(optimizers), config
+        self.evaluate, self.clip_parameters, self.after_step = evaluate, list(clip_parameters), after_step
+        self.listeners: list[Callable[[Progress], None]] = []
+        self.stop_event = threading.Event()
+        self.device = torch.device(config.device)
+        for opt in self.optimizers:
+            for g in opt.param_groups:
+                g.setdefault("initial_lr", g["lr"])
+        mode = "max" if config.monitor in MAXIMISE else "min"
+        self.plateaus = [torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode, config.plateau_factor, config.plateau_patience) for o in self.optimizers]
+        self.amp_dtype = None
+        if self.device.type == "cuda" and config.mixed_precision:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def publish(self, record: Progress) -> None:
+        for listener in list(self.listeners):
+            listener(record)
+
+    def predict(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Model outputs for all rows, in evaluation batches, as float32 on the CPU."""
+        self.model.eval()
+        outs = []
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            for start in range(0, len(inputs[0]), self.config.eval_batch_size):
+                if self.stop_event.is_set():
+                    raise Cancelled()
+                batch = [t[start : start + self.config.eval_batch_size].to(self.device, non_blocking=True) for t in inputs]
+                outs.append(self.model(*batch).float().cpu())
+        return torch.cat(outs) if outs else torch.zeros(0)
+
+    def _set_warmup_lr(self, step: int) -> None:
+        if step <= self.config.warmup_steps:
+            scale = min(1.0, (step + 1) / max(1, self.config.warmup_steps))
+            for opt in self.optimizers:
+                for g in opt.param_groups:
+                    g["lr"] = g["initial_lr"] * scale
+
+    def fit(self, train: Sequence[torch.Tensor], val: Sequence[torch.Tensor]) -> TrainResult:
+        """Train on ``train`` = (*inputs, target); validate on ``val`` after every epoch."""
+        cfg = self.config
+        generator = torch.Generator().manual_seed(cfg.seed)
+        n = len(train[0])
+        steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        total_steps = steps_per_epoch * cfg.epochs
+        record_every = max(1, steps_per_epoch // max(1, cfg.step_records_per_epoch))
+        maximise = cfg.monitor in MAXIMISE
+        best_value, best_epoch, best_state, best_metrics = None, 0, None, {}
+        history: list[dict[str, Any]] = []
+        step, rows_done, train_time, bad_epochs, stopped_early = 0, 0, 0.0, 0, False
+        started = time.perf_counter()
+        smooth = None
+        for epoch in range(1, cfg.epochs + 1):
+            self.model.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=generator)
+            shuffled = [t[perm] for t in train]
+            epoch_loss, epoch_rows = 0.0, 0
+            for start in range(0, n, cfg.batch_size):
+                if self.stop_event.is_set():
+                    raise Cancelled()
+                batch = [t[start : start + cfg.batch_size].to(self.device, non_blocking=True) for t in shuffled]
+                *inputs, target = batch
+                self._set_warmup_lr(step)
+                for opt in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                    output = self.model(*inputs)
+                loss = self.loss_fn(output.float(), target)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingDiverged(
+                        f"the training loss became {value} at epoch {epoch}, step {step + 1}; "
+                        "lower the learning rates, enable gradient clipping, or check numeric columns for extreme values"
+                    )
+                self.scaler.scale(loss).backward()
+                if cfg.grad_clip > 0 and self.clip_parameters:
+                    for opt in self.optimizers:
+                        self.scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(self.clip_parameters, cfg.grad_clip)
+                for opt in self.optimizers:
+                    self.scaler.step(opt)
+                self.scaler.update()
+                if self.after_step is not None:
+                    self.after_step()
+                rows = len(target)
+                step += 1
+                epoch_loss += value * rows
+                epoch_rows += rows
+                smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
+                if step % record_every == 0:
+                    elapsed = train_time + time.perf_counter() - t0
+                    rate = (rows_done + epoch_rows) / max(elapsed, 1e-9)
+                    self.publish(Progress("step", epoch, cfg.epochs, step, total_steps, smooth, lrs=self._lrs(), rows_per_s=rate,
+                                          eta_s=(total_steps - step) * cfg.batch_size / max(rate, 1e-9), elapsed_s=time.perf_counter() - started))
+            train_time += time.perf_counter() - t0
+            rows_done += epoch_rows
+            *val_inputs, val_target = val
+            metrics = self.evaluate(self.predict(val_inputs), val_target)
+            value = metrics[cfg.monitor]
+            improved = best_value is None or (value > best_value if maximise else value < best_value)
+            if improved:
+                best_value, best_epoch, best_metrics = value, epoch, dict(metrics)
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            if step > cfg.warmup_steps:
+                for plateau in self.plateaus:
+                    plateau.step(value)
+            rate = rows_done / max(train_time, 1e-9)
+            entry = {"epoch": epoch, "step": step, "train_loss": epoch_loss / max(epoch_rows, 1), **{f"val_{k}": v for k, v in metrics.items()},
+                     "lrs": list(self._lrs()), "rows_per_s": rate, "elapsed_s": time.perf_counter() - started}
+            history.append(entry)
+            self.publish(Progress("epoch", epoch, cfg.epochs, step, total_steps, entry["train_loss"], MappingProxyType(dict(metrics)),
+                                  self._lrs(), rate, (cfg.epochs - epoch) * n / max(rate, 1e-9), entry["elapsed_s"]))
+            if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
+                stopped_early = True
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        rate = rows_done / max(train_time, 1e-9)
+        self.publish(Progress("end", best_epoch, cfg.epochs, step, total_steps, None, MappingProxyType(dict(best_metrics)), self._lrs(), rate, 0.0,
+                              time.perf_counter() - started, "stopped early" if stopped_early else "finished"))
+        return TrainResult(history, best_epoch, best_metrics, train_time, rate, stopped_early)
+
+    def _lrs(self) -> tuple[float, ...]:
+        return tuple(float(g["lr"]) for opt in self.optimizers for g in opt.param_groups)
