@@ -5,10 +5,12 @@
 * Column roles: numeric, categorical, or ignored with the reason (the label, constant, all
   missing, unique id, leakage suspected: the column alone scores validation AUC/R² >= 0.99).
 * Embedding sizes: ``embedding_dim_for`` = round(1.6 * n_ids^0.56), clipped to [2, 64].
-* Wide crosses ranked by *interaction information* on the training split:
-  I(A×B; Y) - I(A; Y) - I(B; Y) in nats, each term Miller-Madow bias-corrected, so a cross
-  scores only for what it tells about the label beyond its columns.  Each candidate carries its
-  cardinality and the share of validation rows whose combination was unseen in training.
+* Wide crosses ranked by their *held-out interaction gain*: the validation log-loss (binary; or
+  squared error, regression) saved per row by a smoothed target encoding of the combination,
+  fitted on the training split, over the additive combination of its columns' own encodings
+  (``holdout_gain``).  Measured out of sample, so high-cardinality crosses that merely memorise
+  the training rows score about zero.  Each candidate carries its cardinality and the share of
+  validation rows whose combination was unseen in training.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import r2_score, roc_auc_score
 
 from .encoders import embedding_dim_for
@@ -30,6 +33,8 @@ MAX_VOCAB = 10_000  # more distinct values than this -> hashing
 SMALL_INT_DISTINCT = 32  # integer columns with at most this many values are categorical
 ID_SHARE = 0.9  # text columns with distinct/non-null above this are id-like
 LEAK_SCORE = 0.99
+SMOOTHING = 20.0  # pseudo-rows pulling a value's mean towards its baseline
+MIN_CROSS_GAIN = 1e-4  # nats per validation row
 CROSS_POOL = 16  # crosses are searched among the most informative features
 TRIPLE_POOL = 7
 NUMERIC_BUCKETS = 32  # numerics are standardised *and* their bucket embedded (tails, thresholds)
@@ -42,14 +47,13 @@ class ColumnRole:
     reason: str
     distinct: int
     null_share: float
-    mutual_info: float = 0.0
+    gain: float = 0.0  # held-out loss reduction per row of the column alone
 
 
 @dataclass(frozen=True)
 class CrossCandidate:
     columns: tuple[str, ...]
-    score: float
-    mutual_info: float
+    score: float  # held-out loss reduction per row beyond the columns alone (see holdout_gain)
     cardinality: int
     unseen_share: float
 
@@ -62,23 +66,70 @@ class Suggestion:
     crosses: list[CrossCandidate] = field(default_factory=list)
 
 
-def _entropy(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+def _cells(con, relation: str, exprs: list[str]) -> pd.DataFrame:
+    """Aggregated (keys..., n, sum y, sum y^2) per combination of values of ``exprs``."""
+    keys = ", ".join(f"CAST({e} AS VARCHAR) AS k{i}" for i, e in enumerate(exprs))
+    df = con.sql(f"SELECT {keys}, count(*)::DOUBLE AS n, sum(__y)::DOUBLE AS s, sum(__y * __y)::DOUBLE AS s2 FROM {relation} GROUP BY ALL").df()
+    for i in range(len(exprs)):
+        df[f"k{i}"] = df[f"k{i}"].astype(object).where(df[f"k{i}"].notna(), "\x00")
+    return df
 
 
-def mutual_information(x: np.ndarray, y: np.ndarray, n: np.ndarray) -> float:
-    """Miller-Madow corrected I(X;Y) in nats from aggregated (x, y, count) rows."""
-    total = n.sum()
-    if total == 0:
+def _loss(task: str, p: np.ndarray, n: np.ndarray, s: np.ndarray, s2: np.ndarray) -> float:
+    """Total log-loss (binary) or squared error (regression) of predicting p in each cell."""
+    if task == "binary":
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return float(-(s * np.log(p) + (n - s) * np.log(1 - p)).sum())
+    return float((s2 - 2 * p * s + n * p * p).sum())
+
+
+def _single(tr: pd.DataFrame, va: pd.DataFrame, key: str, p0: float, m: float) -> np.ndarray:
+    """Smoothed mean of the label for each validation cell's value of ``key`` alone."""
+    g = tr.groupby(key)[["n", "s"]].sum()
+    return va[key].map((g.s + m * p0) / (g.n + m)).fillna(p0).to_numpy(dtype=float)
+
+
+def holdout_gain(con, train: str, val: str, exprs: list[str], task: str, cross: bool = False, m: float = SMOOTHING) -> float:
+    """Validation loss reduction per row from target-encoding ``exprs`` on the training rows.
+
+    Single column: baseline is the global mean.  Cross (``cross=True``): the baseline is the
+    additive combination of the columns' own encodings (on the logit scale for binary), and
+    each cell's mean is shrunk towards it with ``m`` pseudo-rows -- so a cross scores only for
+    what it predicts *beyond its parts*, out of sample; rare or unseen cells score nothing.
+    """
+    tr, va = _cells(con, train, exprs), _cells(con, val, exprs)
+    if tr.empty or va.empty:
         return 0.0
-    _, xi = np.unique(x, return_inverse=True)
-    _, yi = np.unique(y, return_inverse=True)
-    joint = np.zeros((xi.max() + 1, yi.max() + 1))
-    np.add.at(joint, (xi, yi), n)
-    mi = _entropy(joint.sum(1)) + _entropy(joint.sum(0)) - _entropy(joint.ravel())
-    kx, ky, kxy = (joint.sum(1) > 0).sum(), (joint.sum(0) > 0).sum(), (joint > 0).sum()
-    return mi - (kxy - kx - ky + 1) / (2 * total)
+    keys = [f"k{i}" for i in range(len(exprs))]
+    p0 = tr.s.sum() / tr.n.sum()
+    link, inv = ((lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))), (lambda z: 1 / (1 + np.exp(-z)))) \
+        if task == "binary" else ((lambda p: p), (lambda z: z))
+
+    def parts(frame: pd.DataFrame) -> np.ndarray:
+        z = np.full(len(frame), link(p0))
+        for k in keys:
+            g = tr.groupby(k)[["n", "s"]].sum()
+            enc = link((g.s + m * p0) / (g.n + m)) - link(p0)
+            z = z + frame[k].map(enc).fillna(0.0).to_numpy(dtype=float)
+        return inv(z)
+
+    n, s, s2 = va.n.to_numpy(), va.s.to_numpy(), va.s2.to_numpy()
+    if cross:
+        base = parts(va)
+        tr = tr.assign(p=(tr.s + m * parts(tr)) / (tr.n + m))
+        merged = va.merge(tr[keys + ["p"]], on=keys, how="left")
+        pred = merged.p.fillna(pd.Series(base, index=merged.index)).to_numpy(dtype=float)
+        # redundant columns (education / education_num) make the additive baseline double-count:
+        # the baseline is the best of the additive model and each column alone
+        base_loss = min([_loss(task, base, n, s, s2)] + [_loss(task, _single(tr, va, k, p0, m), n, s, s2) for k in keys])
+    else:
+        pred = _single(tr, va, keys[0], p0, m)
+        base_loss = _loss(task, np.full(len(va), p0), n, s, s2)
+    gain = (base_loss - _loss(task, pred, n, s, s2)) / n.sum()
+    if task == "regression":
+        var = s2.sum() / n.sum() - (s.sum() / n.sum()) ** 2
+        gain = gain / var if var > 0 else 0.0
+    return float(gain)
 
 
 def _label_info(ws: Workspace, src: str, label: str, label_type: str) -> tuple[list[str], int]:
@@ -134,9 +185,10 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
     data = DataSpec(**{**data.__dict__, "task": task, "positive_class": positive})
     split = make_split(ws, data)
     train = split.train.relation
-    y_expr = (f"CASE WHEN {text_expr(data.label, types[data.label])} = {ql(positive)} THEN 1 ELSE 0 END" if task == "binary"
-              else f"least(9, floor(percent_rank() OVER (ORDER BY {number_expr(data.label)}) * 10))")
-    labelled = f"(SELECT *, {y_expr} AS __y FROM {train} WHERE {qi(data.label)} IS NOT NULL)"
+    y_expr = (f"CASE WHEN {text_expr(data.label, types[data.label])} = {ql(positive)} THEN 1.0 ELSE 0.0 END" if task == "binary"
+              else number_expr(data.label))
+    labelled = f"(SELECT *, {y_expr} AS __y FROM {train} WHERE ({y_expr}) IS NOT NULL)"
+    labelled_val = f"(SELECT *, {y_expr} AS __y FROM {split.val.relation} WHERE ({y_expr}) IS NOT NULL)"
 
     candidates = [c for c in types if c != data.label and c != data.split_column]
     stats = _column_stats(con, train, candidates, types)
@@ -177,9 +229,7 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
         if r.role not in ("numeric", "categorical"):
             final_roles.append(r)
             continue
-        rows = con.sql(f"SELECT {comp_expr[r.name]} x, __y, count(*) FROM {labelled} GROUP BY ALL").fetchall()
-        arr = np.array(rows, dtype=object)
-        infos[r.name] = mutual_information(arr[:, 0].astype(str), arr[:, 1].astype(float), arr[:, 2].astype(float)) if len(rows) else 0.0
+        infos[r.name] = holdout_gain(con, labelled, labelled_val, [comp_expr[r.name]], task)
         leak = _leak_score(con, split, data, task, r, types)
         if leak is not None and leak >= LEAK_SCORE:
             metric = "AUC" if task == "binary" else "R²"
@@ -203,19 +253,12 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
         groups += list(itertools.combinations(pool[:TRIPLE_POOL], 3))
     scored = []
     for group in groups:
-        exprs = [comp_expr[c] for c in group]
-        rows = con.sql(f"SELECT {', '.join(exprs)}, __y, count(*) FROM {labelled} GROUP BY ALL").fetchall()
-        if not rows:
-            continue
-        arr = np.array(rows, dtype=object)
-        keys = ["\x1f".join(map(str, r[: len(group)])) for r in rows]
-        y, n = arr[:, -2].astype(float), arr[:, -1].astype(float)
-        mi = mutual_information(np.array(keys), y, n)
-        score = mi - sum(infos[c] for c in group)
-        scored.append((score, group, mi, len(set(keys))))
+        gain = holdout_gain(con, labelled, labelled_val, [comp_expr[c] for c in group], task, cross=True)
+        card = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(comp_expr[c] for c in group)} FROM {train})").fetchall()[0][0]
+        scored.append((gain, group, int(card)))
     scored.sort(key=lambda s: -s[0])
-    crosses = [CrossCandidate(g, float(s), float(mi), int(k), _unseen_share(con, split, [comp_expr[c] for c in g])) for s, g, mi, k in scored[:20]]
-    chosen = [c for c in crosses if c.score > 0][:max_crosses]
+    crosses = [CrossCandidate(g, float(s), int(k), _unseen_share(con, split, [comp_expr[c] for c in g])) for s, g, k in scored[:20]]
+    chosen = [c for c in crosses if c.score > MIN_CROSS_GAIN][:max_crosses]
     cross_specs = [CrossFeature(list(c.columns), "hash", int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(2 * c.cardinality)))))), 1) for c in chosen]
     spec = Spec(data=data, features=FeatureSpec(numeric, categorical, cross_specs))
     return Suggestion(spec, task_reason, final_roles, crosses)
