@@ -56,7 +56,8 @@ def _data_spec(args: argparse.Namespace, tables: list[str], base: DataSpec | Non
     return data
 
 
-def _progress_printer(stream: Any = sys.stderr):
+def _progress_printer(stream: Any = None):
+    stream = stream or sys.stderr
     tty = stream.isatty()
 
     def show(p: Any) -> None:

@@ -113,9 +113,9 @@ class Trainer:
                 outs.append(self.model(*batch).float().cpu())
         return torch.cat(outs) if outs else torch.zeros(0)
 
-    def _set_warmup_lr(self, step: int) -> None:
-        if step <= self.config.warmup_steps:
-            scale = min(1.0, (step + 1) / max(1, self.config.warmup_steps))
+    def _set_warmup_lr(self, step: int, warmup: int) -> None:
+        if step <= warmup:
+            scale = min(1.0, (step + 1) / max(1, warmup))
             for opt in self.optimizers:
                 for g in opt.param_groups:
                     g["lr"] = g["initial_lr"] * scale
@@ -128,6 +128,7 @@ class Trainer:
         steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
         total_steps = steps_per_epoch * cfg.epochs
         record_every = max(1, steps_per_epoch // max(1, cfg.step_records_per_epoch))
+        warmup = min(cfg.warmup_steps, total_steps // 5)  # never spend most of a short run warming up
         maximise = cfg.monitor in MAXIMISE
         best_value, best_epoch, best_state, best_metrics = None, 0, None, {}
         history: list[dict[str, Any]] = []
@@ -145,7 +146,7 @@ class Trainer:
                     raise Cancelled()
                 batch = [t[start : start + cfg.batch_size].to(self.device, non_blocking=True) for t in shuffled]
                 *inputs, target = batch
-                self._set_warmup_lr(step)
+                self._set_warmup_lr(step, warmup)
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
@@ -189,7 +190,7 @@ class Trainer:
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-            if step > cfg.warmup_steps:
+            if step > warmup:
                 for plateau in self.plateaus:
                     plateau.step(value)
             rate = rows_done / max(train_time, 1e-9)

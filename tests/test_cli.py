@@ -1,0 +1,95 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from studio_core.cli import main
+
+
+def run_cli(capsys, *args):
+    rc = main(list(map(str, args)))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_train_predict_evaluate_end_to_end(capsys, adult_slice, tmp_path):
+    run = tmp_path / "run"
+    rc, out, err = run_cli(capsys, "train", "--data", adult_slice, "--label", "income", "--epochs", "2", "--out", run)
+    assert rc == 0, err
+    assert "run written to" in out and "epoch 1/2" in err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "binary" and metrics["auc"] > 0.8
+
+    # predict on rows without the label, in input order, one row per input row
+    unlabelled = tmp_path / "new.csv"
+    with adult_slice.open() as src, unlabelled.open("w", newline="") as dst:
+        rows = list(csv.reader(src))
+        label_at = rows[0].index("income")
+        w = csv.writer(dst)
+        for r in rows[:201]:
+            w.writerow(r[:label_at] + r[label_at + 1 :])
+    preds = tmp_path / "preds.csv"
+    rc, out, err = run_cli(capsys, "predict", "--run", run, "--data", unlabelled, "--out", preds)
+    assert rc == 0, err
+    got = list(csv.DictReader(preds.open()))
+    assert len(got) == 200 and all(0 < float(r["prediction"]) < 1 for r in got)
+
+    # the same rows scored in reverse order give the same predictions reversed
+    reversed_csv = tmp_path / "rev.csv"
+    with unlabelled.open() as src, reversed_csv.open("w") as dst:
+        lines = src.read().splitlines()
+        dst.write("\n".join([lines[0]] + lines[1:][::-1]) + "\n")
+    preds_rev = tmp_path / "preds_rev.csv"
+    assert run_cli(capsys, "predict", "--run", run, "--data", reversed_csv, "--out", preds_rev)[0] == 0
+    rev = [r["prediction"] for r in csv.DictReader(preds_rev.open())]
+    assert rev == [r["prediction"] for r in got][::-1]
+
+    rc, out, err = run_cli(capsys, "evaluate", "--run", run, "--data", adult_slice)
+    assert rc == 0 and json.loads(out)["rows"] == 3000
+
+
+def test_predict_warns_about_missing_columns(capsys, small_spec, tmp_path):
+    ws, spec = small_spec
+    from studio_core import pipeline
+
+    pipeline.train(spec, ws, tmp_path / "run")
+    partial = tmp_path / "partial.csv"
+    partial.write_text("colour,x1\nred,0.5\npurple,\n")
+    rc, out, err = run_cli(capsys, "predict", "--run", tmp_path / "run", "--data", partial, "--out", tmp_path / "p.csv")
+    assert rc == 0 and "missing from the input" in err and "size" in err
+
+
+def test_suggest_and_profile(capsys, synthetic_csv, tmp_path):
+    rc, out, _ = run_cli(capsys, "suggest", "--data", synthetic_csv, "--label", "target", "--out", tmp_path / "s.json")
+    assert rc == 0
+    report = json.loads(out)
+    assert report["task"] == "binary" and report["crosses"][0]["columns"] in (["colour", "size"], ["size", "colour"])
+    rc, out, _ = run_cli(capsys, "train", "--data", synthetic_csv, "--spec", tmp_path / "s.json", "--epochs", "1", "--out", tmp_path / "r", "--quiet")
+    assert rc == 0
+    rc, out, _ = run_cli(capsys, "profile", "--data", synthetic_csv)
+    prof = {c["name"]: c for c in json.loads(out)["synthetic"]}
+    assert prof["x2"]["nulls"] > 0 and prof["colour"]["distinct"] == 4 and prof["x1"]["mean"] is not None
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--data", "missing.csv", "--label", "y", "--out", "o"], "no such file"),
+    (["train", "--label", "y", "--out", "o"], "no data given"),
+    (["predict", "--run", "nowhere", "--data", "x.csv", "--out", "p.csv"], "not a complete run directory"),
+    (["profile", "--data", "x.csv", "--bogus"], "--bogus"),
+    ([], "required"),
+])
+def test_bad_arguments_exit_2_with_one_error_line(capsys, args, needle):
+    rc, out, err = run_cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+
+
+def test_module_entry_point_prints_no_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"")
+    p = subprocess.run([sys.executable, "-m", "studio_core", "train", "--data", str(bad), "--label", "y", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and p.stderr.startswith("error: ") and "empty" in p.stderr

@@ -1,0 +1,114 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from studio_core import pipeline
+from studio_core.errors import Cancelled, TrainingDiverged
+from studio_core.model import WideDeep
+from studio_core.preprocess import Layout
+from studio_core.runs import load_run
+from studio_core.spec import ModelSpec
+from studio_core.trainer import Progress, Trainer, TrainerConfig
+
+
+def test_training_learns_and_publishes_immutable_records(small_spec, tmp_path):
+    ws, spec = small_spec
+    records: list[Progress] = []
+    out = pipeline.train(spec, ws, tmp_path / "run", listeners=[records.append])
+    assert out.metrics["auc"] > 0.8  # the synthetic label is learnable
+    kinds = [r.kind for r in records]
+    assert kinds.count("epoch") == len(out.history) and kinds[-1] == "end" and "step" in kinds
+    with pytest.raises(AttributeError):
+        records[0].epoch = 99  # frozen
+    epoch = next(r for r in records if r.kind == "epoch")
+    assert {"auc", "logloss", "accuracy"} <= set(epoch.val) and epoch.rows_per_s > 0 and epoch.lrs
+    for key in ("task", "best_epoch", "train_seconds", "train_rows_per_s", "auc", "logloss", "accuracy"):
+        assert key in out.metrics
+
+
+def test_same_seed_same_metrics(small_spec):
+    ws, spec = small_spec
+    a = pipeline.train(spec, ws).metrics
+    b = pipeline.train(spec, ws).metrics
+    assert a["auc"] == b["auc"] and a["logloss"] == b["logloss"]
+
+
+def test_regression_task(tmp_path):
+    from conftest import write_synthetic
+
+    from studio_core.spec import DataSpec
+    from studio_core.suggest import suggest
+    from studio_core.workspace import Workspace
+
+    ws = Workspace()
+    ws.load(write_synthetic(tmp_path / "reg.csv", label="regression"))
+    spec = suggest(ws, DataSpec(table="reg", label="target")).spec
+    assert spec.data.task == "regression"
+    spec.train.epochs, spec.train.batch_size = 8, 64
+    m = pipeline.train(spec, ws).metrics
+    assert {"rmse", "mae", "r2"} <= set(m) and m["r2"] > 0.5
+
+
+def test_save_load_gives_identical_predictions(small_spec, tmp_path):
+    ws, spec = small_spec
+    out = pipeline.train(spec, ws, tmp_path / "run")
+    run = load_run(out.run_dir)
+    table = ws.table("synthetic")
+    p1, _ = run.predict(table)
+    p2, _ = load_run(out.run_dir).predict(table)
+    np.testing.assert_array_equal(p1, p2)
+    assert len(p1) == table.n_rows() and ((p1 > 0) & (p1 < 1)).all()
+    assert sorted(f.name for f in out.run_dir.iterdir()) == sorted(["spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json"])
+    assert not list(tmp_path.glob(".run.tmp-*"))
+
+
+def test_cancel_stops_within_one_second(small_spec):
+    ws, spec = small_spec
+    spec.train.epochs = 1000
+    spec.train.early_stopping_patience = 0
+    stop = threading.Event()
+    started = threading.Event()
+    errors = []
+
+    def listener(p: Progress) -> None:
+        started.set()
+
+    def work():
+        try:
+            pipeline.train(spec, ws, listeners=[listener], stop_event=stop)
+        except Cancelled:
+            errors.append("cancelled")
+
+    t = threading.Thread(target=work)
+    t.start()
+    assert started.wait(30)
+    t0 = time.perf_counter()
+    stop.set()
+    t.join(5)
+    assert not t.is_alive() and errors == ["cancelled"]
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_nan_loss_stops_cleanly_with_advice():
+    layout = Layout(("a",), 4, ("a",), (4,), (2,), ("x",))
+    model = WideDeep(layout, ModelSpec(hidden_units=[4]))
+    n = 64
+    data = (torch.randint(0, 4, (n, 1)), torch.randint(0, 4, (n, 1)), torch.full((n, 1), float("nan")), torch.ones(n))
+    trainer = Trainer(model, torch.nn.functional.binary_cross_entropy_with_logits, [torch.optim.SGD(model.parameters(), lr=0.1)],
+                      TrainerConfig(epochs=2, batch_size=16), lambda out, y: {"loss": 0.0})
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        trainer.fit(data, data)
+
+
+def test_early_stopping_restores_best_weights(small_spec):
+    ws, spec = small_spec
+    spec.train.epochs = 30
+    spec.train.early_stopping_patience = 1
+    spec.train.deep_lr = 0.05
+    out = pipeline.train(spec, ws)
+    aucs = [h["val_auc"] for h in out.history]
+    assert out.metrics["auc"] == max(aucs)
+    assert out.metrics["best_epoch"] == aucs.index(max(aucs)) + 1
