@@ -18,6 +18,7 @@ Run: ``.venv/bin/python bench/adult_vs_gbm.py``
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def gbm(spec: Spec, train: pd.DataFrame, val: pd.DataFrame) -> tuple[dict, float
 
 
 def main() -> None:
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         wall, m, spec = run_cli(Path(tmp) / "run")
     train, val = split_frames(spec)
@@ -88,7 +90,7 @@ def main() -> None:
     print(f"Adult ({DATA}), label income, positive class {spec.data.positive_class!r}, "
           f"split seed {spec.data.split_seed}, validation fraction {spec.data.validation_fraction}")
     print(f"features ({len(spec.feature_names())}): {', '.join(spec.feature_names())}")
-    print(f"engine crosses: {crosses}")
+    print(f"engine crosses: {crosses}; load average at start {load:.2f} ({os.cpu_count()} CPUs)")
     print()
     print(f"{'':28}{'wdstudio train (CLI)':>22}{'HistGradientBoosting':>22}")
     rows = [

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
 
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     ws = Workspace()
     table = ws.load(str(DATA)).table
@@ -60,7 +62,7 @@ def main() -> None:
         out = pipeline.train(spec, ws)
         secs = time.perf_counter() - t0
         used = "; ".join(crosses) if (wide and out.model.use_wide and crosses) else "none"
-        variants.append((name, out.metrics, secs, used))
+        variants.append((name, out.metrics, secs, used, [h["val_auc"] for h in out.history]))
 
     m0 = variants[0][1]
     print(f"Clicklog ({DATA.relative_to(ROOT)}), label clicked, positive class {base.data.positive_class!r}; "
@@ -71,13 +73,16 @@ def main() -> None:
         print(f"epochs: OVERRIDDEN to {args.epochs} with --epochs (spec default is {default_epochs}) to keep the run short; "
               f"early stopping patience {base.train.early_stopping_patience}")
     print(f"batch size {base.train.batch_size}, hidden units {base.model.hidden_units}, device {m0['device']}; "
-          f"suggest took {suggest_s:.1f} s")
+          f"suggest took {suggest_s:.1f} s; load average at start {load:.2f}")
     print()
     print(f"{'variant':13}{'val AUC':>9}{'logloss':>9}{'accuracy':>10}{'epochs run':>12}{'best ep':>9}{'train s':>9}{'total s':>9}"
           f"{'rows/s':>10}  crosses used")
-    for name, m, secs, used in variants:
+    for name, m, secs, used, _ in variants:
         print(f"{name:13}{m['auc']:9.4f}{m['logloss']:9.4f}{m['accuracy']:10.4f}{m['epochs_run']:12d}{m['best_epoch']:9d}"
               f"{m['train_seconds']:9.1f}{secs:9.1f}{m['train_rows_per_s']:10.0f}  {used}")
+    print()
+    for name, *_, aucs in variants:
+        print(f"{name:13}val AUC per epoch: {' '.join(f'{a:.4f}' for a in aucs)}")
     print()
     wd = variants[2][1]["auc"]
     best_single = max(variants[0][1]["auc"], variants[1][1]["auc"])

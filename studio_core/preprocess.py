@@ -46,7 +46,7 @@ def text_expr(column: str, duck_type: str) -> str:
 def number_expr(column: str) -> str:
     """SQL giving a column as DOUBLE; text that is no number, inf and nan become NULL."""
     x = f"TRY_CAST({qi(column)} AS DOUBLE)"
-    return f"CASE WHEN isinf({x}) OR isnan({x}) THEN NULL ELSE {x} END"
+    return f"CASE WHEN isfinite({x}) THEN {x} END"
 
 
 @dataclass

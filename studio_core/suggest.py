@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import r2_score, roc_auc_score
 
 from .encoders import embedding_dim_for
 from .errors import StudioError
@@ -164,8 +163,8 @@ def _bucket_expr(split: Split, col: str) -> str:
 
     x = number_expr(col)
     bounds = QuantileBucketizer(NUMERIC_BUCKETS).fit(split.train, x).boundaries_
-    cases = " ".join(f"WHEN {x} <= {b!r} THEN {i + 1}" for i, b in enumerate(bounds))
-    return f"CASE WHEN {x} IS NULL THEN 0 {cases} ELSE {len(bounds) + 1} END"
+    listed = "[" + ", ".join(repr(b) for b in bounds) + "]::DOUBLE[]"
+    return f"CASE WHEN {x} IS NULL THEN 0 ELSE 1 + len(list_filter({listed}, lambda b: b < {x})) END"
 
 
 def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool = False) -> Suggestion:
@@ -185,10 +184,12 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
     data = DataSpec(**{**data.__dict__, "task": task, "positive_class": positive})
     split = make_split(ws, data)
     train = split.train.relation
-    y_expr = (f"CASE WHEN {text_expr(data.label, types[data.label])} = {ql(positive)} THEN 1.0 ELSE 0.0 END" if task == "binary"
+    y_expr = (f"CASE WHEN {text_expr(data.label, types[data.label])} = {ql(positive)} THEN 1.0 ELSE 0.0 END::DOUBLE" if task == "binary"
               else number_expr(data.label))
-    labelled = f"(SELECT *, {y_expr} AS __y FROM {train} WHERE ({y_expr}) IS NOT NULL)"
-    labelled_val = f"(SELECT *, {y_expr} AS __y FROM {split.val.relation} WHERE ({y_expr}) IS NOT NULL)"
+    # materialised once: a SELECT * view over many columns costs ~25 ms to bind on every query
+    labelled, labelled_val = qi(split.table + "_ltrain"), qi(split.table + "_lval")
+    for name, rel in ((labelled, train), (labelled_val, split.val.relation)):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *, {y_expr} AS __y FROM {rel} WHERE ({y_expr}) IS NOT NULL")
 
     candidates = [c for c in types if c != data.label and c != data.split_column]
     stats = _column_stats(con, train, candidates, types)
@@ -221,16 +222,15 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
             comp_expr[col] = _bucket_expr(split, col) if role == "numeric" else text_expr(col, t)
         roles.append(ColumnRole(col, role, reason, distinct, null_share))
 
-    # single-column information and leakage
-    kept = [r for r in roles if r.role in ("numeric", "categorical")]
+    # single-column information and leakage, all columns in a few UNPIVOT queries
+    scores = single_column_scores(con, labelled, labelled_val, {r.name: comp_expr[r.name] for r in roles if r.name in comp_expr}, task)
     infos: dict[str, float] = {}
     final_roles = []
     for r in roles:
         if r.role not in ("numeric", "categorical"):
             final_roles.append(r)
             continue
-        infos[r.name] = holdout_gain(con, labelled, labelled_val, [comp_expr[r.name]], task)
-        leak = _leak_score(con, split, data, task, r, types)
+        infos[r.name], leak = scores.get(r.name, (0.0, None))
         if leak is not None and leak >= LEAK_SCORE:
             metric = "AUC" if task == "binary" else "R²"
             final_roles.append(ColumnRole(r.name, "ignored", f"leakage suspected: alone predicts the label with validation {metric} {leak:.3f}",
@@ -244,7 +244,6 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
             n_ids = min(r.distinct, 1 << 20) + 1
             buckets = int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(r.distinct))))))
             categorical.append(CategoricalFeature(r.name, "hash" if hashed else "vocab", 1, buckets, embedding_dim_for(n_ids), True, True))
-    del kept
 
     feats = [r.name for r in final_roles if r.role in ("numeric", "categorical")]
     pool = sorted(feats, key=lambda c: -infos.get(c, 0))[:CROSS_POOL]
@@ -280,37 +279,71 @@ def _column_stats(con, relation: str, columns: list[str], types: dict[str, str])
     return out
 
 
-def _leak_score(con, split: Split, data: DataSpec, task: str, role: ColumnRole, types: dict[str, str]) -> float | None:
-    """Validation AUC (binary) or R² (regression) of the column alone, target-encoded on train."""
-    from .preprocess import Preprocessor, number_expr, text_expr
+def _weighted_auc(score: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """AUC of cells (score, positives, negatives), ties counted half: exact for grouped data."""
+    if pos.sum() == 0 or neg.sum() == 0:
+        return None
+    order = np.argsort(score, kind="stable")
+    score, pos, neg = score[order], pos[order], neg[order]
+    uniq, idx = np.unique(score, return_inverse=True)
+    p, n = np.bincount(idx, pos, len(uniq)), np.bincount(idx, neg, len(uniq))
+    neg_below = np.cumsum(n) - n
+    return float((p * (neg_below + 0.5 * n)).sum() / (pos.sum() * neg.sum()))
 
-    if split.n_val == 0:
-        return None
-    prep = Preprocessor(FeatureSpec(), data.label, task, data.positive_class, types)
-    y = prep.label_expr()
-    if role.role == "numeric":
-        x = number_expr(role.name)
-        rows = con.sql(f"SELECT coalesce({x}, (SELECT avg({x}) FROM {split.train.relation})), {y} FROM {split.val.relation} WHERE {prep.label_filter()}").fetchall()
-    else:
-        x = text_expr(role.name, types[role.name])
-        rows = con.sql(
-            f"WITH enc AS (SELECT {x} AS __k, avg({y}) AS __m FROM {split.train.relation} WHERE {prep.label_filter()} GROUP BY 1), "
-            f"g AS (SELECT avg({y}) AS __m FROM {split.train.relation} WHERE {prep.label_filter()}) "
-            f"SELECT coalesce(enc.__m, (SELECT __m FROM g)), {y} FROM {split.val.relation} v LEFT JOIN enc ON enc.__k IS NOT DISTINCT FROM {x.replace(qi(role.name), 'v.' + qi(role.name))} "
-            f"WHERE {prep.label_filter().replace(qi(data.label), 'v.' + qi(data.label))}"
-        ).fetchall()
-    if len(rows) < 20:
-        return None
-    arr = np.array(rows, dtype=float)
-    score, target = arr[:, 0], arr[:, 1]
-    if task == "binary":
-        if len(np.unique(target)) < 2 or len(np.unique(score)) < 2:
-            return None
-        auc = roc_auc_score(target, score)
-        return float(max(auc, 1 - auc))
-    if role.role == "numeric":
-        return float(np.corrcoef(score, target)[0, 1] ** 2) if np.std(score) > 0 else None
-    return float(r2_score(target, score))
+
+def _unpivot_cells(con, rel: str, cols: str, keys: str) -> pd.DataFrame:
+    """(col, k, n, s, s2) for every non-NULL value of every column, in one query."""
+    df = con.sql(f"SELECT col, k, count(*)::DOUBLE n, sum(__y)::DOUBLE s, sum(__y * __y)::DOUBLE s2 FROM "
+                 f"(UNPIVOT (SELECT {cols}, __y FROM {rel}) ON {keys} INTO NAME col VALUE k) GROUP BY ALL").df()
+    df["k"] = df["k"].astype(object).where(df["k"].notna(), "\x00")
+    return df
+
+
+def _with_nulls(con, frame: pd.DataFrame, rel: str, n_cols: int) -> pd.DataFrame:
+    """UNPIVOT drops NULL values: add each column's NULL cell back from the totals."""
+    n, s, s2 = con.execute(f"SELECT count(*)::DOUBLE, sum(__y)::DOUBLE, sum(__y * __y)::DOUBLE FROM {rel}").fetchall()[0]
+    seen = frame.groupby("col")[["n", "s", "s2"]].sum().reindex([f"c{i}" for i in range(n_cols)]).fillna(0.0)
+    nulls = pd.DataFrame({"col": seen.index, "k": "\x00", "n": n - seen.n.to_numpy(), "s": (s or 0.0) - seen.s.to_numpy(),
+                          "s2": (s2 or 0.0) - seen.s2.to_numpy()})
+    return pd.concat([frame, nulls[nulls.n > 0]], ignore_index=True)
+
+
+def single_column_scores(con, train: str, val: str, exprs: dict[str, str], task: str, m: float = SMOOTHING) -> dict[str, tuple[float, float | None]]:
+    """Per column: (held-out gain, leakage score) of a smoothed target encoding of the column.
+
+    The leakage score is the validation AUC (binary, either direction) or R² (regression) of the
+    column alone.  Computed from per-(column, value) aggregates: a few queries for any number
+    of columns, instead of several per column.
+    """
+    out: dict[str, tuple[float, float | None]] = {}
+    names = list(exprs)
+    for start in range(0, len(names), 200):
+        chunk = names[start : start + 200]
+        cols = ", ".join(f"CAST({exprs[c]} AS VARCHAR) AS {qi('c' + str(i))}" for i, c in enumerate(chunk))
+        keys = ", ".join(qi("c" + str(i)) for i in range(len(chunk)))
+
+        tr_all = _with_nulls(con, _unpivot_cells(con, train, cols, keys), train, len(chunk))
+        va_all = _with_nulls(con, _unpivot_cells(con, val, cols, keys), val, len(chunk))
+        if tr_all.empty or va_all.empty:
+            continue
+        p0 = tr_all[tr_all.col == "c0"].s.sum() / tr_all[tr_all.col == "c0"].n.sum()
+        tr_all["p"] = (tr_all.s + m * p0) / (tr_all.n + m)
+        merged = va_all.merge(tr_all[["col", "k", "p"]], on=["col", "k"], how="left")
+        merged["p"] = merged.p.fillna(p0)
+        for i, name in enumerate(chunk):
+            g = merged[merged.col == f"c{i}"]
+            n, s_, s2, pred = g.n.to_numpy(), g.s.to_numpy(), g.s2.to_numpy(), g.p.to_numpy()
+            base = _loss(task, np.full(len(g), p0), n, s_, s2)
+            gain = (base - _loss(task, pred, n, s_, s2)) / max(n.sum(), 1)
+            if task == "binary":
+                auc = _weighted_auc(pred, s_, n - s_)
+                leak = None if auc is None else max(auc, 1 - auc)
+            else:
+                var = s2.sum() - s_.sum() ** 2 / max(n.sum(), 1)
+                gain = gain / (var / max(n.sum(), 1)) if var > 0 else 0.0
+                leak = 1 - _loss(task, pred, n, s_, s2) / var if var > 0 else None
+            out[name] = (float(gain), leak if n.sum() >= 20 else None)
+    return out
 
 
 def _unseen_share(con, split: Split, exprs: list[str]) -> float:
