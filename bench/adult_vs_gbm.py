@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _contention import Contention
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
@@ -81,6 +82,7 @@ def gbm(spec: Spec, train: pd.DataFrame, val: pd.DataFrame) -> tuple[dict, float
 
 
 def main() -> None:
+    contention = Contention()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         wall, m, spec = run_cli(Path(tmp) / "run")
@@ -110,6 +112,7 @@ def main() -> None:
     print(f"target wall < {TARGET_WALL_S:.0f} s: {'PASS' if ok_wall else 'FAIL'} ({wall:.2f} s)")
     print(f"target AUC >= {TARGET_AUC}: {'PASS' if ok_auc else 'FAIL'} ({m['auc']:.4f}); "
           f"engine - GBM AUC = {m['auc'] - g['auc']:+.4f}")
+    print(contention.report())
 
 
 if __name__ == "__main__":

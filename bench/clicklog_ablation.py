@@ -27,6 +27,8 @@ import time
 import warnings
 from pathlib import Path
 
+from _contention import Contention
+
 from studio_core import pipeline
 from studio_core.spec import DataSpec
 from studio_core.suggest import suggest
@@ -42,6 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
 
+    contention = Contention()
     load = os.getloadavg()[0]
     started = time.perf_counter()
     ws = Workspace()
@@ -91,6 +94,7 @@ def main() -> None:
           f"(W&D {wd:.4f} vs wide-only {variants[0][1]['auc']:.4f} ({wd - variants[0][1]['auc']:+.4f}), "
           f"deep-only {variants[1][1]['auc']:.4f} ({wd - variants[1][1]['auc']:+.4f}))")
     print(f"whole benchmark: {time.perf_counter() - started:.1f} s")
+    print(contention.report())
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from _contention import Contention  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from studio_core import pipeline  # noqa: E402
@@ -93,6 +94,7 @@ def tutorial(spec: Spec, ws: Workspace) -> dict:
 
 def main() -> None:
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
+    contention = Contention()
     load = os.getloadavg()[0]
     ws = Workspace()
     table = ws.load(str(ROOT / "sample_data" / "adult.csv")).table
@@ -128,6 +130,7 @@ def main() -> None:
     print(f"validation AUC engine - tutorial (delivered models): {d:+.4f} -> engine no worse: {'PASS' if d >= 0 else 'FAIL'}; "
           f"best epoch vs best epoch: {max(e_aucs) - max(tut['aucs']):+.4f}")
     print(f"peak RSS of this process: {peak_mib:.0f} MiB")
+    print(contention.report())
 
 
 if __name__ == "__main__":

@@ -21,19 +21,31 @@ from .workspace import Workspace
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
-        raise StudioError(f"{message}; see `wdstudio {self.prog.split()[-1] if ' ' in self.prog else ''} --help`".replace("  ", " "))
+    def error(self, message: str) -> None:  # one line and exit 2, instead of argparse's usage dump
+        raise StudioError(f"{message}; see `{self.prog} --help`")
+
+
+def _name_and_path(item: str) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (a path that itself contains '=' is taken as a path)."""
+    if "=" in item and not Path(item).exists():
+        name, _, path = item.partition("=")
+        return name, Path(path)
+    return "", Path(item)
 
 
 def _load(paths: list[str]) -> tuple[Workspace, list[str], list[str]]:
     ws = Workspace()
     names, notes = [], []
     for item in paths:
-        name, _, path = item.rpartition("=") if "=" in item and not Path(item).exists() else ("", "", item)
+        name, path = _name_and_path(item)
         result = ws.load(path, name or None)
         names.append(result.table)
         notes += list(result.warnings)
     return ws, names, notes
+
+
+def _sources(tables: list[str], paths: list[str]) -> dict[str, str]:
+    return {t: str(_name_and_path(p)[1].resolve()) for t, p in zip(tables, paths)}
 
 
 def _warn(lines: list[str]) -> None:
@@ -90,7 +102,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     ws, tables, notes = _load(args.data)
     _warn(notes)
     data = _data_spec(args, tables)
-    data.sources = {t: str(Path(p.rpartition("=")[2] if "=" in p and not Path(p).exists() else p).resolve()) for t, p in zip(tables, args.data)}
+    data.sources = _sources(tables, args.data)
     s = suggest(ws, data, max_crosses=args.crosses, triples=args.triples)
     if args.out:
         Path(args.out).write_text(s.spec.to_json(), encoding="utf-8")
@@ -121,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         spec = base
         spec.data = _data_spec(args, tables, base.data)
-    spec.data.sources = {t: str(Path(p.rpartition("=")[2] if "=" in p and not Path(p).exists() else p).resolve()) for t, p in zip(tables, paths)}
+    spec.data.sources = _sources(tables, paths)
     if args.epochs is not None:
         spec.train.epochs = args.epochs
     if args.device:
