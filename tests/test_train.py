@@ -112,3 +112,13 @@ def test_early_stopping_restores_best_weights(small_spec):
     aucs = [h["val_auc"] for h in out.history]
     assert out.metrics["auc"] == max(aucs)
     assert out.metrics["best_epoch"] == aucs.index(max(aucs)) + 1
+
+
+def test_wide_l1_makes_wide_weights_sparse(small_spec):
+    ws, spec = small_spec
+    spec.model.deep = False
+    dense = pipeline.train(spec, ws).model.wide.weight
+    spec.model.wide_l1 = 0.5
+    sparse = pipeline.train(spec, ws).model.wide.weight
+    used = dense != 0  # ids that occur in training (unused hash buckets stay 0 either way)
+    assert ((sparse == 0) & used).sum() > 0.3 * used.sum()
