@@ -125,6 +125,13 @@ class Workspace:
             config["memory_limit"] = memory_limit
         self.con = duckdb.connect(":memory:", config=config)
 
+    def fork(self) -> Workspace:
+        """The same tables through a new connection: for work on another thread (a DuckDB
+        connection is not thread-safe); temporary tables stay private to each fork."""
+        other = Workspace.__new__(Workspace)
+        other.con = self.con.cursor()
+        return other
+
     # ---- loading -------------------------------------------------------------------------
     def load(self, path: str | Path, name: str | None = None) -> LoadResult:
         """Load a CSV or Parquet file as table ``name`` (default: the sanitised file stem)."""
