@@ -1,0 +1,96 @@
+"""Features: pick the label, review suggested roles and crosses, see the model, save the spec."""
+
+import pandas as pd
+import streamlit as st
+from state import session
+
+from studio_core.editing import ROLES, add_cross, apply_rows, diagram_dot, feature_rows, summarize
+from studio_core.errors import StudioError
+from studio_core.preprocess import text_expr
+from studio_core.spec import DataSpec, Spec
+from studio_core.sqlutil import qi
+from studio_core.suggest import suggest
+from studio_core.validate import validate
+
+s = session()
+st.title("Features")
+tables = s.ws.tables()
+if not tables:
+    st.info("Load data on the Data page first.")
+    st.stop()
+
+c1, c2 = st.columns(2)
+table = c1.selectbox("Table", tables, index=tables.index(s.table) if s.table in tables else 0, key="feat_table")
+columns = s.ws.table(table).columns
+current_label = s.spec.data.label if s.spec and s.spec.data.label in columns else columns[-1]
+label = c2.selectbox("Label (what to predict)", columns, index=columns.index(current_label), key="feat_label")
+if st.button("Suggest features", type="primary", key="suggest"):
+    try:
+        with st.spinner("Profiling columns and ranking crosses…"):
+            s.suggestion = suggest(s.ws, DataSpec(table=table, label=label))
+        s.spec, s.table = s.suggestion.spec, table
+    except StudioError as exc:
+        st.error(str(exc))
+
+uploaded = st.file_uploader("…or upload a spec JSON", type=["json"], key="spec_upload")
+if uploaded is not None and st.button("Use uploaded spec", key="use_spec"):
+    try:
+        spec = Spec.from_json(uploaded.getvalue())
+        problems = validate(spec, s.ws.source(spec.data.table, spec.data.sql))
+        if problems:
+            st.error("The uploaded spec has problems:\n\n" + "\n".join(f"- {p}" for p in problems))
+        else:
+            s.spec, s.suggestion = spec, None
+    except StudioError as exc:
+        st.error(str(exc))
+
+if s.spec is None:
+    st.info("Choose the label and press **Suggest features**.")
+    st.stop()
+
+spec = s.spec
+st.caption(f"Task: **{spec.data.task}**" + (f" · {s.suggestion.task_reason}" if s.suggestion else ""))
+if spec.data.task == "binary":
+    src = s.ws.table(spec.data.table)
+    label_sql = text_expr(spec.data.label, src.types[spec.data.label])
+    values = s.ws.run_sql(f"SELECT DISTINCT {label_sql} AS v FROM {src.ref} WHERE {qi(spec.data.label)} IS NOT NULL ORDER BY 1 LIMIT 20")["v"].tolist()
+    if spec.data.positive_class in values:
+        spec.data.positive_class = st.selectbox("Positive class", values, index=values.index(spec.data.positive_class), key="positive")
+
+reasons = {r.name: r.reason for r in s.suggestion.roles} if s.suggestion else {}
+rows = pd.DataFrame(feature_rows(spec, s.ws.table(spec.data.table).columns, reasons))
+edited = st.data_editor(rows, hide_index=True, key="columns_editor", disabled=["column", "reason"], column_config={
+    "role": st.column_config.SelectboxColumn(options=list(ROLES), required=True),
+    "encoding": st.column_config.SelectboxColumn(options=["vocab", "hash", "standardize", "bucketize"]),
+    "embedding_dim": st.column_config.NumberColumn(min_value=0, max_value=256, step=1),
+    "wide": st.column_config.CheckboxColumn("also in wide")})
+spec = s.spec = apply_rows(spec, edited.to_dict("records"))
+
+st.subheader("Wide crosses")
+if s.suggestion and s.suggestion.crosses:
+    cand = pd.DataFrame([{"cross": " x ".join(c.columns), "gain (nats/row)": round(c.score, 5), "cardinality": c.cardinality,
+                          "unseen share": round(c.unseen_share, 4)} for c in s.suggestion.crosses])
+    st.dataframe(cand, hide_index=True)
+    pick = st.selectbox("Suggested cross", cand["cross"], key="cross_pick")
+    if st.button("Add suggested cross", key="add_suggested"):
+        spec = s.spec = add_cross(spec, pick.split(" x "))
+custom = st.multiselect("Custom cross (2-3 feature columns)", spec.feature_names(), max_selections=3, key="custom_cross")
+if st.button("Add custom cross", key="add_custom"):
+    if len(custom) < 2:
+        st.error("Pick 2 or 3 columns for a cross.")
+    else:
+        spec = s.spec = add_cross(spec, custom)
+st.write("In the spec: " + (", ".join(" x ".join(x.columns) for x in spec.features.crosses) or "no crosses"))
+if spec.features.crosses and st.button("Remove all crosses", key="clear_crosses"):
+    spec.features.crosses = []
+
+problems = validate(spec, s.ws.table(spec.data.table))
+for p in problems:
+    st.error(str(p))
+
+st.subheader("Model")
+distinct = {r.name: r.distinct for r in s.suggestion.roles} if s.suggestion else {}
+summary = summarize(spec, distinct)
+st.graphviz_chart(diagram_dot(summary))
+st.caption(f"≈ {summary.wide_params:,} wide weights · ≈ {summary.deep_params:,} deep parameters")
+st.download_button("Download spec JSON", spec.to_json(), "spec.json", "application/json", on_click="ignore", key="dl_spec")

@@ -1,0 +1,101 @@
+"""Train: the training knobs, a background run with live charts, cancel, and the list of runs."""
+
+import copy
+
+import streamlit as st
+from state import registry, session
+
+from studio_core.charts import loss_chart, metric_chart, step_chart
+from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, WIDE_OPTIMIZERS
+from studio_core.validate import validate
+
+s = session()
+st.title("Train")
+if s.spec is None:
+    st.info("Set up features on the Features page first.")
+    st.stop()
+
+spec = copy.deepcopy(s.spec)
+t, m = spec.train, spec.model
+with st.form("train_form"):
+    c1, c2, c3 = st.columns(3)
+    t.epochs = c1.number_input("Epochs", 1, 1000, t.epochs, key="epochs")
+    t.batch_size = c2.number_input("Batch size", 1, 1 << 20, t.batch_size, key="batch_size")
+    t.deep_lr = c3.number_input("Deep learning rate", 1e-6, 10.0, t.deep_lr, format="%.5f", key="deep_lr")
+    c1, c2, c3 = st.columns(3)
+    m.wide = c1.checkbox("Wide part", m.wide, key="use_wide")
+    m.deep = c2.checkbox("Deep part", m.deep, key="use_deep")
+    m.attention = c3.checkbox("Self-attention over fields", m.attention, key="attention")
+    with st.expander("Advanced"):
+        a1, a2, a3 = st.columns(3)
+        hidden = a1.text_input("Hidden units", ", ".join(map(str, m.hidden_units)), key="hidden")
+        m.dropout = a2.number_input("Dropout", 0.0, 0.95, m.dropout, key="dropout")
+        m.wide_l1 = a3.number_input("Wide L1", 0.0, 10.0, m.wide_l1, format="%.4f", key="wide_l1")
+        t.wide_lr = a1.number_input("Wide learning rate", 1e-6, 10.0, t.wide_lr, format="%.4f", key="wide_lr")
+        t.deep_optimizer = a2.selectbox("Deep optimiser", DEEP_OPTIMIZERS, DEEP_OPTIMIZERS.index(t.deep_optimizer), key="deep_opt")
+        t.wide_optimizer = a3.selectbox("Wide optimiser", WIDE_OPTIMIZERS, WIDE_OPTIMIZERS.index(t.wide_optimizer), key="wide_opt")
+        t.warmup_steps = a1.number_input("Warm-up steps", 0, 100000, t.warmup_steps, key="warmup")
+        t.grad_clip = a2.number_input("Gradient clip (0 = off)", 0.0, 1000.0, t.grad_clip, key="clip")
+        t.early_stopping_patience = a3.number_input("Early-stopping patience", 0, 100, t.early_stopping_patience, key="patience")
+        t.seed = a1.number_input("Seed", 0, 2**31 - 1, t.seed, key="seed")
+        t.device = a2.selectbox("Device", DEVICES, DEVICES.index(t.device), key="device")
+    start = st.form_submit_button("Start training", type="primary")
+
+if start:
+    try:
+        m.hidden_units = [int(x) for x in hidden.replace(" ", "").split(",") if x]
+    except ValueError:
+        st.error("Hidden units: write whole numbers separated by commas, e.g. 256, 128")
+        st.stop()
+    problems = validate(spec, s.ws.source(spec.data.table, spec.data.sql))
+    if problems:
+        st.error("Fix these before training:\n\n" + "\n".join(f"- {p}" for p in problems))
+    else:
+        s.spec = spec
+        job_id = registry().submit(s.owner, spec, s.ws)
+        s.job_ids.append(job_id)
+        s.selected_job = job_id
+
+jobs = [j for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
+if not jobs:
+    st.stop()
+labels = {j.id: f"run {n + 1} · {j.snapshot().status}" for n, j in enumerate(jobs)}
+s.selected_job = st.radio("Runs", list(labels), index=list(labels).index(s.selected_job) if s.selected_job in labels else len(labels) - 1,
+                          format_func=labels.get, horizontal=True, key="run_pick")
+job = registry().get(s.selected_job, s.owner)
+
+
+@st.fragment(run_every=1.0 if job.snapshot().active else None)
+def live() -> None:
+    snap = job.snapshot()
+    last = snap.last
+    if snap.active:
+        frac = (last.step / max(last.total_steps, 1)) if last else 0.0
+        text = f"epoch {last.epoch}/{last.epochs} · {last.rows_per_s:,.0f} rows/s · ETA {last.eta_s:.0f}s" if last else "preparing data…"
+        st.progress(min(frac, 1.0), text=text)
+        if st.button("Cancel", key="cancel"):
+            job.cancel()
+    elif snap.status == "failed":
+        st.error(f"Training failed: {snap.error}")
+    elif snap.status == "cancelled":
+        st.warning("Training was cancelled.")
+    else:
+        m = snap.metrics
+        main = "auc" if m.get("task") == "binary" else "rmse"
+        st.success(f"Done on {m.get('device')}: best epoch {m.get('best_epoch')}, validation {main.upper()} {m.get(main, float('nan')):.4f}, "
+                   f"{m.get('train_rows_per_s', 0):,.0f} rows/s")
+    c1, c2 = st.columns(2)
+    if snap.epochs:
+        c1.altair_chart(loss_chart(snap.epochs), width="stretch")
+        metric = "auc" if "auc" in snap.epochs[0].val else "rmse"
+        c2.altair_chart(metric_chart(snap.epochs, metric), width="stretch")
+    if snap.steps:
+        st.altair_chart(step_chart(snap.steps), width="stretch")
+    if not snap.active and s.polling == job.id:  # finished while we watched: one full rerun stops polling
+        s.polling = ""
+        st.rerun(scope="app")
+    if snap.active:
+        s.polling = job.id
+
+
+live()

@@ -1,0 +1,65 @@
+"""The studio's one session object and the process-wide resources it points to.
+
+Everything a page needs lives in one typed ``StudioSession`` under one ``session_state`` key.
+Workspaces and the job registry live in ``st.cache_resource`` (outside any session), keyed by an
+unguessable owner token kept in the URL, so a browser refresh re-attaches to the same tables
+and runs, and another session cannot reach them without the token.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from studio_core.jobs import JobRegistry
+from studio_core.spec import Spec
+from studio_core.suggest import Suggestion
+from studio_core.workspace import Workspace
+
+KEY = "studio"
+RUNS_ROOT = Path(os.environ.get("WDSTUDIO_RUNS", "runs/studio"))
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+@dataclass
+class StudioSession:
+    owner: str
+    ws: Workspace
+    table: str = ""
+    spec: Spec | None = None
+    suggestion: Suggestion | None = None
+    job_ids: list[str] = field(default_factory=list)
+    selected_job: str = ""
+    polling: str = ""  # the job whose live view is polling
+
+
+@st.cache_resource
+def registry() -> JobRegistry:
+    return JobRegistry(RUNS_ROOT)
+
+
+@st.cache_resource
+def _workspaces() -> tuple[dict[str, StudioSession], threading.Lock]:
+    return {}, threading.Lock()
+
+
+def session() -> StudioSession:
+    """This browser session's state, re-attached after a refresh through ``?s=<token>``."""
+    current = st.session_state.get(KEY)
+    if current is not None:
+        return current
+    sessions, lock = _workspaces()
+    token = st.query_params.get("s", "")
+    with lock:
+        found = sessions.get(token) if token else None
+        if found is None:
+            token = secrets.token_hex(16)
+            found = sessions[token] = StudioSession(token, Workspace(threads=1))
+    st.query_params["s"] = token
+    st.session_state[KEY] = found
+    return found

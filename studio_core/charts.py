@@ -1,0 +1,78 @@
+"""Altair chart builders shared by the studio and by reports (no Streamlit here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import pandas as pd
+
+from .trainer import Progress
+
+
+def epoch_frame(epochs: Sequence[Progress]) -> pd.DataFrame:
+    rows = []
+    for p in epochs:
+        rows.append({"epoch": p.epoch, "series": "train loss", "value": p.train_loss})
+        if "loss" in p.val:
+            rows.append({"epoch": p.epoch, "series": "validation loss", "value": p.val["loss"]})
+    return pd.DataFrame(rows, columns=["epoch", "series", "value"])
+
+
+def loss_chart(epochs: Sequence[Progress]) -> alt.Chart:
+    return alt.Chart(epoch_frame(epochs), title="Loss per epoch").mark_line(point=True).encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y("value:Q", title="loss", scale=alt.Scale(zero=False)),
+        color=alt.Color("series:N", title=None), tooltip=["epoch", "series", alt.Tooltip("value:Q", format=".4f")])
+
+
+def metric_chart(epochs: Sequence[Progress], metric: str) -> alt.Chart:
+    df = pd.DataFrame({"epoch": [p.epoch for p in epochs], metric: [p.val.get(metric) for p in epochs]})
+    return alt.Chart(df, title=f"Validation {metric.upper()}").mark_line(point=True, color="#2a9d8f").encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False)),
+        tooltip=["epoch", alt.Tooltip(f"{metric}:Q", format=".4f")])
+
+
+def step_chart(steps: Sequence[tuple[int, float]]) -> alt.Chart:
+    df = pd.DataFrame(steps, columns=["step", "smoothed loss"])
+    return alt.Chart(df, title="Training loss per step (smoothed)").mark_line(color="#e76f51").encode(
+        x="step:Q", y=alt.Y("smoothed loss:Q", scale=alt.Scale(zero=False)))
+
+
+def column_chart(values: pd.DataFrame, name: str, numeric: bool) -> alt.Chart:
+    """A small histogram (numeric) or top-values bar chart of one column."""
+    if numeric:
+        return alt.Chart(values).mark_bar(color="#457b9d").encode(
+            x=alt.X(f"{name}:Q", bin=alt.Bin(maxbins=30), title=name), y=alt.Y("count():Q", title="rows")).properties(height=160)
+    return alt.Chart(values).mark_bar(color="#457b9d").encode(
+        x=alt.X("rows:Q"), y=alt.Y("value:N", sort="-x", title=name)).properties(height=160)
+
+
+def roc_chart(df: pd.DataFrame, auc: float) -> alt.Chart:
+    line = alt.Chart(df, title=f"ROC (AUC {auc:.4f})").mark_line().encode(x="false_positive_rate:Q", y="true_positive_rate:Q")
+    diag = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(x="x", y="y")
+    return line + diag
+
+
+def pr_chart(df: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(df, title="Precision-recall").mark_line(color="#8338ec").encode(x="recall:Q", y="precision:Q")
+
+
+def calibration_chart(df: pd.DataFrame) -> alt.Chart:
+    pts = alt.Chart(df, title="Calibration").mark_line(point=True).encode(
+        x=alt.X("predicted:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("observed:Q", scale=alt.Scale(domain=[0, 1])), tooltip=["rows"])
+    diag = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(x="x", y="y")
+    return pts + diag
+
+
+def scatter_chart(actual, predicted) -> alt.Chart:
+    df = pd.DataFrame({"actual": actual, "predicted": predicted}).sample(n=min(len(actual), 5000), random_state=0)
+    return alt.Chart(df, title="Predicted vs actual").mark_circle(opacity=0.4).encode(x="actual:Q", y="predicted:Q")
+
+
+def weights_chart(df: pd.DataFrame, top: int = 15) -> alt.Chart:
+    """The strongest positive and negative wide weights."""
+    pick = pd.concat([df.head(top), df.tail(top)]).drop_duplicates()
+    pick = pick.assign(label=pick.feature + " = " + pick.value.astype(str))
+    return alt.Chart(pick, title="Wide weights: what pushes the score up or down").mark_bar().encode(
+        x=alt.X("weight:Q"), y=alt.Y("label:N", sort="-x", title=None),
+        color=alt.condition("datum.weight > 0", alt.value("#2a9d8f"), alt.value("#e63946")), tooltip=["feature", "value", "weight", "count"])

@@ -1,0 +1,116 @@
+"""Spec edits the studio makes: column rows <-> features, and a model summary for the diagram."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from .encoders import embedding_dim_for
+from .spec import CategoricalFeature, CrossFeature, NumericFeature, Spec
+
+ROLES = ("numeric", "categorical", "ignored")
+
+
+def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> list[dict[str, Any]]:
+    """One editable row per column (the label excluded)."""
+    num = {f.name: f for f in spec.features.numeric}
+    cat = {f.name: f for f in spec.features.categorical}
+    rows = []
+    for c in columns:
+        if c == spec.data.label:
+            continue
+        if c in num:
+            f = num[c]
+            rows.append({"column": c, "role": "numeric", "encoding": f.transform, "embedding_dim": embedding_dim_for(f.buckets + 1), "wide": f.wide, "reason": reasons.get(c, "")})
+        elif c in cat:
+            f = cat[c]
+            rows.append({"column": c, "role": "categorical", "encoding": f.encoding, "embedding_dim": f.embedding_dim, "wide": f.wide, "reason": reasons.get(c, "")})
+        else:
+            rows.append({"column": c, "role": "ignored", "encoding": "", "embedding_dim": 0, "wide": False, "reason": reasons.get(c, "")})
+    return rows
+
+
+def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
+    """A new spec whose features follow the edited rows; settings of unchanged columns are kept."""
+    out = copy.deepcopy(spec)
+    num = {f.name: f for f in spec.features.numeric}
+    cat = {f.name: f for f in spec.features.categorical}
+    numeric, categorical = [], []
+    for r in rows:
+        name, role = r["column"], r.get("role") or "ignored"
+        if role == "numeric":
+            f = copy.deepcopy(num.get(name, NumericFeature(name, buckets=32, embed=True)))
+            f.transform = r.get("encoding") if r.get("encoding") in ("standardize", "bucketize") else f.transform
+            f.wide = bool(r.get("wide"))
+            numeric.append(f)
+        elif role == "categorical":
+            f = copy.deepcopy(cat.get(name, CategoricalFeature(name)))
+            f.encoding = r.get("encoding") if r.get("encoding") in ("vocab", "hash") else f.encoding
+            f.embedding_dim = int(r.get("embedding_dim") or f.embedding_dim)
+            f.wide = bool(r.get("wide"))
+            categorical.append(f)
+    out.features.numeric, out.features.categorical = numeric, categorical
+    names = {f.name for f in numeric} | {f.name for f in categorical}
+    out.features.crosses = [x for x in spec.features.crosses if set(x.columns) <= names]
+    return out
+
+
+def add_cross(spec: Spec, columns: list[str], buckets: int = 4096) -> Spec:
+    out = copy.deepcopy(spec)
+    if sorted(columns) not in [sorted(x.columns) for x in out.features.crosses]:
+        out.features.crosses.append(CrossFeature(list(columns), "hash", buckets))
+    return out
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    wide_inputs: list[str]
+    wide_params: int
+    embeddings: list[tuple[str, int, int]]  # (field, ids, dim)
+    numeric_inputs: int
+    mlp: list[int]
+    attention: bool
+    deep_params: int
+
+
+def summarize(spec: Spec, distinct: dict[str, int]) -> ModelSummary:
+    """Approximate sizes before fitting (ids from distinct counts), for the live diagram."""
+    f, m = spec.features, spec.model
+    ids = {c.name: (c.hash_buckets if c.encoding == "hash" else distinct.get(c.name, 1)) + 1 for c in f.categorical}
+    ids |= {n.name: n.buckets + 1 for n in f.numeric}
+    wide = [c.name for c in f.categorical if c.wide] + [f"{n.name} (bucket)" for n in f.numeric if n.wide] + [" x ".join(x.columns) for x in f.crosses]
+    wide_params = sum(ids[c.name] for c in f.categorical if c.wide) + sum(ids[n.name] for n in f.numeric if n.wide) + sum(x.hash_buckets + 1 for x in f.crosses)
+    emb = [(c.name, ids[c.name], c.embedding_dim) for c in f.categorical if c.deep]
+    emb += [(n.name, ids[n.name], embedding_dim_for(ids[n.name])) for n in f.numeric if n.transform == "bucketize" or n.embed]
+    n_num = sum(1 for n in f.numeric if n.transform == "standardize")
+    width = (len(emb) + n_num) * m.attention_dim if m.attention else sum(d for _, _, d in emb) + n_num
+    deep = sum(i * d for _, i, d in emb)
+    for u in m.hidden_units:
+        deep += width * u + u
+        width = u
+    deep += width + 1
+    return ModelSummary(wide if m.wide else [], wide_params if m.wide else 0, emb if m.deep else [], n_num, list(m.hidden_units), m.attention, deep if m.deep else 0)
+
+
+def diagram_dot(s: ModelSummary) -> str:
+    """Graphviz DOT of the model: wide inputs -> linear; embeddings + numerics -> [attention] -> MLP."""
+    lines = ["digraph G {", "rankdir=LR; node [shape=box, style=rounded, fontsize=10];"]
+    lines.append('out [label="output\\n(sum of logits)", shape=ellipse];')
+    if s.wide_inputs:
+        lines.append(f'wide [label="wide: sparse linear\\n{len(s.wide_inputs)} fields, {s.wide_params:,} weights"];')
+        lines.append('wide -> out;')
+        for i, w in enumerate(s.wide_inputs[:12]):
+            lines.append(f'w{i} [label="{w.replace(chr(34), "")}", shape=plaintext]; w{i} -> wide;')
+    if s.embeddings or s.numeric_inputs:
+        lines.append(f'emb [label="embeddings\\n{len(s.embeddings)} fields + {s.numeric_inputs} numeric"];')
+        prev = "emb"
+        if s.attention:
+            lines.append('att [label="self-attention"]; emb -> att;')
+            prev = "att"
+        for i, u in enumerate(s.mlp):
+            lines.append(f'h{i} [label="dense {u}"]; {prev} -> h{i};')
+            prev = f"h{i}"
+        lines.append(f'deep [label="deep logit\\n{s.deep_params:,} parameters"]; {prev} -> deep; deep -> out;')
+    lines.append("}")
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""The studio's pages, driven with Streamlit's AppTest (real Streamlit, DuckDB and torch)."""
+
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "studio.py")
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    yield at
+    st.cache_resource.clear()
+
+
+def studio(at):
+    return at.session_state["studio"]
+
+
+def load_sample(at, name="adult.csv"):
+    at.selectbox(key="sample_name").set_value(name)
+    at.button(key="load_sample").click().run()
+    assert not at.exception
+
+
+def test_happy_path_sample_to_export(app):
+    at = app
+    load_sample(at)
+    assert "adult" in studio(at).ws.tables() and at.dataframe
+    at.switch_page("pages/features.py").run()
+    at.selectbox(key="feat_label").set_value("income")
+    at.button(key="suggest").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert studio(at).spec.data.label == "income" and at.get("graphviz_chart")
+    at.switch_page("pages/train.py").run()
+    at.number_input(key="epochs").set_value(1)
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        at.run()
+        job = studio(at).selected_job
+        from state import registry
+
+        if not registry().get(job, studio(at).owner).snapshot().active:
+            break
+        time.sleep(0.3)
+    at.run()
+    assert not at.exception
+    assert at.success and "validation AUC" in at.success[0].value
+    assert len(at.get("vega_lite_chart")) >= 2
+    at.switch_page("pages/inspect.py").run()
+    assert not at.exception and not at.error
+    assert len(at.get("vega_lite_chart")) >= 4  # ROC, PR, calibration, weights
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    from studio_core.inspect import run_zip
+
+    snap_dir = next(j.snapshot().run_dir for j in [registry().get(studio(at).selected_job, studio(at).owner)])
+    names = zipfile.ZipFile(io.BytesIO(run_zip(snap_dir))).namelist()
+    assert {n.split("/")[-1] for n in names} == {"spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json"}
+
+
+def test_bad_sql_shows_error_and_keeps_data(app):
+    at = app
+    load_sample(at)
+    at.text_area(key="sql_text").set_value("SELECT nope FROM adult")
+    at.button(key="run_sql").click().run()
+    assert at.error and "SQL error" in at.error[0].value and not at.exception
+    assert "adult" in studio(at).ws.tables()
+
+
+def test_invalid_spec_edit_is_reported(app):
+    at = app
+    load_sample(at)
+    at.switch_page("pages/features.py").run()
+    at.selectbox(key="feat_label").set_value("income")
+    at.button(key="suggest").click().run()
+    studio(at).spec.model.wide = False
+    studio(at).spec.model.deep = False
+    at.run()
+    assert any("model" in e.value for e in at.error) and not at.exception
+
+
+def test_pages_before_data_explain_what_to_do(app):
+    at = app
+    for page in ("pages/features.py", "pages/train.py", "pages/inspect.py", "pages/export.py"):
+        at.switch_page(page).run()
+        assert not at.exception and at.info, page
