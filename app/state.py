@@ -52,6 +52,8 @@ def session() -> StudioSession:
     """This browser session's state, re-attached after a refresh through ``?s=<token>``."""
     current = st.session_state.get(KEY)
     if current is not None:
+        if st.query_params.get("s") != current.owner:
+            st.query_params["s"] = current.owner  # page switches drop query params; keep the token
         return current
     sessions, lock = _workspaces()
     token = st.query_params.get("s", "")

@@ -10,7 +10,7 @@ s = session()
 st.title("Export")
 done = [d for d in (j.snapshot() for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None) if d.status == "done"]
 if not done:
-    st.info("Train a model on the Train page first.")
+    st.info("Runs still training appear here when they finish." if s.job_ids else "Train a model on the Train page first.")
     st.stop()
 names = {d.id: f"run {n + 1}" for n, d in enumerate(done)}
 pick = st.selectbox("Run", list(names), index=len(names) - 1, format_func=names.get, key="export_run")

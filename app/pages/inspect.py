@@ -13,7 +13,7 @@ st.title("Inspect")
 done = [j.snapshot() for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
 done = [d for d in done if d.status == "done"]
 if not done:
-    st.info("Train a model on the Train page first.")
+    st.info("Runs still training appear here when they finish." if s.job_ids else "Train a model on the Train page first.")
     st.stop()
 
 names = {d.id: f"run {n + 1} · {d.metrics.get('auc', d.metrics.get('rmse', 0)):.4f}" for n, d in enumerate(done)}

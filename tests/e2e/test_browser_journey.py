@@ -1,0 +1,109 @@
+"""The main journey in a real headless Chromium: sample -> features -> train -> chart -> download."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("WDSTUDIO_REQUIRE_BROWSER"):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "WDSTUDIO_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "studio.py"), "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + (proc.stdout.read() if proc.stdout else ""))
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def no_exception(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
+
+
+def test_sample_to_trained_model_and_download(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.goto(server)
+        page.get_by_role("button", name="Load sample").click()
+        expect(page.get_by_text(re.compile(r"Loaded\s+adult"))).to_be_visible(timeout=60_000)
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "1-data.png"), full_page=True)
+
+        page.get_by_role("link", name="Features").click()
+        page.get_by_role("button", name="Suggest features").click()
+        expect(page.get_by_text("Task: binary")).to_be_visible(timeout=60_000)
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "2-features.png"), full_page=True)
+
+        page.get_by_role("link", name="Train").click()
+        epochs = page.get_by_label("Epochs")
+        epochs.fill("2")
+        epochs.press("Tab")
+        page.get_by_role("button", name="Start training").click()
+        expect(page.get_by_text(re.compile(r"^Done on .* validation AUC"))).to_be_visible(timeout=180_000)
+        expect(page.locator(".vega-embed").first).to_be_visible(timeout=30_000)
+        assert page.locator(".vega-embed").count() >= 2
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "3-train.png"), full_page=True)
+
+        print("URL before inspect", page.url)
+        page.get_by_role("link", name="Inspect").click()
+        page.wait_for_timeout(3000)
+        print("URL after inspect", page.url)
+        page.screenshot(path=str(ARTIFACTS / "4-inspect-debug.png"), full_page=True)
+        expect(page.get_by_text("Wide weights").first).to_be_visible(timeout=60_000)
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "4-inspect.png"), full_page=True)
+
+        page.get_by_role("link", name="Export").click()
+        with page.expect_download(timeout=60_000) as info:
+            page.get_by_role("button", name="Download run (zip)").click()
+        target = tmp_path / "run.zip"
+        info.value.save_as(target)
+        names = {n.split("/")[-1] for n in zipfile.ZipFile(target).namelist()}
+        assert {"spec.json", "model.pt", "metrics.json"} <= names
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "5-export.png"), full_page=True)
+        browser.close()
