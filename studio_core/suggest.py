@@ -4,7 +4,9 @@
   regression for a numeric label with more values.
 * Column roles: numeric, categorical, or ignored with the reason (the label, constant, all
   missing, unique id, leakage suspected: the column alone scores validation AUC/R² >= 0.99).
-* Embedding sizes: ``embedding_dim_for`` = round(1.6 * n_ids^0.56), clipped to [2, 64].
+* Embedding sizes: ``embedding_dim_for`` = round(1.6 * n_ids^0.56), clipped to [2, 64].  A
+  categorical with fewer than 50 training rows per value (user or item ids) goes to the wide
+  part only: the linear model memorises it, where an embedding would overfit the deep part.
 * Wide crosses ranked by their *held-out interaction gain*: the validation log-loss (binary; or
   squared error, regression) saved per row by a smoothed target encoding of the combination,
   fitted on the training split, over the additive combination of its columns' own encodings
@@ -28,7 +30,8 @@ from .split import Split, make_split, source_sql
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
 from .workspace import Workspace
 
-MAX_VOCAB = 10_000  # more distinct values than this -> hashing
+MAX_VOCAB = 10_000
+MIN_ROWS_PER_VALUE_DEEP = 50  # sparser categoricals (user/item ids) go to the wide part only  # more distinct values than this -> hashing
 SMALL_INT_DISTINCT = 32  # integer columns with at most this many values are categorical
 ID_SHARE = 0.9  # text columns with distinct/non-null above this are id-like
 LEAK_SCORE = 0.99
@@ -243,7 +246,12 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
             hashed = r.distinct > MAX_VOCAB
             n_ids = min(r.distinct, 1 << 20) + 1
             buckets = int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(r.distinct))))))
-            categorical.append(CategoricalFeature(r.name, "hash" if hashed else "vocab", 1, buckets, embedding_dim_for(n_ids), True, True))
+            rows_per_value = split.n_train * (1 - r.null_share) / max(r.distinct, 1)
+            deep = rows_per_value >= MIN_ROWS_PER_VALUE_DEEP  # too few rows per value: memorise in wide, don't embed
+            categorical.append(CategoricalFeature(r.name, "hash" if hashed else "vocab", 1, buckets, embedding_dim_for(n_ids), deep, True))
+            if not deep:
+                final_roles[-1] = ColumnRole(r.name, r.role, f"{r.reason}; wide only ({rows_per_value:.0f} rows per value: too few to learn an embedding)",
+                                             r.distinct, r.null_share, infos[r.name])
 
     feats = [r.name for r in final_roles if r.role in ("numeric", "categorical")]
     pool = sorted(feats, key=lambda c: -infos.get(c, 0))[:CROSS_POOL]
