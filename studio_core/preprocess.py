@@ -274,9 +274,4 @@ def check_columns(prep: Preprocessor, columns: set[str]) -> list[str]:
     return [c for c in wanted if c not in columns]
 
 
-def require_rows(n: int, what: str) -> None:
-    if n == 0:
-        raise StudioError(f"{what} has no rows with a label; load data with labelled rows")
-
-
 __all__ = ["Preprocessor", "Encoded", "Layout", "Source", "text_expr", "number_expr", "fold_codes", "check_columns"]

@@ -53,3 +53,12 @@ def test_unknown_table_names_what_exists(synthetic_csv):
     ws.load(synthetic_csv)
     with pytest.raises(StudioError, match="synthetic"):
         ws.table("nope")
+
+
+def test_register_frame_copies_a_dataframe_and_cleans_inf():
+    import pandas as pd
+
+    ws = Workspace()
+    ws.register_frame("rows", pd.DataFrame({"a": [1.0, float("inf"), 3.0], "b": ["x", "y", None]}))
+    assert ws.table("rows").n_rows() == 3
+    assert ws.con.execute("SELECT count(a), count(b) FROM rows").fetchall()[0] == (2, 2)
