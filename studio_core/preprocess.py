@@ -26,7 +26,6 @@ from .encoders import (
     hash_text,
     text_codes,
 )
-from .errors import StudioError
 from .spec import FeatureSpec
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
 
