@@ -59,6 +59,9 @@ def session() -> StudioSession:
     token = st.query_params.get("s", "")
     with lock:
         found = sessions.get(token) if token else None
+        if found is None and token and len(token) == 32 and token.isalnum():
+            # unknown token, e.g. after a server restart: its finished runs are read back from disk
+            found = sessions[token] = StudioSession(token, Workspace(threads=1), job_ids=registry().restore(token))
         if found is None:
             token = secrets.token_hex(16)
             found = sessions[token] = StudioSession(token, Workspace(threads=1))

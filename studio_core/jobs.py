@@ -118,6 +118,49 @@ class JobRegistry:
             job = self._jobs.get(job_id)
         return job if job is not None and secrets.compare_digest(job.owner, owner) else None
 
+    def restore(self, owner: str) -> list[str]:
+        """Re-list the owner's finished runs from disk (after a server restart), oldest first."""
+        from .runs import RUN_FILES
+
+        folder = self.runs_root / owner
+        found = sorted((d for d in folder.glob("*") if d.is_dir() and all((d / f).is_file() for f in RUN_FILES)),
+                       key=lambda d: (d / "metrics.json").stat().st_mtime) if folder.is_dir() else []
+        ids = []
+        with self._lock:
+            for d in found:
+                if d.name not in self._jobs:
+                    self._jobs[d.name] = FinishedJob(d.name, owner, d)
+                ids.append(d.name)
+        return ids
+
     def owned(self, owner: str) -> list[TrainingJob]:
         with self._lock:
             return [j for j in self._jobs.values() if j.owner == owner]
+
+
+class FinishedJob(TrainingJob):
+    """A run found on disk: no thread, its history replayed as epoch records."""
+
+    def __init__(self, job_id: str, owner: str, run_dir: Path):
+        import json
+        from types import MappingProxyType
+
+        self.id, self.owner, self.run_dir = job_id, owner, run_dir
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        n = len(history)
+        self._epochs = [Progress("epoch", h["epoch"], n, h["step"], history[-1]["step"], h["train_loss"],
+                                 MappingProxyType({k[4:]: v for k, v in h.items() if k.startswith("val_") and v is not None}),
+                                 tuple(h.get("lrs", ())), h.get("rows_per_s", 0.0), 0.0, h.get("elapsed_s", 0.0)) for h in history]
+        self._steps, self._last = [], self._epochs[-1] if self._epochs else None
+        self._status, self._error, self._metrics = "done", "", metrics
+        mtime = (run_dir / "metrics.json").stat().st_mtime
+        self._started, self._finished = mtime, mtime
+
+    def start(self) -> FinishedJob:
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        return None

@@ -96,3 +96,23 @@ def test_pages_before_data_explain_what_to_do(app):
     for page in ("pages/features.py", "pages/train.py", "pages/inspect.py", "pages/export.py"):
         at.switch_page(page).run()
         assert not at.exception and at.info, page
+
+
+def test_server_restart_reads_finished_runs_back(tmp_path, monkeypatch, small_spec):
+    from studio_core import pipeline
+
+    ws, spec = small_spec
+    token = "ab" * 16
+    pipeline.train(spec, ws, tmp_path / "runs" / token / ("cd" * 16))
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    st.cache_resource.clear()  # a fresh server process
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["s"] = token
+    at.run()
+    at.switch_page("pages/export.py").run()
+    assert not at.exception and at.selectbox(key="export_run").options == ["run 1"]
+    other = AppTest.from_file(APP, default_timeout=120)
+    other.run()
+    other.switch_page("pages/export.py").run()
+    assert other.info and not other.selectbox  # another session cannot see it
+    st.cache_resource.clear()

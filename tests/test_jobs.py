@@ -41,3 +41,16 @@ def test_cancel_and_failure_are_reported_not_raised(small_spec, tmp_path):
     bad = reg.get(reg.submit("a", spec, ws), "a")
     snap = wait(bad)
     assert snap.status == "failed" and "nope" in snap.error
+
+
+def test_finished_runs_are_read_back_after_a_restart(small_spec, tmp_path):
+    ws, spec = small_spec
+    first = JobRegistry(tmp_path)
+    job_id = first.submit("owner1", spec, ws)
+    done = wait(first.get(job_id, "owner1"))
+    restarted = JobRegistry(tmp_path)  # a new process: nothing in memory
+    assert restarted.restore("owner1") == [job_id] and restarted.restore("someone") == []
+    snap = restarted.get(job_id, "owner1").snapshot()
+    assert snap.status == "done" and snap.metrics == load_run(done.run_dir).metrics
+    assert [p.val["auc"] for p in snap.epochs] == [p.val["auc"] for p in done.epochs]
+    assert restarted.get(job_id, "intruder") is None
