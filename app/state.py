@@ -16,13 +16,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from studio_core.jobs import JobRegistry
+from studio_core.jobs import JobRegistry, JobSnapshot
 from studio_core.spec import Spec
 from studio_core.suggest import Suggestion
 from studio_core.workspace import Workspace
 
 KEY = "studio"
-RUNS_ROOT = Path(os.environ.get("WDSTUDIO_RUNS", "runs/studio"))
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 
 
@@ -40,7 +39,7 @@ class StudioSession:
 
 @st.cache_resource
 def registry() -> JobRegistry:
-    return JobRegistry(RUNS_ROOT)
+    return JobRegistry(Path(os.environ.get("WDSTUDIO_RUNS", "runs/studio")))
 
 
 @st.cache_resource
@@ -68,3 +67,21 @@ def session() -> StudioSession:
     st.query_params["s"] = token
     st.session_state[KEY] = found
     return found
+
+
+def pick_finished_run(s: StudioSession, key: str) -> JobSnapshot:
+    """A selectbox of this session's finished runs (latest first chosen); stops the page with a
+    hint when there is none yet."""
+    snaps = [j.snapshot() for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
+    done = [d for d in snaps if d.status == "done"]
+    if not done:
+        st.info("Runs still training appear here when they finish." if s.job_ids else "Train a model on the Train page first.")
+        st.stop()
+
+    def label(d: JobSnapshot) -> str:
+        metric = "auc" if d.metrics.get("task") == "binary" else "rmse"
+        return f"run {s.job_ids.index(d.id) + 1} · {metric.upper()} {d.metrics.get(metric, float('nan')):.4f}"
+
+    names = {d.id: label(d) for d in done}
+    pick = st.selectbox("Run", list(names), index=len(names) - 1, format_func=names.get, key=key)
+    return next(d for d in done if d.id == pick)

@@ -110,7 +110,7 @@ def test_server_restart_reads_finished_runs_back(tmp_path, monkeypatch, small_sp
     at.query_params["s"] = token
     at.run()
     at.switch_page("pages/export.py").run()
-    assert not at.exception and at.selectbox(key="export_run").options == ["run 1"]
+    assert not at.exception and [o.split(" · ")[0] for o in at.selectbox(key="export_run").options] == ["run 1"]
     other = AppTest.from_file(APP, default_timeout=120)
     other.run()
     other.switch_page("pages/export.py").run()

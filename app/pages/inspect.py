@@ -1,7 +1,7 @@
 """Inspect: metrics, curves and the wide weights of a finished run."""
 
 import streamlit as st
-from state import registry, session
+from state import pick_finished_run, session
 
 from studio_core import charts
 from studio_core.errors import StudioError
@@ -10,15 +10,7 @@ from studio_core.runs import load_run
 
 s = session()
 st.title("Inspect")
-done = [j.snapshot() for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
-done = [d for d in done if d.status == "done"]
-if not done:
-    st.info("Runs still training appear here when they finish." if s.job_ids else "Train a model on the Train page first.")
-    st.stop()
-
-names = {d.id: f"run {n + 1} · {d.metrics.get('auc', d.metrics.get('rmse', 0)):.4f}" for n, d in enumerate(done)}
-pick = st.selectbox("Run", list(names), index=len(names) - 1, format_func=names.get, key="inspect_run")
-snap = next(d for d in done if d.id == pick)
+snap = pick_finished_run(s, "inspect_run")
 run = load_run(snap.run_dir)
 m = run.metrics
 keys = ["auc", "logloss", "accuracy"] if m["task"] == "binary" else ["rmse", "mae", "r2"]
