@@ -111,8 +111,22 @@ def test_server_restart_reads_finished_runs_back(tmp_path, monkeypatch, small_sp
     at.run()
     at.switch_page("pages/export.py").run()
     assert not at.exception and [o.split(" · ")[0] for o in at.selectbox(key="export_run").options] == ["run 1"]
+    at.switch_page("pages/inspect.py").run()  # its data is gone with the old server: say what to do
+    assert not at.exception and at.error and "load table 'synthetic' first" in at.error[0].value
     other = AppTest.from_file(APP, default_timeout=120)
     other.run()
     other.switch_page("pages/export.py").run()
     assert other.info and not other.selectbox  # another session cannot see it
     st.cache_resource.clear()
+
+
+def test_train_form_rejects_bad_hidden_units(app):
+    at = app
+    load_sample(at)
+    at.switch_page("pages/features.py").run()
+    at.button(key="suggest").click().run()
+    at.switch_page("pages/train.py").run()
+    at.text_input(key="hidden").set_value("256, lots")
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert at.error and "Hidden units" in at.error[0].value and not at.exception
+    assert studio(at).job_ids == []
