@@ -24,7 +24,18 @@ Run: ``.venv/bin/python bench/studio_figures.py``  (debug: ``--rows 20000 --mb 5
 
 from __future__ import annotations
 
-import argparse, contextlib, os, re, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request  # noqa: E401
+import argparse  # noqa: E401
+import contextlib
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +125,12 @@ def no_exception(page, where: str) -> None:
         print(f"  !! {where}: {n} error element(s) on the page:", page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").first.inner_text()[:500])
 
 
+def idle(page, timeout: float = 600_000) -> None:
+    """Wait until no script run is in progress (clicking earlier races two runs on one DuckDB connection)."""
+    page.wait_for_function("document.querySelector(\"[data-testid='stApp']\")?.getAttribute('data-test-script-state') === 'notRunning'",
+                           polling=50, timeout=timeout)
+
+
 def upload_and_load(page, path: Path) -> tuple[float, float]:
     t0 = time.perf_counter()
     page.locator("input[type=file]").first.set_input_files(str(path))
@@ -130,12 +147,15 @@ def fig_train(browser, url: str) -> None:
     page.goto(url)
     page.get_by_role("button", name="Load sample").click()
     expect(page.get_by_text(re.compile(r"Loaded\s+`?adult"))).to_be_visible(timeout=120_000)
+    idle(page)
     page.get_by_role("link", name="Features").click()
     page.get_by_role("button", name="Suggest features").click()
     expect(page.get_by_text("Task: binary")).to_be_visible(timeout=120_000)
+    idle(page)
     page.get_by_role("link", name="Train").click()
     button = page.get_by_role("button", name="Start training")
     button.wait_for(timeout=60_000)
+    idle(page)
     epochs = page.get_by_label("Epochs").input_value()
     t0 = time.perf_counter()
     button.click()
