@@ -151,7 +151,9 @@ class Workspace:
         return LoadResult(name, table.n_rows(), len(table.columns), tuple(warnings))
 
     def _load_csv(self, path: Path, name: str) -> list[str]:
-        if os.path.getsize(path) == 0 or not path.read_bytes()[:65536].strip():
+        with path.open("rb") as fh:
+            head = fh.read(65536)
+        if os.path.getsize(path) == 0 or not head.strip():
             raise StudioError(f"{path.name}: the file is empty; upload a CSV with a header row and data rows")
         if _looks_binary(path):
             raise StudioError(f"{path.name}: this is not a text CSV file (binary bytes found); upload a CSV or Parquet file")

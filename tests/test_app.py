@@ -36,6 +36,8 @@ def test_happy_path_sample_to_export(app):
     at = app
     load_sample(at)
     assert "adult" in studio(at).ws.tables() and at.dataframe
+    at.toggle(key="show_profile").set_value(True).run()
+    assert len(at.get("vega_lite_chart")) == 15 and not at.exception  # one small chart per column
     at.switch_page("pages/features.py").run()
     at.selectbox(key="feat_label").set_value("income")
     at.button(key="suggest").click().run()

@@ -19,20 +19,18 @@ left, right = st.columns([2, 1])
 with left:
     files = st.file_uploader("Upload CSV or Parquet files", type=["csv", "tsv", "txt", "parquet"], accept_multiple_files=True, key="uploads")
     if files and st.button("Load uploaded files", key="load_uploads", type="primary"):
-        spool = Path(tempfile.mkdtemp(prefix=f"wd-{s.owner[:8]}-"))
-        for f in files:
-            path = spool / (table_name_for(f.name) + Path(f.name).suffix.lower())
-            with path.open("wb") as out:
-                shutil.copyfileobj(f, out)  # spooled to disk once; DuckDB reads the file
-            try:
-                res = s.ws.load(path)
-                st.success(f"Loaded {f.name} as table `{res.table}`: {res.rows:,} rows, {res.columns} columns")
-                for w in res.warnings:
-                    st.warning(w)
-            except StudioError as exc:
-                st.error(str(exc))
-            finally:
-                path.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix="wd-upload-") as spool:
+            for f in files:
+                path = Path(spool) / (table_name_for(f.name) + Path(f.name).suffix.lower())
+                with path.open("wb") as out:
+                    shutil.copyfileobj(f, out)  # spooled to disk once; DuckDB reads the file
+                try:
+                    res = s.ws.load(path)
+                    st.success(f"Loaded {f.name} as table `{res.table}`: {res.rows:,} rows, {res.columns} columns")
+                    for w in res.warnings:
+                        st.warning(w)
+                except StudioError as exc:
+                    st.error(str(exc))
 with right:
     sample = st.selectbox("Or a bundled sample", ["adult.csv", "clicklog.csv"], key="sample_name")
     if st.button("Load sample", key="load_sample"):
@@ -51,7 +49,7 @@ s.table = table
 st.caption("First 50 rows")
 st.dataframe(s.ws.run_sql(f"SELECT * FROM {qi(table)}", limit=50), hide_index=True)
 
-with st.expander("Column profile", expanded=False):
+if st.toggle("Column profile", key="show_profile"):  # computed only when shown: SQL over every column
     for col in s.ws.profile(table):
         c1, c2 = st.columns([1, 2])
         c1.markdown(f"**{col.name}** · `{col.type}`  \nmissing {col.null_share:.1%} · {col.distinct:,} distinct")
