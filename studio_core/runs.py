@@ -111,7 +111,7 @@ def load_run(path: str | Path) -> Run:
         model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
         history = [json.loads(line) for line in (path / "history.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # a damaged or foreign file (torch's safe loader raises its own error types)
         raise StudioError(f"{path}: the run directory is damaged ({str(exc).splitlines()[0][:200]}); train it again") from None
     model.eval()
     return Run(path, spec, prep, model, metrics, history)

@@ -132,3 +132,30 @@ def test_train_form_rejects_bad_hidden_units(app):
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert at.error and "Hidden units" in at.error[0].value and not at.exception
     assert studio(at).job_ids == []
+
+
+def test_damaged_run_directory_is_reported_on_export(tmp_path, monkeypatch, small_spec):
+    from studio_core import pipeline
+
+    ws, spec = small_spec
+    token = "ef" * 16
+    out = pipeline.train(spec, ws, tmp_path / "runs" / token / ("01" * 16))
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["s"] = token
+    at.run()
+    (out.run_dir / "model.pt").write_bytes(b"not a state dict")
+    at.switch_page("pages/export.py").run()
+    assert not at.exception and at.error and "damaged" in at.error[0].value
+    st.cache_resource.clear()
+
+
+def test_refresh_reattaches_to_the_same_tables(app):
+    at = app
+    load_sample(at)
+    token = studio(at).owner
+    again = AppTest.from_file(APP, default_timeout=120)  # a browser refresh: new session, same URL
+    again.query_params["s"] = token
+    again.run()
+    assert studio(again) is studio(at) and "adult" in studio(again).ws.tables()

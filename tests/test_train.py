@@ -122,3 +122,13 @@ def test_wide_l1_makes_wide_weights_sparse(small_spec):
     sparse = pipeline.train(spec, ws).model.wide.weight
     used = dense != 0  # ids that occur in training (unused hash buckets stay 0 either way)
     assert ((sparse == 0) & used).sum() > 0.3 * used.sum()
+
+
+def test_damaged_weights_file_gives_a_clear_error(small_spec, tmp_path):
+    from studio_core.errors import StudioError
+
+    ws, spec = small_spec
+    out = pipeline.train(spec, ws, tmp_path / "run")
+    (out.run_dir / "model.pt").write_bytes(b"\x80\x04not a state dict")
+    with pytest.raises(StudioError, match="damaged"):
+        load_run(out.run_dir)

@@ -11,7 +11,11 @@ from studio_core.runs import load_run
 s = session()
 st.title("Inspect")
 snap = pick_finished_run(s, "inspect_run")
-run = load_run(snap.run_dir)
+try:
+    run = load_run(snap.run_dir)
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
 m = run.metrics
 keys = ["auc", "logloss", "accuracy"] if m["task"] == "binary" else ["rmse", "mae", "r2"]
 for col, k in zip(st.columns(len(keys) + 2), keys + ["best_epoch", "train_rows_per_s"]):
