@@ -76,3 +76,9 @@ def weights_chart(df: pd.DataFrame, top: int = 15) -> alt.Chart:
     return alt.Chart(pick, title="Wide weights: what pushes the score up or down").mark_bar().encode(
         x=alt.X("weight:Q"), y=alt.Y("label:N", sort="-x", title=None),
         color=alt.condition("datum.weight > 0", alt.value("#2a9d8f"), alt.value("#e63946")), tooltip=["feature", "value", "weight", "count"])
+
+
+def residual_chart(actual, predicted) -> alt.Chart:
+    df = pd.DataFrame({"residual": pd.Series(predicted) - pd.Series(actual)})
+    return alt.Chart(df, title="Residuals (predicted - actual)").mark_bar(color="#457b9d").encode(
+        x=alt.X("residual:Q", bin=alt.Bin(maxbins=40)), y=alt.Y("count():Q", title="rows"))

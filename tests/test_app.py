@@ -159,3 +159,30 @@ def test_refresh_reattaches_to_the_same_tables(app):
     again.query_params["s"] = token
     again.run()
     assert studio(again) is studio(at) and "adult" in studio(again).ws.tables()
+
+
+def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatch):
+    from conftest import write_synthetic
+
+    from studio_core import pipeline
+    from studio_core.spec import DataSpec
+    from studio_core.suggest import suggest
+    from studio_core.workspace import Workspace
+
+    csv = write_synthetic(tmp_path / "reg.csv", label="regression")
+    ws = Workspace()
+    ws.load(csv)
+    spec = suggest(ws, DataSpec(table="reg", label="target")).spec
+    spec.train.epochs = 2
+    token = "12" * 16
+    pipeline.train(spec, ws, tmp_path / "runs" / token / ("34" * 16))
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["s"] = token
+    at.run()
+    studio(at).ws.load(csv)
+    at.switch_page("pages/inspect.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.get("vega_lite_chart")) >= 3  # scatter, residuals, wide weights
+    st.cache_resource.clear()

@@ -35,7 +35,9 @@ if h.task == "binary":
     cm = confusion(h, threshold)
     st.table({"predicted positive": [cm["tp"], cm["fp"]], "predicted negative": [cm["fn"], cm["tn"]]} | {"": ["actual positive", "actual negative"]})
 else:
-    st.altair_chart(charts.scatter_chart(h.y, h.pred), width="stretch")
+    c1, c2 = st.columns(2)
+    c1.altair_chart(charts.scatter_chart(h.y, h.pred), width="stretch")
+    c2.altair_chart(charts.residual_chart(h.y, h.pred), width="stretch")
 
 st.subheader("Wide weights")
 weights = wide_weights(run)

@@ -6,6 +6,7 @@ import streamlit as st
 from state import registry, session
 
 from studio_core.charts import loss_chart, metric_chart, step_chart
+from studio_core.pipeline import resolve_device
 from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, WIDE_OPTIMIZERS
 from studio_core.validate import validate
 
@@ -71,7 +72,9 @@ def live() -> None:
     last = snap.last
     if snap.active:
         frac = (last.step / max(last.total_steps, 1)) if last else 0.0
-        text = f"epoch {last.epoch}/{last.epochs} · {last.rows_per_s:,.0f} rows/s · ETA {last.eta_s:.0f}s" if last else "preparing data…"
+        device = job.spec.train.device
+        where = (resolve_device(device) if device == "auto" else device).upper()
+        text = f"{where} · epoch {last.epoch}/{last.epochs} · {last.rows_per_s:,.0f} rows/s · ETA {last.eta_s:.0f}s" if last else f"{where} · preparing data…"
         st.progress(min(frac, 1.0), text=text)
         if st.button("Cancel", key="cancel"):
             job.cancel()
