@@ -16,7 +16,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from studio_core.errors import StudioError
 from studio_core.jobs import JobRegistry, JobSnapshot
+from studio_core.runs import Run, load_run
 from studio_core.spec import Spec
 from studio_core.suggest import Suggestion
 from studio_core.workspace import Workspace
@@ -69,9 +71,9 @@ def session() -> StudioSession:
     return found
 
 
-def pick_finished_run(s: StudioSession, key: str) -> JobSnapshot:
-    """A selectbox of this session's finished runs (latest first chosen); stops the page with a
-    hint when there is none yet."""
+def pick_finished_run(s: StudioSession, key: str) -> tuple[JobSnapshot, Run]:
+    """A selectbox of this session's finished runs (latest first chosen) and the loaded run;
+    stops the page with a hint when there is none yet, or with the error when it is damaged."""
     snaps = [j.snapshot() for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
     done = [d for d in snaps if d.status == "done"]
     if not done:
@@ -84,4 +86,9 @@ def pick_finished_run(s: StudioSession, key: str) -> JobSnapshot:
 
     names = {d.id: label(d) for d in done}
     pick = st.selectbox("Run", list(names), index=len(names) - 1, format_func=names.get, key=key)
-    return next(d for d in done if d.id == pick)
+    snap = next(d for d in done if d.id == pick)
+    try:
+        return snap, load_run(snap.run_dir)
+    except StudioError as exc:
+        st.error(str(exc))
+        st.stop()

@@ -3,18 +3,11 @@
 import streamlit as st
 from state import pick_finished_run, session
 
-from studio_core.errors import StudioError
 from studio_core.inspect import run_zip
-from studio_core.runs import load_run
 
 s = session()
 st.title("Export")
-snap = pick_finished_run(s, "export_run")
-try:
-    run = load_run(snap.run_dir)
-except StudioError as exc:
-    st.error(str(exc))
-    st.stop()
+snap, run = pick_finished_run(s, "export_run")
 st.download_button("Download run (zip)", lambda: run_zip(snap.run_dir), f"widedeep-run-{snap.id[:8]}.zip", "application/zip",
                    on_click="ignore", type="primary", key="dl_run")
 st.download_button("Download spec JSON", run.spec.to_json(), "spec.json", "application/json", on_click="ignore", key="dl_run_spec")

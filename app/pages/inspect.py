@@ -6,16 +6,10 @@ from state import pick_finished_run, session
 from studio_core import charts
 from studio_core.errors import StudioError
 from studio_core.inspect import calibration_frame, confusion, holdout, pr_frame, roc_frame, wide_weights
-from studio_core.runs import load_run
 
 s = session()
 st.title("Inspect")
-snap = pick_finished_run(s, "inspect_run")
-try:
-    run = load_run(snap.run_dir)
-except StudioError as exc:
-    st.error(str(exc))
-    st.stop()
+snap, run = pick_finished_run(s, "inspect_run")
 m = run.metrics
 keys = ["auc", "logloss", "accuracy"] if m["task"] == "binary" else ["rmse", "mae", "r2"]
 for col, k in zip(st.columns(len(keys) + 2), keys + ["best_epoch", "train_rows_per_s"]):
