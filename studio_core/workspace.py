@@ -235,7 +235,19 @@ class Workspace:
         return Table(self.con, "query", list(rel.columns), {c: str(t) for c, t in zip(rel.columns, rel.types)}, sql)
 
     def run_sql(self, sql: str, save_as: str | None = None, limit: int | None = None) -> Any:
-        """Run a query; return a DataFrame (``limit`` rows at most) or save it as a table."""
+        """Run one SELECT; return a DataFrame (``limit`` rows at most) or save it as a table.
+
+        Anything but a single SELECT (DROP, COPY, INSTALL, several statements…) is refused before
+        it runs, so a query box can read the user's tables but never change or lose them.
+        """
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise StudioError(f"SQL error: {_one_line(exc)}; fix the query") from None
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            kinds = ", ".join(str(st.type).rsplit(".", 1)[-1] for st in statements) or "nothing"
+            raise StudioError(f"only one SELECT query can run here (got {kinds}); write a single SELECT, and save its result as a table if needed")
+        sql = sql.strip().rstrip(";")
         try:
             rel = self.con.sql(sql)
             if rel is None:

@@ -62,3 +62,12 @@ def test_register_frame_copies_a_dataframe_and_cleans_inf():
     ws.register_frame("rows", pd.DataFrame({"a": [1.0, float("inf"), 3.0], "b": ["x", "y", None]}))
     assert ws.table("rows").n_rows() == 3
     assert ws.con.execute("SELECT count(a), count(b) FROM rows").fetchall()[0] == (2, 2)
+
+
+@pytest.mark.parametrize("sql", ["DROP TABLE synthetic", "SELECT 1; DROP TABLE synthetic", "COPY synthetic TO '/tmp/x.csv'", "INSTALL httpfs", ""])
+def test_query_box_runs_only_a_single_select(synthetic_csv, sql):
+    ws = Workspace()
+    ws.load(synthetic_csv)
+    with pytest.raises(StudioError, match="SELECT"):
+        ws.run_sql(sql)
+    assert ws.table("synthetic").n_rows() == 1200
