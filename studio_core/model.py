@@ -9,16 +9,21 @@ The output is one logit (binary) or one value (regression): wide + deep.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from .preprocess import Layout
 from .spec import ModelSpec
 
+SPARSE_WIDE_MIN = 200_000
+
 
 class FastDropout(nn.Module):
-    """Inverted dropout from one uniform draw.  On CPU, ``nn.Dropout``'s Bernoulli sampling took
-    a quarter of a training step here (1024x256: 3.2 ms against 1.1 ms for this)."""
+    """Inverted dropout with a cheaper mask.  On CPU, ``nn.Dropout``'s Bernoulli sampling took a
+    quarter of a training step here; the mask now comes from NumPy's PCG64 random bytes (16-bit
+    thresholds, seeded from torch's generator so ``torch.manual_seed`` still fixes it).  On
+    other devices torch's own uniform draw is used."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -27,7 +32,12 @@ class FastDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.empty_like(x).uniform_() >= self.p
+        if x.device.type == "cpu":
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+            bits = np.frombuffer(np.random.default_rng(seed).bytes(2 * x.numel()), dtype=np.uint16).reshape(x.shape)
+            keep = torch.from_numpy(bits >= round(self.p * 65536))
+        else:
+            keep = torch.empty_like(x).uniform_() >= self.p
         return x * keep / (1.0 - self.p)
 
 
@@ -49,13 +59,14 @@ class FieldAttention(nn.Module):
 class WideDeep(nn.Module):
     """Wide (sparse linear) + deep (embeddings -> [attention] -> MLP), outputs summed."""
 
-    def __init__(self, layout: Layout, spec: ModelSpec):
+    def __init__(self, layout: Layout, spec: ModelSpec, sparse_wide: bool = False):
         super().__init__()
         self.use_wide = bool(spec.wide and layout.wide_dim)
         self.use_deep = bool(spec.deep and (layout.deep_fields or layout.numeric_inputs))
         self.bias = nn.Parameter(torch.zeros(1))
         if self.use_wide:
-            self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=True)
+            # sparse gradients pay off for big id spaces; below that, coalescing them costs more
+            self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=layout.wide_dim > SPARSE_WIDE_MIN or sparse_wide)
             nn.init.zeros_(self.wide.weight)
         if self.use_deep:
             self.embeddings = nn.ModuleList(nn.Embedding(n, d) for n, d in zip(layout.deep_cardinalities, layout.deep_embedding_dims))

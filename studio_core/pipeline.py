@@ -116,7 +116,7 @@ def train(
     if monitor == "auc" and len(np.unique(val_enc.y)) < 2:
         monitor = "logloss"
     torch.manual_seed(t.seed)
-    model = WideDeep(prep.layout(), spec.model).to(device)
+    model = WideDeep(prep.layout(), spec.model, sparse_wide=t.wide_optimizer == "sparse_adam").to(device)
     optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
     loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
     config = TrainerConfig(t.epochs, t.batch_size, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
