@@ -1,6 +1,7 @@
 """The studio's pages, driven with Streamlit's AppTest (real Streamlit, DuckDB and torch)."""
 
 import io
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -186,3 +187,18 @@ def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatc
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(at.get("vega_lite_chart")) >= 3  # scatter, residuals, wide weights
     st.cache_resource.clear()
+
+
+def test_uploads_bad_file_shows_error_and_keeps_loaded_tables(app):
+    at = app
+    load_sample(at)
+    spools_before = set(Path(tempfile.gettempdir()).glob("wd-upload-*"))
+    at.file_uploader(key="uploads").set_value([("Shop Sales.csv", b"sku,amount\na,1.5\nb,2\n", "text/csv"),
+                                               ("broken.csv", b"\x00\x01\x02binary\xff" * 50, "text/csv")])
+    at.run()
+    at.button(key="load_uploads").click().run()
+    assert not at.exception
+    assert any("Loaded Shop Sales.csv as table `shop_sales`" in m.value for m in at.success)
+    assert at.error and "broken.csv" in at.error[0].value and "not a text CSV" in at.error[0].value
+    assert {"adult", "shop_sales"} <= set(studio(at).ws.tables())
+    assert set(Path(tempfile.gettempdir()).glob("wd-upload-*")) == spools_before  # the spool folder is gone
