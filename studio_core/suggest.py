@@ -10,7 +10,7 @@
 * Wide crosses ranked by their *held-out interaction gain*: the validation log-loss (binary; or
   squared error, regression) saved per row by a smoothed target encoding of the combination,
   fitted on the training split, over the additive combination of its columns' own encodings
-  (``holdout_gain``).  Measured out of sample, so high-cardinality crosses that merely memorise
+  (``cross_gain``).  Measured out of sample, so high-cardinality crosses that merely memorise
   the training rows score about zero.  Each candidate carries its cardinality and the share of
   validation rows whose combination was unseen in training.
 """
@@ -55,7 +55,7 @@ class ColumnRole:
 @dataclass(frozen=True)
 class CrossCandidate:
     columns: tuple[str, ...]
-    score: float  # held-out loss reduction per row beyond the columns alone (see holdout_gain)
+    score: float  # held-out loss reduction per row beyond the columns alone (see cross_gain)
     cardinality: int
     unseen_share: float
 
@@ -91,13 +91,13 @@ def _single(tr: pd.DataFrame, va: pd.DataFrame, key: str, p0: float, m: float) -
     return va[key].map((g.s + m * p0) / (g.n + m)).fillna(p0).to_numpy(dtype=float)
 
 
-def holdout_gain(con, train: str, val: str, exprs: list[str], task: str, cross: bool = False, m: float = SMOOTHING) -> float:
-    """Validation loss reduction per row from target-encoding ``exprs`` on the training rows.
+def cross_gain(con, train: str, val: str, exprs: list[str], task: str, m: float = SMOOTHING) -> float:
+    """Validation loss reduction per row of a cross beyond its columns, fitted on training rows.
 
-    Single column: baseline is the global mean.  Cross (``cross=True``): the baseline is the
-    additive combination of the columns' own encodings (on the logit scale for binary), and
-    each cell's mean is shrunk towards it with ``m`` pseudo-rows -- so a cross scores only for
-    what it predicts *beyond its parts*, out of sample; rare or unseen cells score nothing.
+    The baseline is the better of (a) the additive combination of the columns' own smoothed
+    encodings (on the logit scale for binary) and (b) each column alone; each cell's mean is
+    shrunk towards (a) with ``m`` pseudo-rows -- so a cross scores only for what it predicts
+    *beyond its parts*, out of sample; rare or unseen cells score nothing.
     """
     tr, va = _cells(con, train, exprs), _cells(con, val, exprs)
     if tr.empty or va.empty:
@@ -116,17 +116,13 @@ def holdout_gain(con, train: str, val: str, exprs: list[str], task: str, cross: 
         return inv(z)
 
     n, s, s2 = va.n.to_numpy(), va.s.to_numpy(), va.s2.to_numpy()
-    if cross:
-        base = parts(va)
-        tr = tr.assign(p=(tr.s + m * parts(tr)) / (tr.n + m))
-        merged = va.merge(tr[keys + ["p"]], on=keys, how="left")
-        pred = merged.p.fillna(pd.Series(base, index=merged.index)).to_numpy(dtype=float)
-        # redundant columns (education / education_num) make the additive baseline double-count:
-        # the baseline is the best of the additive model and each column alone
-        base_loss = min([_loss(task, base, n, s, s2)] + [_loss(task, _single(tr, va, k, p0, m), n, s, s2) for k in keys])
-    else:
-        pred = _single(tr, va, keys[0], p0, m)
-        base_loss = _loss(task, np.full(len(va), p0), n, s, s2)
+    base = parts(va)
+    tr = tr.assign(p=(tr.s + m * parts(tr)) / (tr.n + m))
+    merged = va.merge(tr[keys + ["p"]], on=keys, how="left")
+    pred = merged.p.fillna(pd.Series(base, index=merged.index)).to_numpy(dtype=float)
+    # redundant columns (education / education_num) make the additive baseline double-count:
+    # the baseline is the best of the additive model and each column alone
+    base_loss = min([_loss(task, base, n, s, s2)] + [_loss(task, _single(tr, va, k, p0, m), n, s, s2) for k in keys])
     gain = (base_loss - _loss(task, pred, n, s, s2)) / n.sum()
     if task == "regression":
         var = s2.sum() / n.sum() - (s.sum() / n.sum()) ** 2
@@ -134,11 +130,12 @@ def holdout_gain(con, train: str, val: str, exprs: list[str], task: str, cross: 
     return float(gain)
 
 
-def _label_info(ws: Workspace, src: str, label: str, label_type: str) -> tuple[list[str], int]:
+def _label_values(ws: Workspace, src: str, label: str, label_type: str) -> list[str]:
+    """The label's distinct values as text, rarest first."""
     from .preprocess import text_expr
 
     rows = ws.con.sql(f"SELECT {text_expr(label, label_type)} v, count(*) n FROM {src} WHERE {qi(label)} IS NOT NULL GROUP BY 1 ORDER BY 2, 1").fetchall()
-    return [r[0] for r in rows], sum(r[1] for r in rows)
+    return [r[0] for r in rows]
 
 
 def choose_task(values: list[str], numeric: bool, label: str) -> tuple[str, str, str]:
@@ -176,11 +173,11 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
 
     con = ws.con
     src = source_sql(data)
-    types = dict(zip(con.sql(f"SELECT * FROM {src} LIMIT 0").columns, map(str, con.sql(f"SELECT * FROM {src} LIMIT 0").types)))
+    types = ws.source(data.table, data.sql).types
     if data.label not in types:
         raise StudioError(f"label column {data.label!r} does not exist; choose one of: {', '.join(list(types)[:20])}")
     label_numeric = is_numeric_type(types[data.label])
-    values, _ = _label_info(ws, src, data.label, types[data.label])
+    values = _label_values(ws, src, data.label, types[data.label])
     task, positive, task_reason = choose_task(values, label_numeric, data.label)
     if data.task == "binary" and task == "binary" and data.positive_class in values:
         positive = data.positive_class
@@ -260,7 +257,7 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
         groups += list(itertools.combinations(pool[:TRIPLE_POOL], 3))
     scored = []
     for group in groups:
-        gain = holdout_gain(con, labelled, labelled_val, [comp_expr[c] for c in group], task, cross=True)
+        gain = cross_gain(con, labelled, labelled_val, [comp_expr[c] for c in group], task)
         card = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(comp_expr[c] for c in group)} FROM {train})").fetchall()[0][0]
         scored.append((gain, group, int(card)))
     scored.sort(key=lambda s: -s[0])
