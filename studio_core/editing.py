@@ -12,6 +12,11 @@ from .spec import CategoricalFeature, CrossFeature, NumericFeature, Spec
 ROLES = ("numeric", "categorical", "ignored")
 
 
+def _numeric_dim(f: NumericFeature) -> int:
+    """A numeric column's bucket-embedding size: its own, or the rule's (buckets + missing)."""
+    return int(f.embedding_dim) or embedding_dim_for(f.buckets + 2)
+
+
 def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> list[dict[str, Any]]:
     """One editable row per column (the label excluded)."""
     num = {f.name: f for f in spec.features.numeric}
@@ -22,7 +27,7 @@ def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> lis
             continue
         if c in num:
             f = num[c]
-            rows.append({"column": c, "role": "numeric", "encoding": f.transform, "embedding_dim": embedding_dim_for(f.buckets + 1), "wide": f.wide, "reason": reasons.get(c, "")})
+            rows.append({"column": c, "role": "numeric", "encoding": f.transform, "embedding_dim": _numeric_dim(f), "wide": f.wide, "reason": reasons.get(c, "")})
         elif c in cat:
             f = cat[c]
             rows.append({"column": c, "role": "categorical", "encoding": f.encoding, "embedding_dim": f.embedding_dim, "wide": f.wide, "reason": reasons.get(c, "")})
@@ -43,6 +48,8 @@ def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
             f = copy.deepcopy(num.get(name, NumericFeature(name, buckets=32, embed=True)))
             f.transform = r.get("encoding") if r.get("encoding") in ("standardize", "bucketize") else f.transform
             f.wide = bool(r.get("wide"))
+            if r.get("embedding_dim") and int(r["embedding_dim"]) != _numeric_dim(f):
+                f.embedding_dim = int(r["embedding_dim"])
             numeric.append(f)
         elif role == "categorical":
             f = copy.deepcopy(cat.get(name, CategoricalFeature(name)))
@@ -82,7 +89,7 @@ def summarize(spec: Spec, distinct: dict[str, int]) -> ModelSummary:
     wide = [c.name for c in f.categorical if c.wide] + [f"{n.name} (bucket)" for n in f.numeric if n.wide] + [" x ".join(x.columns) for x in f.crosses]
     wide_params = sum(ids[c.name] for c in f.categorical if c.wide) + sum(ids[n.name] for n in f.numeric if n.wide) + sum(x.hash_buckets + 1 for x in f.crosses)
     emb = [(c.name, ids[c.name], c.embedding_dim) for c in f.categorical if c.deep]
-    emb += [(n.name, ids[n.name], embedding_dim_for(ids[n.name])) for n in f.numeric if n.transform == "bucketize" or n.embed]
+    emb += [(n.name, ids[n.name], _numeric_dim(n)) for n in f.numeric if n.transform == "bucketize" or n.embed]
     n_num = sum(1 for n in f.numeric if n.transform == "standardize")
     width = (len(emb) + n_num) * m.attention_dim if m.attention else sum(d for _, _, d in emb) + n_num
     deep = sum(i * d for _, i, d in emb)

@@ -165,7 +165,7 @@ class Preprocessor:
             if n.transform == "bucketize" or n.embed:
                 deep.append(n.name if n.transform == "bucketize" else f"{n.name} (bucket)")
                 cards.append(enc[f"bkt:{n.name}"].n_ids_)
-                dims.append(embedding_dim_for(enc[f"bkt:{n.name}"].n_ids_))
+                dims.append(int(n.embedding_dim) or embedding_dim_for(enc[f"bkt:{n.name}"].n_ids_))
         numeric = []
         for n in f.numeric:
             if n.transform == "standardize":

@@ -52,6 +52,7 @@ class NumericFeature:
     buckets: int = 10  # quantile buckets (bucketize, embed, crosses and wide ids)
     embed: bool = False  # standardize: also embed the bucket id in the deep part (thresholds, tails)
     wide: bool = False  # also feed the bucket id to the wide (linear) part
+    embedding_dim: int = 0  # size of the bucket embedding; 0 = the rule round(1.6 * n^0.56)
 
 
 @dataclass

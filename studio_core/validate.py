@@ -65,6 +65,7 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
     for i, n in enumerate(f.numeric):
         _choice(p, f"features.numeric[{i}].transform", n.transform, NUMERIC_TRANSFORMS)
         _number(p, f"features.numeric[{i}].buckets", n.buckets, 2, 1000)
+        _number(p, f"features.numeric[{i}].embedding_dim", n.embedding_dim, 0, 1024)
     for i, c in enumerate(f.categorical):
         field = f"features.categorical[{i}]"
         _choice(p, f"{field}.encoding", c.encoding, CATEGORICAL_ENCODINGS)

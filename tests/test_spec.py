@@ -63,3 +63,21 @@ def test_validate_checks_label_values(tmp_path):
 def test_valid_suggested_spec_has_no_problems(small_spec):
     ws, spec = small_spec
     assert validate(spec, ws.table("synthetic")) == []
+
+
+def test_column_rows_round_trip_and_numeric_embedding_edits_take_effect(small_spec):
+    from studio_core.editing import apply_rows, feature_rows
+    from studio_core.pipeline import train
+
+    ws, spec = small_spec
+    rows = feature_rows(spec, ws.table("synthetic").columns, {})
+    assert apply_rows(spec, rows) == spec  # unchanged rows, unchanged spec
+    x1 = next(r for r in rows if r["column"] == "x1")
+    x1["embedding_dim"] = 7
+    colour = next(r for r in rows if r["column"] == "colour")
+    colour["role"] = "ignored"
+    edited = apply_rows(spec, rows)
+    assert next(f for f in edited.features.numeric if f.name == "x1").embedding_dim == 7
+    assert "colour" not in edited.feature_names() and all("colour" not in x.columns for x in edited.features.crosses)
+    layout = train(edited, ws).preprocessor.layout()
+    assert layout.deep_embedding_dims[layout.deep_fields.index("x1 (bucket)")] == 7
