@@ -165,12 +165,18 @@ class CrossEncoder:
         self.min_count = min_count
 
     def fit(self, combos: list[np.ndarray] | None = None, counts: np.ndarray | None = None) -> CrossEncoder:
-        """``combos``: component codes of each distinct training combination, with ``counts``."""
+        """``combos``: component codes of training combinations, with their row ``counts``.
+
+        Several raw combinations can share one code (numerics enter as buckets), so counts are
+        summed per code before ``min_count`` applies; the most frequent code gets id 1."""
         if self.encoding == "vocab":
             codes = fold_codes(combos) if combos else np.zeros(0, np.int64)
-            keep = counts >= self.min_count if counts is not None else np.ones(len(codes), bool)
-            order = np.argsort(-counts[keep], kind="stable") if counts is not None else slice(None)
-            self.codes_ = [int(c) for c in codes[keep][order]]
+            counts = np.ones(len(codes), np.int64) if counts is None else np.asarray(counts, np.int64)
+            uniq, inverse = np.unique(codes, return_inverse=True)
+            totals = np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
+            keep = totals >= self.min_count
+            order = np.argsort(-totals[keep], kind="stable")
+            self.codes_ = [int(c) for c in uniq[keep][order]]
             self.n_ids_ = len(self.codes_) + 1
         else:
             self.n_ids_ = int(self.buckets) + 1

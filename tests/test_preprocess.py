@@ -89,6 +89,9 @@ def test_preprocessor_state_round_trips_through_json_with_identical_outputs(synt
     assert enc.cat.shape[1] == len(layout.deep_fields) == 4  # colour, size, x1 bucket, x2 bucket
     assert enc.num.shape[1] == len(layout.numeric_inputs) == 1
     assert set(np.unique(enc.y)) <= {0.0, 1.0}
+    train_wide = prep.transform(split.train).wide
+    start = prep.wide_offsets()[-1][1]  # the vocab cross colour x x1: fitted combos are found again
+    assert (train_wide[:, -1] == start).mean() < 0.05
 
 
 def test_unseen_categories_and_missing_columns_at_serving_time(synthetic_csv):
