@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from .encoders import (
     CrossEncoder,
@@ -23,7 +24,6 @@ from .encoders import (
     encoder_from_state,
     encoder_state,
     fold_codes,
-    hash_text,
     text_codes,
 )
 from .spec import FeatureSpec
@@ -93,6 +93,10 @@ class Preprocessor:
     def _numeric_cols(self) -> set[str]:
         return {f.name for f in self.features.numeric}
 
+    def _input_columns(self) -> list[str]:
+        """Feature columns in the fixed order of ``select_sql``'s outputs (n{i} / t{i})."""
+        return sorted({f.name for f in self.features.categorical} | self._numeric_cols())
+
     def label_expr(self) -> str:
         if self.task == "binary":
             return f"CASE WHEN {self._text(self.label)} = {ql(self.positive_class)} THEN 1.0 ELSE 0.0 END"
@@ -133,12 +137,10 @@ class Preprocessor:
         return number_expr(col) if col in self._numeric_cols() else self._text(col)
 
     def _combo_codes(self, col: str, values: list[Any]) -> np.ndarray:
+        """Component codes of distinct combinations, exactly as ``transform`` computes them."""
         if col in self._numeric_cols():
-            import pyarrow as pa
-
             return self.encoders_[f"bkt:{col}"].transform(pa.array(values, pa.float64()))
-        codes = hash_text([v for v in values])
-        return np.where(np.array([v is None for v in values], dtype=bool), 0, codes)
+        return text_codes(pa.array(values, pa.string()))
 
     # ---- layout ---------------------------------------------------------------------------
     def layout(self) -> Layout:
@@ -192,8 +194,7 @@ class Preprocessor:
     def select_sql(self, relation: str, with_label: bool, available: set[str] | None = None) -> str:
         """The SELECT feeding ``transform``: one column per encoder input (NULL if absent)."""
         cols = []
-        names = sorted({f.name for f in self.features.categorical} | self._numeric_cols())
-        for i, name in enumerate(names):
+        for i, name in enumerate(self._input_columns()):
             present = available is None or name in available
             if name in self._numeric_cols():
                 cols.append(f"{number_expr(name) if present else 'CAST(NULL AS DOUBLE)'} AS n{i}")
@@ -206,8 +207,7 @@ class Preprocessor:
 
     def transform(self, source: Source, with_label: bool = True, available: set[str] | None = None) -> Encoded:
         """Encode every row of ``source`` (streamed in record batches)."""
-        names = sorted({f.name for f in self.features.categorical} | self._numeric_cols())
-        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(names)}
+        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self._input_columns())}
         reader = source.con.sql(self.select_sql(source.relation, with_label, available)).to_arrow_reader(BATCH_ROWS)
         parts = [self._encode_batch(batch, keys, with_label) for batch in reader]
         if not parts:
