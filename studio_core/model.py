@@ -19,11 +19,27 @@ from .spec import ModelSpec
 SPARSE_WIDE_MIN = 200_000
 
 
+class _ScaledMask(torch.autograd.Function):
+    """``x * mask`` whose backward reuses the saved float mask (no bool -> float promotion)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
 class FastDropout(nn.Module):
     """Inverted dropout with a cheaper mask.  On CPU, ``nn.Dropout``'s Bernoulli sampling took a
     quarter of a training step here; the mask now comes from NumPy's PCG64 random bytes (16-bit
-    thresholds, seeded from torch's generator so ``torch.manual_seed`` still fixes it).  On
-    other devices torch's own uniform draw is used."""
+    thresholds, seeded from torch's generator so ``torch.manual_seed`` still fixes it), built
+    once as ``keep / (1 - p)`` in float32 and applied by one multiply each way (585 us against
+    917 us for bool-mask-then-scale on a 1024 x 256 batch, forward + backward).  On other
+    devices torch's own uniform draw is used."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -32,13 +48,32 @@ class FastDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type == "cpu":
+        if x.device.type == "cpu" and x.dtype == torch.float32:
             seed = int(torch.randint(0, 2**62, (1,)).item())
             bits = np.frombuffer(np.random.default_rng(seed).bytes(2 * x.numel()), dtype=np.uint16).reshape(x.shape)
-            keep = torch.from_numpy(bits >= round(self.p * 65536))
-        else:
-            keep = torch.empty_like(x).uniform_() >= self.p
+            mask = torch.from_numpy((bits >= round(self.p * 65536)).astype(np.float32)).mul_(1.0 / (1.0 - self.p))
+            return _ScaledMask.apply(x, mask)
+        keep = torch.empty_like(x).uniform_() >= self.p
         return x * keep / (1.0 - self.p)
+
+
+class _BagSum(torch.autograd.Function):
+    """The wide part's ``embedding_bag(mode="sum")`` with a dense backward by ``index_add_``.
+    PyTorch's CPU backward for a dense EmbeddingBag sorts the ids first: 1.1-2.2 ms per
+    1024 x 12-id batch here, against 0.3-0.5 ms for scattering the gradient with
+    ``index_add_`` -- about a tenth of an Adult training step.  Same gradient, same forward."""
+
+    @staticmethod
+    def forward(ctx, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.rows = weight.shape[0]
+        return nn.functional.embedding_bag(ids, weight, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        (ids,) = ctx.saved_tensors
+        spread = grad.repeat_interleave(ids.shape[1], dim=0)  # row r's gradient once per id of row r
+        return None, grad.new_zeros(ctx.rows, grad.shape[1]).index_add_(0, ids.reshape(-1), spread)
 
 
 class FieldAttention(nn.Module):
@@ -95,6 +130,9 @@ class WideDeep(nn.Module):
     def wide_logit(self, wide: torch.Tensor) -> torch.Tensor:
         if not self.use_wide or wide.shape[1] == 0:
             return torch.zeros(wide.shape[0], device=wide.device)
+        w = self.wide.weight
+        if w.requires_grad and torch.is_grad_enabled() and not self.wide.sparse and w.device.type == "cpu":
+            return _BagSum.apply(wide, w).squeeze(-1)
         return self.wide(wide).squeeze(-1)
 
     def deep_logit(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:

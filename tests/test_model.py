@@ -38,3 +38,35 @@ def test_switching_a_part_off_removes_its_parameters():
     wide_only, deep_only = WideDeep(LAYOUT, ModelSpec(deep=False)), WideDeep(LAYOUT, ModelSpec(wide=False))
     assert count_parameters(wide_only)["wide"] == 50 and count_parameters(wide_only)["deep"] == 1  # the bias
     assert count_parameters(deep_only)["wide"] == 0 and count_parameters(deep_only)["deep"] > 100
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_fast_wide_backward_gives_embedding_bags_gradient(dtype):
+    """The training-time wide kernel (index_add_ backward) must equal nn.EmbeddingBag's own,
+    repeated ids in a row included."""
+    model = WideDeep(LAYOUT, ModelSpec(deep=False))
+    ids = torch.randint(0, 50, (64, 3), dtype=dtype)
+    ids[0] = 7  # the same id three times in one row
+    upstream = torch.randn(64)
+    (model.wide_logit(ids) * upstream).sum().backward()
+    reference = torch.nn.EmbeddingBag(50, 1, mode="sum")
+    (reference(ids.long()).squeeze(-1) * upstream).sum().backward()
+    torch.testing.assert_close(model.wide.weight.grad, reference.weight.grad)
+    assert model.wide.weight.grad[7].item() == pytest.approx(reference.weight.grad[7].item()) and reference.weight.grad[7].abs() > 0
+
+
+def test_fast_dropout_keeps_the_expected_share_scales_and_masks_its_gradient():
+    from studio_core.model import FastDropout
+
+    torch.manual_seed(0)
+    drop = FastDropout(0.3)
+    x = torch.ones(400, 500, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)
+    torch.manual_seed(0)
+    torch.testing.assert_close(FastDropout(0.3)(x), y)  # torch.manual_seed fixes the mask
+    assert drop.eval()(x) is x
