@@ -131,7 +131,7 @@ class WideDeep(nn.Module):
         if not self.use_wide or wide.shape[1] == 0:
             return torch.zeros(wide.shape[0], device=wide.device)
         w = self.wide.weight
-        if w.requires_grad and torch.is_grad_enabled() and not self.wide.sparse and w.device.type == "cpu":
+        if self.training and w.requires_grad and torch.is_grad_enabled() and not self.wide.sparse and w.device.type == "cpu":
             return _BagSum.apply(wide, w).squeeze(-1)
         return self.wide(wide).squeeze(-1)
 
