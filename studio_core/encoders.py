@@ -155,6 +155,15 @@ class QuantileBucketizer:
         ids = 1 + np.searchsorted(np.asarray(self.boundaries_, dtype=np.float64), x, side="left")
         return np.where(np.isnan(x), 0, ids).astype(np.int64)
 
+    def label(self, i: int) -> str:
+        """Bucket ``i`` as an interval, e.g. ``(35, 42]``; 0 is missing."""
+        if i == 0:
+            return "(missing)"
+        b = self.boundaries_
+        lo = "-inf" if i == 1 else f"{b[i - 2]:g}"
+        hi = "inf" if i - 1 >= len(b) else f"{b[i - 1]:g}"
+        return f"({lo}, {hi}]"
+
 
 class CrossEncoder:
     """Ids for a combination of component codes: hashed into buckets, or a vocabulary of codes."""

@@ -89,9 +89,7 @@ def wide_weights(run: Run) -> pd.DataFrame:
             elif vocab is not None:
                 label = str(vocab[i - 1])
             elif bounds is not None:
-                lo = "-inf" if i == 1 else f"{bounds[i - 2]:g}"
-                hi = "inf" if i - 1 >= len(bounds) else f"{bounds[i - 1]:g}"
-                label = f"({lo}, {hi}]"
+                label = enc.label(i)
             else:
                 label = f"#{i}"
             rows.append((names[key], label, float(weights[start + i]), int(counts[i - 1]) if counts is not None and i > 0 else None))

@@ -61,6 +61,41 @@ class Encoded:
         return len(self.wide)
 
 
+@dataclass
+class ColumnCodes:
+    """Per-input-column encodings of n rows, before they are assembled into model inputs.
+
+    Every array is indexed by row and belongs to exactly one input column, so rows can be mixed
+    column by column (``mix``): that is how an explanation masks a column with a background row's
+    value without re-running SQL."""
+
+    n: int
+    cat_ids: dict[str, np.ndarray]  # categorical column -> ids
+    text_codes: dict[str, np.ndarray]  # text column used in a cross -> murmur3 codes (NULL -> 0)
+    buckets: dict[str, np.ndarray]  # numeric column -> bucket ids
+    scaled: dict[str, np.ndarray]  # standardized numeric column -> (n, 1 or 2) float32
+
+    def columns(self) -> list[str]:
+        return sorted(set(self.cat_ids) | set(self.text_codes) | set(self.buckets) | set(self.scaled))
+
+    def mix(self, columns: list[str], rows: np.ndarray) -> ColumnCodes:
+        """Codes of ``len(rows)`` new rows where column ``columns[j]`` takes its codes from row
+        ``rows[:, j]`` of this set."""
+        at = {c: rows[:, j] for j, c in enumerate(columns)}
+
+        def pick(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {c: a[at[c]] for c, a in d.items()}
+
+        return ColumnCodes(len(rows), pick(self.cat_ids), pick(self.text_codes), pick(self.buckets), pick(self.scaled))
+
+    @staticmethod
+    def concat(parts: list[ColumnCodes]) -> ColumnCodes:
+        def cat(name: str) -> dict[str, np.ndarray]:
+            return {c: np.concatenate([getattr(p, name)[c] for p in parts]) for c in getattr(parts[0], name)}
+
+        return ColumnCodes(sum(p.n for p in parts), cat("cat_ids"), cat("text_codes"), cat("buckets"), cat("scaled"))
+
+
 @dataclass(frozen=True)
 class Layout:
     """What the model needs to know about its inputs (sizes only)."""
@@ -217,27 +252,49 @@ class Preprocessor:
         return Encoded(*(np.concatenate([p[i] for p in parts]) if parts[0][i] is not None else None for i in range(4)))
 
     def _encode_batch(self, batch: Any, keys: dict[str, str], with_label: bool) -> tuple:
-        n = batch.num_rows
-        col = {name: batch.column(k) for name, k in keys.items()}
-        enc, f = self.encoders_, self.features
-        cat_ids = {c.name: enc[f"cat:{c.name}"].transform(col[c.name]) for c in f.categorical}
-        buckets = {x.name: enc[f"bkt:{x.name}"].transform(col[x.name]) for x in f.numeric if f"bkt:{x.name}" in enc}
-        wide = [cat_ids[c.name] for c in f.categorical if c.wide] + [buckets[x.name] for x in f.numeric if x.wide]
-        for i, x in enumerate(f.crosses):
-            codes = [buckets[c] if c in buckets else text_codes(col[c]) for c in x.columns]
-            wide.append(enc[f"cross:{i}"].transform(codes))
-        offsets = [start for _, start, _ in self.wide_offsets()]
-        wide_arr = np.stack([w + o for w, o in zip(wide, offsets)], axis=1) if wide else np.zeros((n, 0), np.int64)
-        deep = [cat_ids[c.name] for c in f.categorical if c.deep] + [buckets[x.name] for x in f.numeric if x.transform == "bucketize" or x.embed]
-        cat_arr = np.stack(deep, axis=1) if deep else np.zeros((n, 0), np.int64)
-        nums = [enc[f"std:{x.name}"].transform(col[x.name]) for x in f.numeric if x.transform == "standardize"]
-        num_arr = np.concatenate(nums, axis=1) if nums else np.zeros((n, 0), np.float32)
+        wide, cat, num = self.assemble(self.column_codes({name: batch.column(k) for name, k in keys.items()}, batch.num_rows))
         y = None
         if with_label:
             y = batch.column("y").to_numpy(zero_copy_only=False).astype(np.float32)
             if self.task == "regression":
                 y = ((y - self.label_mean_) / self.label_std_).astype(np.float32)
-        return wide_arr.astype(np.int64), cat_arr.astype(np.int64), num_arr.astype(np.float32), y
+        return wide, cat, num, y
+
+    def column_codes(self, col: dict[str, Any], n: int) -> ColumnCodes:
+        """Stage 1 of encoding: everything that depends on one column at a time (ids, hash
+        codes, buckets, scaled values).  ``col`` maps each input column to its Arrow array as
+        ``select_sql`` gives it.  Explanations mix these per column between rows."""
+        enc, f = self.encoders_, self.features
+        crossed_text = {c for x in f.crosses for c in x.columns} - self._numeric_cols()
+        return ColumnCodes(
+            n,
+            {c.name: enc[f"cat:{c.name}"].transform(col[c.name]) for c in f.categorical},
+            {c: text_codes(col[c]) for c in sorted(crossed_text)},
+            {x.name: enc[f"bkt:{x.name}"].transform(col[x.name]) for x in f.numeric if f"bkt:{x.name}" in enc},
+            {x.name: enc[f"std:{x.name}"].transform(col[x.name]) for x in f.numeric if x.transform == "standardize"},
+        )
+
+    def assemble(self, codes: ColumnCodes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stage 2: per-column codes -> the model's (wide ids, deep ids, numeric inputs),
+        folding crosses from their components' codes."""
+        enc, f, n = self.encoders_, self.features, codes.n
+        wide = [codes.cat_ids[c.name] for c in f.categorical if c.wide] + [codes.buckets[x.name] for x in f.numeric if x.wide]
+        for i, x in enumerate(f.crosses):
+            parts = [codes.buckets[c] if c in codes.buckets else codes.text_codes[c] for c in x.columns]
+            wide.append(enc[f"cross:{i}"].transform(parts))
+        offsets = [start for _, start, _ in self.wide_offsets()]
+        wide_arr = np.stack([w + o for w, o in zip(wide, offsets)], axis=1) if wide else np.zeros((n, 0), np.int64)
+        deep = [codes.cat_ids[c.name] for c in f.categorical if c.deep] + [codes.buckets[x.name] for x in f.numeric if x.transform == "bucketize" or x.embed]
+        cat_arr = np.stack(deep, axis=1) if deep else np.zeros((n, 0), np.int64)
+        nums = [codes.scaled[x.name] for x in f.numeric if x.transform == "standardize"]
+        num_arr = np.concatenate(nums, axis=1) if nums else np.zeros((n, 0), np.float32)
+        return wide_arr.astype(np.int64), cat_arr.astype(np.int64), num_arr.astype(np.float32)
+
+    def encode_columns(self, source: Source, available: set[str] | None = None) -> ColumnCodes:
+        """Stage-1 codes of every row of ``source`` (no label), for explanations."""
+        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self._input_columns())}
+        table = source.con.sql(self.select_sql(source.relation, False, available)).to_arrow_table()
+        return self.column_codes({name: table.column(k) for name, k in keys.items()}, table.num_rows)
 
     # ---- state ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -273,4 +330,4 @@ def check_columns(prep: Preprocessor, columns: set[str]) -> list[str]:
     return [c for c in wanted if c not in columns]
 
 
-__all__ = ["Preprocessor", "Encoded", "Layout", "Source", "text_expr", "number_expr", "fold_codes", "check_columns"]
+__all__ = ["Preprocessor", "Encoded", "ColumnCodes", "Layout", "Source", "text_expr", "number_expr", "fold_codes", "check_columns"]
