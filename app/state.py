@@ -17,6 +17,7 @@ from pathlib import Path
 import streamlit as st
 
 from studio_core.errors import StudioError
+from studio_core.explain_job import ExplainJob
 from studio_core.jobs import JobRegistry, JobSnapshot
 from studio_core.runs import Run, load_run
 from studio_core.spec import Spec
@@ -37,6 +38,7 @@ class StudioSession:
     job_ids: list[str] = field(default_factory=list)
     selected_job: str = ""
     polling: str = ""  # the job whose live view is polling
+    explain_jobs: dict[str, ExplainJob] = field(default_factory=dict)  # run id -> its latest SHAP job
 
 
 @st.cache_resource

@@ -8,5 +8,6 @@ st.navigation([
     st.Page("pages/features.py", title="Features"),
     st.Page("pages/train.py", title="Train"),
     st.Page("pages/inspect.py", title="Inspect"),
+    st.Page("pages/explain.py", title="Explain"),
     st.Page("pages/export.py", title="Export"),
 ]).run()

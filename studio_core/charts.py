@@ -82,3 +82,47 @@ def residual_chart(actual, predicted) -> alt.Chart:
     df = pd.DataFrame({"residual": pd.Series(predicted) - pd.Series(actual)})
     return alt.Chart(df, title="Residuals (predicted - actual)").mark_bar(color="#457b9d").encode(
         x=alt.X("residual:Q", bin=alt.Bin(maxbins=40)), y=alt.Y("count():Q", title="rows"))
+
+
+def importance_chart(df: pd.DataFrame, output_name: str) -> alt.Chart:
+    """Global SHAP importance: mean |SHAP| per original column."""
+    return alt.Chart(df, title="Which columns move the score (mean |SHAP|)").mark_bar(color="#457b9d").encode(
+        x=alt.X("mean_abs_shap:Q", title=f"mean |SHAP| ({output_name})"), y=alt.Y("feature:N", sort="-x", title=None),
+        tooltip=["feature", alt.Tooltip("mean_abs_shap:Q", format=".4f")])
+
+
+def beeswarm_chart(long: pd.DataFrame, order: list[str], output_name: str) -> alt.Chart:
+    """One dot per (row, column): SHAP value across, coloured by the value's percentile among
+    the explained rows (grey for text columns), jittered within the column's band."""
+    return alt.Chart(long, title="Every explained row, column by column").mark_circle(size=28, opacity=0.75).encode(
+        x=alt.X("shap:Q", title=f"SHAP ({output_name})"), y=alt.Y("feature:N", sort=order, title=None),
+        yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("percentile:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[0, 1]), title="value percentile"),
+        tooltip=["row", "feature", "value", alt.Tooltip("shap:Q", format="+.4f")],
+    ).transform_calculate(jitter="random()").properties(height=max(160, 28 * len(order)))
+
+
+def waterfall_chart(df: pd.DataFrame, base: float, output: float, output_name: str, top: int = 12) -> alt.Chart:
+    """One row's SHAP values as a waterfall from the base value to its output."""
+    shown = df.head(top).copy()
+    rest = df.iloc[top:]
+    if len(rest):
+        shown.loc[len(shown)] = {"feature": f"{len(rest)} other columns", "value": "", "shap": rest.shap.sum(),
+                                 "start": rest.start.iloc[0], "end": rest.end.iloc[-1]}
+    shown["label"] = shown.feature + shown.value.map(lambda v: f" = {v}" if v else "")
+    order = list(shown.label)
+    bars = alt.Chart(shown, title=f"From the average ({base:+.3f}) to this row ({output:+.3f}), {output_name}").mark_bar().encode(
+        x=alt.X("start:Q", title=output_name, scale=alt.Scale(zero=False)), x2="end:Q", y=alt.Y("label:N", sort=order, title=None),
+        color=alt.condition("datum.shap > 0", alt.value("#2a9d8f"), alt.value("#e63946")),
+        tooltip=["feature", "value", alt.Tooltip("shap:Q", format="+.4f")])
+    rule = alt.Chart(pd.DataFrame({"x": [base]})).mark_rule(strokeDash=[4, 4], color="grey").encode(x="x:Q")
+    return bars + rule
+
+
+def split_chart(wide: float, deep: float, bias: float) -> alt.Chart:
+    """The score as wide + deep + bias."""
+    df = pd.DataFrame({"part": ["wide", "deep", "bias"], "logit": [wide, deep, bias]})
+    return alt.Chart(df, title="Wide + deep + bias").mark_bar().encode(
+        x=alt.X("logit:Q", title="contribution to the output"), y=alt.Y("part:N", sort=["wide", "deep", "bias"], title=None),
+        color=alt.Color("part:N", legend=None, scale=alt.Scale(domain=["wide", "deep", "bias"], range=["#f4a261", "#264653", "#adb5bd"])),
+        tooltip=["part", alt.Tooltip("logit:Q", format="+.4f")]).properties(height=110)

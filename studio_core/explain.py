@@ -126,51 +126,76 @@ def raw_rows(source: Source, columns: list[str]) -> pd.DataFrame:
 def explain(
     run: Run,
     rows: Source,
-    background: Source,
+    background: Source | ColumnCodes,
     max_evals: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     stop_event: threading.Event | None = None,
     chunk: int = 10,
 ) -> Explanation:
-    """SHAP values of every row of ``rows`` against the ``background`` rows.
+    """SHAP values of every row of ``rows`` against the ``background`` rows (a relation, or
+    codes already encoded by ``encode_background`` -- what-if reuses them).
 
     ``max_evals`` (masked samples per row) defaults to 10 permutations' worth; each masked sample
     is scored once per background row, so the cost is rows x max_evals x background rows."""
+    started = time.perf_counter()
+    columns = feature_columns(run)
+    codes_b = background if isinstance(background, ColumnCodes) else encode_background(run, background)
+    codes_r = run.preprocessor.encode_columns(rows, _columns_of(rows))
+    return explain_codes(run, codes_r, raw_rows(rows, columns), codes_b, max_evals, seed, progress, stop_event, chunk, started)
+
+
+def encode_background(run: Run, background: Source) -> ColumnCodes:
+    codes = run.preprocessor.encode_columns(background, _columns_of(background))
+    if codes.n == 0:
+        raise StudioError("no background rows to compare with; load the run's training data")
+    return codes
+
+
+def explain_codes(
+    run: Run,
+    codes_r: ColumnCodes,
+    data: pd.DataFrame,
+    codes_b: ColumnCodes,
+    max_evals: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    stop_event: threading.Event | None = None,
+    chunk: int = 10,
+    started: float | None = None,
+) -> Explanation:
     import shap
 
-    started = time.perf_counter()
-    prep = run.preprocessor
+    started = time.perf_counter() if started is None else started
     columns = feature_columns(run)
-    m = len(columns)
+    m, n, nb = len(columns), codes_r.n, codes_b.n
     if m == 0:
         raise StudioError("this run has no feature columns to explain")
-    available_r = _columns_of(rows)
-    available_b = _columns_of(background)
-    codes_r = prep.encode_columns(rows, available_r)
-    codes_b = prep.encode_columns(background, available_b)
-    n, nb = codes_r.n, codes_b.n
-    if nb == 0:
-        raise StudioError("no background rows to compare with; load the run's training data")
-    data = raw_rows(rows, columns)
-    pool = ColumnCodes.concat([codes_r, codes_b])
-    f = RowFunction(run, pool, columns)
+    f = RowFunction(run, ColumnCodes.concat([codes_r, codes_b]), columns)
     x = np.repeat(np.arange(n)[:, None], m, axis=1)
     bg = np.repeat(n + np.arange(nb)[:, None], m, axis=1)
-    evals = int(max_evals or 10 * (2 * m + 1))
-    evals = max(evals, 2 * m + 1)
+    evals = max(int(max_evals or 10 * (2 * m + 1)), 2 * m + 1)
     explainer = shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=nb), seed=seed)
     values = np.zeros((n, m))
     base = float(f(bg).mean())
     for start in range(0, n, chunk):
         if stop_event is not None and stop_event.is_set():
             raise Cancelled()
-        part = explainer(x[start : start + chunk], max_evals=evals, silent=True)
-        values[start : start + chunk] = part.values
+        values[start : start + chunk] = explainer(x[start : start + chunk], max_evals=evals, silent=True).values
         if progress is not None:
             progress(min(n, start + chunk), n)
     outputs = f(x) if n else np.zeros(0)
-    return Explanation(tuple(columns), values, base, outputs, data, output_name(run), time.perf_counter() - started)
+    return Explanation(tuple(columns), values, base, outputs, data.reset_index(drop=True), output_name(run), time.perf_counter() - started)
+
+
+def frame_source(frame: pd.DataFrame) -> Source:
+    """A DataFrame of raw rows as a relation in a private DuckDB connection (what-if rows, so
+    the user's workspace is not touched)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("rows", frame)
+    return Source(con, "rows")
 
 
 def _columns_of(source: Source) -> set[str]:

@@ -96,7 +96,7 @@ def test_invalid_spec_edit_is_reported(app):
 
 def test_pages_before_data_explain_what_to_do(app):
     at = app
-    for page in ("pages/features.py", "pages/train.py", "pages/inspect.py", "pages/export.py"):
+    for page in ("pages/features.py", "pages/train.py", "pages/inspect.py", "pages/explain.py", "pages/export.py"):
         at.switch_page(page).run()
         assert not at.exception and at.info, page
 
@@ -202,3 +202,64 @@ def test_uploads_bad_file_shows_error_and_keeps_loaded_tables(app):
     assert at.error and "broken.csv" in at.error[0].value and "not a text CSV" in at.error[0].value
     assert {"adult", "shop_sales"} <= set(studio(at).ws.tables())
     assert set(Path(tempfile.gettempdir()).glob("wd-upload-*")) == spools_before  # the spool folder is gone
+
+
+def _session_with_run(tmp_path, monkeypatch, small_spec, token):
+    from studio_core import pipeline
+
+    ws, spec = small_spec
+    pipeline.train(spec, ws, tmp_path / "runs" / token / ("ef" * 16))
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["s"] = token
+    at.run()
+    return at
+
+
+def _wait_for_explanation(at):
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        at.run()
+        job = next(iter(studio(at).explain_jobs.values()))
+        if not job.snapshot().active:
+            break
+        time.sleep(0.3)
+    at.run()
+
+
+def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    at = _session_with_run(tmp_path, monkeypatch, small_spec, "56" * 16)
+    studio(at).ws.load(synthetic_csv)
+    at.switch_page("pages/explain.py").run()
+    assert not at.exception and at.info  # nothing explained yet: says what the button does
+    at.number_input(key="explain_rows").set_value(20)
+    at.number_input(key="explain_background").set_value(20)
+    at.button(key="explain_start").click().run()
+    _wait_for_explanation(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.get("vega_lite_chart")) >= 4  # importance, beeswarm, waterfall, wide/deep split
+    prob = at.metric[0]
+    before = float(prob.value)
+    row = at.selectbox(key="explain_row").value
+    colour = at.selectbox(key=f"whatif_{'ef' * 16}_{row}_colour")
+    size = at.selectbox(key=f"whatif_{'ef' * 16}_{row}_size")
+    # the synthetic label jumps for red x L and drops for blue x S: move the row across
+    target = ("blue", "S") if before > 0.5 else ("red", "L")
+    colour.set_value(target[0])
+    size.set_value(target[1]).run()
+    assert not at.exception and not at.error
+    after = float(at.metric[0].value)
+    assert (after < before) if before > 0.5 else (after > before), (before, after)
+    assert "vs the row" in at.metric[0].delta
+    st.cache_resource.clear()
+
+
+def test_explain_without_the_runs_data_says_what_to_load(tmp_path, monkeypatch, small_spec):
+    at = _session_with_run(tmp_path, monkeypatch, small_spec, "78" * 16)
+    at.switch_page("pages/explain.py").run()
+    at.number_input(key="explain_rows").set_value(10)
+    at.button(key="explain_start").click().run()
+    _wait_for_explanation(at)
+    assert not at.exception and at.error and "load table 'synthetic' first" in at.error[0].value
+    st.cache_resource.clear()

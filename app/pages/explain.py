@@ -1,0 +1,90 @@
+"""Explain: SHAP per column (a background job), then one row's wide/deep split and what-if edits."""
+
+import math
+
+import streamlit as st
+from state import pick_finished_run, session
+
+from studio_core import charts
+from studio_core.errors import StudioError
+from studio_core.explain_job import ExplainJob
+from studio_core.whatif import categories, explain_row, is_numeric
+
+s = session()
+st.title("Explain")
+snap, run = pick_finished_run(s, "explain_run")
+job = s.explain_jobs.get(snap.id)
+c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
+n_rows = c1.number_input("Validation rows to explain", 10, 2000, 200, step=10, key="explain_rows")
+n_bg = c2.number_input("Background rows", 10, 500, 100, step=10, key="explain_background")
+if c3.button("Explain", type="primary", key="explain_start", disabled=job is not None and job.snapshot().active):
+    job = s.explain_jobs[snap.id] = ExplainJob(snap.id, run, s.ws.fork(), n_rows, n_bg).start()
+
+
+@st.fragment(run_every=1.0 if job is not None and job.snapshot().active else None)
+def progress() -> None:
+    e = job.snapshot()
+    if e.active:
+        st.progress(e.done / max(e.total, 1), text=f"Explaining rows: {e.done}/{e.total}")
+        if st.button("Cancel", key="explain_cancel"):
+            job.cancel()
+    elif e.status == "failed":
+        st.error(f"The explanation failed: {e.error}")
+    elif e.status == "cancelled":
+        st.warning("The explanation was cancelled.")
+    if not e.active and s.polling == e.id:
+        s.polling = ""
+        st.rerun(scope="app")
+    if e.active:
+        s.polling = e.id
+
+
+if job is None:
+    st.info("SHAP values say how much each original column moved each score away from the average. Press Explain to compute them.")
+    st.stop()
+progress()
+result = job.snapshot().result
+if result is None:
+    st.stop()
+st.caption(f"{len(result.values)} rows explained against {job.snapshot().background.n} background rows in {result.seconds:.1f} s; "
+           f"units: {result.output_name}; average output {result.base_value:+.3f}.")
+importance = result.importance()
+c1, c2 = st.columns(2)
+c1.altair_chart(charts.importance_chart(importance, result.output_name), width="stretch")
+c2.altair_chart(charts.beeswarm_chart(result.long_frame(), list(importance.feature), result.output_name), width="stretch")
+
+st.subheader("One row: its score, wide vs deep, and what if")
+labels = {i: f"row {result.data['__wd_row'].iloc[i] if '__wd_row' in result.data else i} · output {result.outputs[i]:+.3f} · "
+             + ", ".join(f"{c}={result.data[c].iloc[i]}" for c in result.columns[:4]) for i in range(len(result.values))}
+pick = st.selectbox("Row (type to search)", list(labels), format_func=labels.get, key="explain_row")
+row = {}
+grid = st.columns(4)
+for k, col in enumerate(result.columns):
+    value, box, key = result.data[col].iloc[pick], grid[k % 4], f"whatif_{snap.id}_{pick}_{col}"
+    if is_numeric(run, col):
+        number = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+        row[col] = box.number_input(col, value=number, key=key, format="%g")
+    elif (options := categories(run, col)) is not None:
+        current = "" if value is None else str(value)
+        options = [current] + [o for o in options if o != current] if current else [""] + options
+        row[col] = box.selectbox(col, options, key=key, accept_new_options=True)
+    else:
+        row[col] = box.text_input(col, "" if value is None else str(value), key=key)
+try:
+    one, parts = explain_row(run, row, job.snapshot().background)
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
+score = f"{parts.prediction:.3f}" if run.preprocessor.task == "binary" else f"{parts.prediction:,.4g}"
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("probability" if run.preprocessor.task == "binary" else "prediction", score, f"{float(one.outputs[0]) - result.outputs[pick]:+.3f} {one.output_name} vs the row")
+m2.metric("wide", f"{parts.wide:+.3f}")
+m3.metric("deep", f"{parts.deep:+.3f}")
+m4.metric("bias", f"{parts.bias:+.3f}")
+c1, c2 = st.columns(2)
+c1.altair_chart(charts.waterfall_chart(one.waterfall_frame(0), one.base_value, float(one.outputs[0]), one.output_name), width="stretch")
+with c2:
+    st.altair_chart(charts.split_chart(parts.wide, parts.deep, parts.bias), width="stretch")
+    if len(parts.wide_terms):
+        st.caption("Wide part: one weight per active value or cross")
+        st.dataframe(parts.wide_terms, hide_index=True, height=260)
