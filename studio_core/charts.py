@@ -97,7 +97,9 @@ def beeswarm_chart(long: pd.DataFrame, order: list[str], output_name: str) -> al
     return alt.Chart(long, title="Every explained row, column by column").mark_circle(size=28, opacity=0.75).encode(
         x=alt.X("shap:Q", title=f"SHAP ({output_name})"), y=alt.Y("feature:N", sort=order, title=None),
         yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("percentile:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[0, 1]), title="value percentile"),
+        color=alt.condition("isValid(datum.percentile)",  # text columns have no percentile: grey, not hidden
+                            alt.Color("percentile:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[0, 1]), title="value percentile"),
+                            alt.value("#8d99ae")),
         tooltip=["row", "feature", "value", alt.Tooltip("shap:Q", format="+.4f")],
     ).transform_calculate(jitter="random()").properties(height=max(160, 28 * len(order)))
 

@@ -88,14 +88,22 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "3-train.png"), full_page=True)
 
-        print("URL before inspect", page.url)
         page.get_by_role("link", name="Inspect").click()
-        page.wait_for_timeout(3000)
-        print("URL after inspect", page.url)
-        page.screenshot(path=str(ARTIFACTS / "4-inspect-debug.png"), full_page=True)
         expect(page.get_by_text("Wide weights").first).to_be_visible(timeout=60_000)
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "4-inspect.png"), full_page=True)
+
+        page.get_by_role("link", name="Explain", exact=True).click()
+        rows = page.get_by_label("Validation rows to explain")
+        rows.fill("40")
+        rows.press("Tab")
+        page.get_by_role("button", name="Explain", exact=True).click()
+        expect(page.get_by_text("One row: its score, wide vs deep, and what if")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(re.compile(r"40 rows explained"))).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1500)
+        assert page.locator(".vega-embed").count() >= 4  # importance, beeswarm, waterfall, wide/deep split
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "5-explain.png"), full_page=True)
 
         page.get_by_role("link", name="Export").click()
         with page.expect_download(timeout=60_000) as info:
@@ -105,5 +113,5 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         names = {n.split("/")[-1] for n in zipfile.ZipFile(target).namelist()}
         assert {"spec.json", "model.pt", "metrics.json"} <= names
         no_exception(page)
-        page.screenshot(path=str(ARTIFACTS / "5-export.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "6-export.png"), full_page=True)
         browser.close()
