@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,16 @@ from studio_core.workspace import Workspace
 
 KEY = "studio"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+UPLOAD_ROOT = Path(os.environ.get("WDSTUDIO_UPLOADS", Path(tempfile.gettempdir()) / "wdstudio-uploads"))
+SESSION_MEMORY = os.environ.get("WDSTUDIO_SESSION_MEMORY", "4GB")  # DuckDB memory_limit of each session
+QUERY_TIMEOUT_S = float(os.environ.get("WDSTUDIO_QUERY_TIMEOUT_S", "30"))
 
 
 @dataclass
 class StudioSession:
     owner: str
     ws: Workspace
+    spool: Path  # the only folder (besides the samples) this session's DuckDB may read: uploads land here
     table: str = ""
     spec: Spec | None = None
     suggestion: Suggestion | None = None
@@ -51,6 +56,15 @@ def _workspaces() -> tuple[dict[str, StudioSession], threading.Lock]:
     return {}, threading.Lock()
 
 
+def new_session(token: str, job_ids: list[str] | None = None) -> StudioSession:
+    """A session with its own sandboxed DuckDB (one thread, bounded memory, reads only its
+    upload folder and the samples, configuration locked, user queries timed out)."""
+    spool = UPLOAD_ROOT / token
+    spool.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(threads=1, memory_limit=SESSION_MEMORY, allowed_dirs=[spool, SAMPLE_DIR], query_timeout_s=QUERY_TIMEOUT_S)
+    return StudioSession(token, ws, spool, job_ids=list(job_ids or []))
+
+
 def session() -> StudioSession:
     """This browser session's state, re-attached after a refresh through ``?s=<token>``."""
     current = st.session_state.get(KEY)
@@ -64,10 +78,10 @@ def session() -> StudioSession:
         found = sessions.get(token) if token else None
         if found is None and token and len(token) == 32 and token.isalnum():
             # unknown token, e.g. after a server restart: its finished runs are read back from disk
-            found = sessions[token] = StudioSession(token, Workspace(threads=1), job_ids=registry().restore(token))
+            found = sessions[token] = new_session(token, registry().restore(token))
         if found is None:
             token = secrets.token_hex(16)
-            found = sessions[token] = StudioSession(token, Workspace(threads=1))
+            found = sessions[token] = new_session(token)
     st.query_params["s"] = token
     st.session_state[KEY] = found
     return found

@@ -12,6 +12,8 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ NULL_MARKERS = ("", "NA", "N/A", "n/a", "null", "NULL", "Null", "nan", "NaN", "N
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 EXACT_DISTINCT_MAX_ROWS = 2_000_000
+READ_ONLY_CREATE = re.compile(
+    r'\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?'
+    r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*)\s+AS\s+(?:\(\s*)?(?:SELECT|WITH|FROM|VALUES|TABLE)\b', re.I)
 
 
 @dataclass(frozen=True)
@@ -115,21 +120,42 @@ def _looks_binary(path: Path) -> bool:
 
 
 class Workspace:
-    """One DuckDB connection holding a user's tables."""
+    """One DuckDB connection holding a user's tables.
 
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None):
+    With ``allowed_dirs`` the connection is a sandbox (the studio's, one per browser session):
+    files are read only from those folders, external access, extension loading and every
+    configuration change are off (``lock_configuration``), so user SQL cannot read
+    ``/etc/passwd``, write files, attach databases or lift its own memory and thread limits.
+    ``query_timeout_s`` interrupts user queries that run too long.
+    """
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None,
+                 allowed_dirs: Sequence[str | Path] | None = None, query_timeout_s: float | None = None):
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if threads:
             config["threads"] = threads
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.con = duckdb.connect(":memory:", config=config)
+        self.allowed_dirs = tuple(Path(d).resolve() for d in allowed_dirs) if allowed_dirs is not None else None
+        self.query_timeout_s = query_timeout_s
+        if self.allowed_dirs is not None:
+            folders = ", ".join(ql(str(d).rstrip(os.sep) + os.sep) for d in self.allowed_dirs)
+            self.con.execute(f"SET allowed_directories = [{folders}]")
+            self.con.execute("SET enable_external_access = false")
+            self.con.execute("SET lock_configuration = true")
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.allowed_dirs is not None
 
     def fork(self) -> Workspace:
         """The same tables through a new connection: for work on another thread (a DuckDB
-        connection is not thread-safe); temporary tables stay private to each fork."""
+        connection is not thread-safe); temporary tables stay private to each fork, and the
+        sandbox (shared database configuration) holds for every fork."""
         other = Workspace.__new__(Workspace)
         other.con = self.con.cursor()
+        other.allowed_dirs, other.query_timeout_s = self.allowed_dirs, self.query_timeout_s
         return other
 
     # ---- loading -------------------------------------------------------------------------
@@ -138,6 +164,8 @@ class Workspace:
         path = Path(path)
         if not path.is_file():
             raise StudioError(f"{path}: no such file; check the path")
+        if self.allowed_dirs is not None and not any(path.resolve().is_relative_to(d) for d in self.allowed_dirs):
+            raise StudioError(f"{path.name}: this workspace reads only uploaded files and the bundled samples; upload the file instead")
         name = name or table_name_for(path)
         if path.suffix.lower() in PARQUET_SUFFIXES:
             try:
@@ -235,20 +263,36 @@ class Workspace:
         return Table(self.con, "query", list(rel.columns), {c: str(t) for c, t in zip(rel.columns, rel.types)}, sql)
 
     def run_sql(self, sql: str, save_as: str | None = None, limit: int | None = None) -> Any:
-        """Run one SELECT; return a DataFrame (``limit`` rows at most) or save it as a table.
+        """Run one read-only statement; return a DataFrame (``limit`` rows at most) or a Table.
 
-        Anything but a single SELECT (DROP, COPY, INSTALL, several statements…) is refused before
-        it runs, so a query box can read the user's tables but never change or lose them.
+        Allowed: one SELECT / WITH query (saved as table ``save_as`` when given), or one
+        ``CREATE [OR REPLACE] TABLE|VIEW name AS SELECT ...`` over the user's tables.  Anything
+        else -- DROP, COPY, EXPORT, ATTACH, INSTALL/LOAD, SET/RESET/PRAGMA, several statements --
+        is refused before it runs, so a query box can read and derive tables but never change
+        configuration, touch files or lose data.  Long queries are interrupted after
+        ``query_timeout_s``.
         """
         try:
             statements = duckdb.extract_statements(sql)
         except duckdb.Error as exc:
             raise StudioError(f"SQL error: {_one_line(exc)}; fix the query") from None
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            kinds = ", ".join(str(st.type).rsplit(".", 1)[-1] for st in statements) or "nothing"
-            raise StudioError(f"only one SELECT query can run here (got {kinds}); write a single SELECT, and save its result as a table if needed")
-        sql = sql.strip().rstrip(";")
-        try:
+        kinds = [str(st.type).rsplit(".", 1)[-1] for st in statements]
+        create = READ_ONLY_CREATE.match(sql) if kinds == ["CREATE"] else None
+        if kinds != ["SELECT"] and create is None:
+            raise StudioError(
+                f"only one read-only query can run here (got {', '.join(kinds) or 'nothing'}); write a single SELECT, "
+                "or CREATE TABLE name AS SELECT ... / CREATE VIEW name AS SELECT ... to save a result"
+            )
+        sql = sql.strip().rstrip(";").strip()
+        if create is not None:
+            name = create.group("name")
+            name = name[1:-1].replace('""', '"') if name.startswith('"') else name
+            if name.lower().startswith("__wd"):
+                raise StudioError(f"table names starting with __wd are reserved; choose another name than {name!r}")
+            self._guarded(lambda: self.con.execute(sql))
+            return self.table(name)
+
+        def run() -> Any:
             rel = self.con.sql(sql)
             if rel is None:
                 raise StudioError("the SQL returned no result; write a SELECT query")
@@ -256,8 +300,24 @@ class Workspace:
                 self.con.execute(f"CREATE OR REPLACE TABLE {qi(save_as)} AS {sql}")
                 return self.table(save_as)
             return (rel.limit(limit) if limit else rel).df()
+
+        return self._guarded(run)
+
+    def _guarded(self, work: Any) -> Any:
+        """Run ``work()`` with the query timeout, turning DuckDB errors into one-line StudioErrors."""
+        timer = threading.Timer(self.query_timeout_s, self.con.interrupt) if self.query_timeout_s else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            return work()
+        except duckdb.InterruptException:
+            raise StudioError(f"the query ran longer than {self.query_timeout_s:g} s and was stopped; add filters or a LIMIT") from None
         except duckdb.Error as exc:
             raise StudioError(f"SQL error: {_one_line(exc)}; fix the query") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     # ---- profiles -------------------------------------------------------------------------
     def profile(self, name: str, top: int = 5) -> list[ColumnProfile]:

@@ -1,7 +1,6 @@
 """The studio's pages, driven with Streamlit's AppTest (real Streamlit, DuckDB and torch)."""
 
 import io
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -25,6 +24,15 @@ def app(tmp_path, monkeypatch):
 
 def studio(at):
     return at.session_state["studio"]
+
+
+def load_file(at, path):
+    """Put a file where an upload would land (the session's sandbox reads only there) and load it."""
+    import shutil
+
+    target = studio(at).spool / Path(path).name
+    shutil.copyfile(path, target)
+    return studio(at).ws.load(target)
 
 
 def load_sample(at, name="adult.csv"):
@@ -80,6 +88,19 @@ def test_bad_sql_shows_error_and_keeps_data(app):
     at.button(key="run_sql").click().run()
     assert at.error and "SQL error" in at.error[0].value and not at.exception
     assert "adult" in studio(at).ws.tables()
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM read_csv('/etc/passwd')", "COPY adult TO '/tmp/out.csv'", "ATTACH '/tmp/x.db'",
+                                 "SET enable_external_access = true", "SELECT 1; DROP TABLE adult", "INSTALL httpfs"])
+def test_hostile_sql_in_the_query_box_is_refused_and_the_session_keeps_working(app, sql):
+    at = app
+    load_sample(at)
+    at.text_area(key="sql_text").set_value(sql)
+    at.button(key="run_sql").click().run()
+    assert not at.exception and at.error, sql
+    at.text_area(key="sql_text").set_value("SELECT count(*) AS n FROM adult")
+    at.button(key="run_sql").click().run()
+    assert not at.error and studio(at).ws.tables() == ["adult"]
 
 
 def test_invalid_spec_edit_is_reported(app):
@@ -182,7 +203,7 @@ def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatc
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["s"] = token
     at.run()
-    studio(at).ws.load(csv)
+    load_file(at, csv)
     at.switch_page("pages/inspect.py").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(at.get("vega_lite_chart")) >= 3  # scatter, residuals, wide weights
@@ -192,7 +213,7 @@ def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatc
 def test_uploads_bad_file_shows_error_and_keeps_loaded_tables(app):
     at = app
     load_sample(at)
-    spools_before = set(Path(tempfile.gettempdir()).glob("wd-upload-*"))
+    spools_before = set(studio(at).spool.glob("wd-upload-*"))
     at.file_uploader(key="uploads").set_value([("Shop Sales.csv", b"sku,amount\na,1.5\nb,2\n", "text/csv"),
                                                ("broken.csv", b"\x00\x01\x02binary\xff" * 50, "text/csv")])
     at.run()
@@ -201,7 +222,7 @@ def test_uploads_bad_file_shows_error_and_keeps_loaded_tables(app):
     assert any("Loaded Shop Sales.csv as table `shop_sales`" in m.value for m in at.success)
     assert at.error and "broken.csv" in at.error[0].value and "not a text CSV" in at.error[0].value
     assert {"adult", "shop_sales"} <= set(studio(at).ws.tables())
-    assert set(Path(tempfile.gettempdir()).glob("wd-upload-*")) == spools_before  # the spool folder is gone
+    assert set(studio(at).spool.glob("wd-upload-*")) == spools_before  # the spool folder is gone
 
 
 def _session_with_run(tmp_path, monkeypatch, small_spec, token):
@@ -230,7 +251,7 @@ def _wait_for_explanation(at):
 
 def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, synthetic_csv):
     at = _session_with_run(tmp_path, monkeypatch, small_spec, "56" * 16)
-    studio(at).ws.load(synthetic_csv)
+    load_file(at, synthetic_csv)
     at.switch_page("pages/explain.py").run()
     assert not at.exception and at.info  # nothing explained yet: says what the button does
     at.number_input(key="explain_rows").set_value(20)

@@ -19,7 +19,7 @@ left, right = st.columns([2, 1])
 with left:
     files = st.file_uploader("Upload CSV or Parquet files", type=["csv", "tsv", "txt", "parquet"], accept_multiple_files=True, key="uploads")
     if files and st.button("Load uploaded files", key="load_uploads", type="primary"):
-        with tempfile.TemporaryDirectory(prefix="wd-upload-") as spool:
+        with tempfile.TemporaryDirectory(prefix="wd-upload-", dir=s.spool) as spool:
             for f in files:
                 path = Path(spool) / (table_name_for(f.name) + Path(f.name).suffix.lower())
                 with path.open("wb") as out:
