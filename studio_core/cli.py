@@ -1,4 +1,4 @@
-"""``wdstudio`` / ``python -m studio_core``: profile, suggest, train, predict, evaluate.
+"""``wdstudio`` / ``python -m studio_core``: profile, suggest, train, predict, evaluate, export, score.
 
 Any problem with the user's files or arguments ends with exit status 2 and one ``error: …``
 line naming the problem and the fix -- never a traceback.
@@ -154,20 +154,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _write_predictions(preds: Any, notes: list[str], out_path: str) -> int:
+    """The predictions file of ``predict`` and ``score``: one ``prediction`` per input row, in order."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from .runs import load_run, predict_file
-
-    run = load_run(args.run)
-    preds, _ws, _table, notes = predict_file(run, args.data)
     _warn(notes)
-    out = Path(args.out)
+    out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     pacsv.write_csv(pa.table({"prediction": pa.array(preds, pa.float64())}), out)
     print(f"{len(preds)} predictions written to {out}")
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .runs import load_run, predict_file
+
+    preds, _ws, _table, notes = predict_file(load_run(args.run), args.data)
+    return _write_predictions(preds, notes, args.out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -193,6 +197,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics = regression_metrics(prep.decode_label(raw), prep.decode_label(enc.y))
     print(json.dumps({"rows": len(enc), **metrics}, indent=2))
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .bundle import export_bundle
+    from .model_card import figures_text
+    from .runs import load_run
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".zip":
+        raise StudioError(f"--out {out} should be a .zip file name; pass e.g. --out bundle.zip")
+    run = load_run(args.run)
+    ws, table = None, None
+    if args.data:
+        d = run.spec.data
+        ws = Workspace()
+        notes: list[str] = []
+        loaded = []
+        for item in args.data:
+            name, path = _name_and_path(item)
+            if not name and len(args.data) == 1 and d.table and not d.sql.strip():
+                name = d.table  # the training table's name, so the spec's data section applies as is
+            result = ws.load(path, name or None)
+            loaded.append(result.table)
+            notes += list(result.warnings)
+        _warn(notes)
+        if not d.sql.strip() and d.table not in loaded:
+            if len(loaded) != 1:
+                raise StudioError(f"the run trained on table {d.table!r}; name it in --data, e.g. --data {d.table}=PATH")
+            table = loaded[0]
+    figures = export_bundle(run, out, ws, table, int8=args.int8)
+    print(figures_text(figures))
+    parity = figures["parity"]
+    if parity.get("raw_unavailable"):
+        _warn([f"no raw-row graph in the bundle ({parity['raw_unavailable']}); `wdstudio score` applies preprocess.json in Python, then model.onnx"])
+    if not parity["ok"]:
+        _warn(["an ONNX graph differs from the engine by more than the parity tolerance; see bundle.json and model_card.md"])
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .scoring import score_file
+
+    preds, notes = score_file(args.bundle, args.data, int8=args.int8)
+    return _write_predictions(preds, notes, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--data", required=True)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a run as a bundle zip (ONNX graphs, manifest, model card)")
+    p.add_argument("--run", required=True, help="run directory written by `wdstudio train`")
+    p.add_argument("--out", required=True, help="bundle zip to write")
+    p.add_argument("--int8", action="store_true", help="also write INT8-quantised graphs, with their measured size and score changes")
+    p.add_argument("--data", action="append", help="the run's training data (for validation figures); " + data_help)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("score", help="score a file with a bundle zip (onnxruntime, no PyTorch)")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--int8", action="store_true", help="score with the bundle's INT8 graph")
+    p.set_defaults(func=cmd_score)
     return parser
 
 

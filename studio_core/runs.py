@@ -9,7 +9,6 @@ new raw rows, treating missing feature columns as missing values and saying so.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import uuid
@@ -22,24 +21,13 @@ import torch
 
 from .encoders import Source
 from .errors import StudioError
+from .jsonsafe import json_safe
 from .model import WideDeep
 from .preprocess import Preprocessor, check_columns
 from .spec import Spec
 from .workspace import Table, Workspace
 
 RUN_FILES = ("spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDeep, history: list[dict], metrics: dict) -> Path:
@@ -52,10 +40,10 @@ def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDe
     tmp.mkdir()
     try:
         (tmp / "spec.json").write_text(spec.to_json(), encoding="utf-8")
-        (tmp / "preprocess.json").write_text(json.dumps(_json_safe(prep.state()), ensure_ascii=False), encoding="utf-8")
+        (tmp / "preprocess.json").write_text(json.dumps(json_safe(prep.state()), ensure_ascii=False), encoding="utf-8")
         torch.save(model.state_dict(), tmp / "model.pt")
-        (tmp / "history.jsonl").write_text("".join(json.dumps(_json_safe(h)) + "\n" for h in history), encoding="utf-8")
-        (tmp / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2), encoding="utf-8")
+        (tmp / "history.jsonl").write_text("".join(json.dumps(json_safe(h)) + "\n" for h in history), encoding="utf-8")
+        (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2), encoding="utf-8")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
