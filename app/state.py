@@ -18,11 +18,11 @@ from pathlib import Path
 import streamlit as st
 
 from studio_core.errors import StudioError
-from studio_core.explain_job import ExplainJob
 from studio_core.jobs import JobRegistry, JobSnapshot
 from studio_core.runs import Run, load_run
 from studio_core.spec import Spec
 from studio_core.suggest import Suggestion
+from studio_core.tasks import Slots, Task
 from studio_core.workspace import Workspace
 
 KEY = "studio"
@@ -43,12 +43,19 @@ class StudioSession:
     job_ids: list[str] = field(default_factory=list)
     selected_job: str = ""
     polling: str = ""  # the job whose live view is polling
-    explain_jobs: dict[str, ExplainJob] = field(default_factory=dict)  # run id -> its latest SHAP job
+    explain_jobs: dict[str, Task] = field(default_factory=dict)  # run id -> its latest SHAP task
+    exports: dict[str, Task] = field(default_factory=dict)  # run id -> its latest bundle export
 
 
 @st.cache_resource
 def registry() -> JobRegistry:
     return JobRegistry(Path(os.environ.get("WDSTUDIO_RUNS", "runs/studio")))
+
+
+@st.cache_resource
+def slots() -> Slots:
+    """Server-wide cap on heavy background work (explanations, exports): the rest queue."""
+    return Slots(int(os.environ.get("WDSTUDIO_MAX_JOBS", "2")))
 
 
 @st.cache_resource

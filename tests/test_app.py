@@ -284,3 +284,45 @@ def test_explain_without_the_runs_data_says_what_to_load(tmp_path, monkeypatch, 
     _wait_for_explanation(at)
     assert not at.exception and at.error and "load table 'synthetic' first" in at.error[0].value
     st.cache_resource.clear()
+
+
+def _wait_for_task(at, tasks):
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        at.run()
+        if not next(iter(tasks().values())).snapshot().active:
+            break
+        time.sleep(0.3)
+    at.run()
+
+
+def test_export_page_checks_the_bundle_before_offering_downloads(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    at = _session_with_run(tmp_path, monkeypatch, small_spec, "9a" * 16)
+    load_file(at, synthetic_csv)
+    at.switch_page("pages/export.py").run()
+    assert not at.exception and len(at.get("download_button")) == 2  # run zip and spec only, before any check
+    at.checkbox(key="export_int8").check()
+    at.button(key="export_build").click().run()
+    _wait_for_task(at, lambda: studio(at).exports)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success and "validation rows" in at.success[0].value and "within the 1e-05 tolerance" in at.success[0].value
+    assert at.info and "INT8" in at.info[0].value and "AUC change" in at.info[0].value
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert {"Download bundle (zip)", "Download raw.onnx", "Download model.onnx"} <= set(labels)
+    at.radio(key="export_precision").set_value("INT8").run()
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert {"Download raw.int8.onnx", "Download model.int8.onnx"} <= set(labels)
+    built = next(iter(studio(at).exports.values())).snapshot().result
+    names = set(zipfile.ZipFile(io.BytesIO(built.zip_bytes)).namelist())
+    assert {"model.onnx", "raw.onnx", "model.int8.onnx", "model_card.md", "bundle.json"} <= names
+    st.cache_resource.clear()
+
+
+def test_export_without_the_runs_data_uses_synthetic_rows_and_says_so(tmp_path, monkeypatch, small_spec):
+    at = _session_with_run(tmp_path, monkeypatch, small_spec, "9b" * 16)
+    at.switch_page("pages/export.py").run()
+    assert "synthetic rows" in " ".join(c.value for c in at.caption)
+    at.button(key="export_build").click().run()
+    _wait_for_task(at, lambda: studio(at).exports)
+    assert not at.exception and at.success and "synthetic" in at.success[0].value
+    st.cache_resource.clear()

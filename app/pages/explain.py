@@ -3,11 +3,11 @@
 import math
 
 import streamlit as st
-from state import pick_finished_run, session
+from state import pick_finished_run, session, slots
 
 from studio_core import charts
 from studio_core.errors import StudioError
-from studio_core.explain_job import ExplainJob
+from studio_core.explain_job import explain_task
 from studio_core.whatif import categories, explain_row, is_numeric
 
 s = session()
@@ -18,17 +18,20 @@ c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
 n_rows = c1.number_input("Validation rows to explain", 10, 2000, 200, step=10, key="explain_rows")
 n_bg = c2.number_input("Background rows", 10, 500, 100, step=10, key="explain_background")
 if c3.button("Explain", type="primary", key="explain_start", disabled=job is not None and job.snapshot().active):
-    job = s.explain_jobs[snap.id] = ExplainJob(snap.id, run, s.ws.fork(), n_rows, n_bg).start()
+    job = s.explain_jobs[snap.id] = explain_task(run, s.ws.fork(), n_rows, n_bg, slots=slots(), owner=s.owner)
 
 
 @st.fragment(run_every=1.0 if job is not None and job.snapshot().active else None)
 def progress() -> None:
     e = job.snapshot()
-    if e.active:
+    if e.status == "queued":
+        st.progress(0.0, text=f"Waiting for a free slot: number {e.queue_position} in the queue")
+    elif e.active:
         st.progress(e.done / max(e.total, 1), text=f"Explaining rows: {e.done}/{e.total}")
+    if e.active:
         if st.button("Cancel", key="explain_cancel"):
             job.cancel()
-    elif e.status == "failed":
+    if e.status == "failed":
         st.error(f"The explanation failed: {e.error}")
     elif e.status == "cancelled":
         st.warning("The explanation was cancelled.")
@@ -42,11 +45,13 @@ def progress() -> None:
 if job is None:
     st.info("SHAP values say how much each original column moved each score away from the average. Press Explain to compute them.")
     st.stop()
-progress()
-result = job.snapshot().result
-if result is None:
+with st.container():  # the fragment's own block: its reruns never clear what the page draws after it
+    progress()
+done = job.snapshot().result
+if done is None:
     st.stop()
-st.caption(f"{len(result.values)} rows explained against {job.snapshot().background.n} background rows in {result.seconds:.1f} s; "
+result, background = done.explanation, done.background
+st.caption(f"{len(result.values)} rows explained against {background.n} background rows in {result.seconds:.1f} s; "
            f"units: {result.output_name}; average output {result.base_value:+.3f}.")
 importance = result.importance()
 c1, c2 = st.columns(2)
@@ -71,7 +76,7 @@ for k, col in enumerate(result.columns):
     else:
         row[col] = box.text_input(col, "" if value is None else str(value), key=key)
 try:
-    one, parts = explain_row(run, row, job.snapshot().background)
+    one, parts = explain_row(run, row, background)
 except StudioError as exc:
     st.error(str(exc))
     st.stop()

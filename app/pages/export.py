@@ -1,15 +1,72 @@
-"""Export: download a finished run as a zip, and its spec."""
+"""Export: the run as a zip, and an ONNX bundle whose graphs are checked before they can be downloaded."""
 
 import streamlit as st
-from state import pick_finished_run, session
+from state import pick_finished_run, session, slots
 
+from studio_core.export_job import export_task
 from studio_core.inspect import run_zip
 
 s = session()
 st.title("Export")
 snap, run = pick_finished_run(s, "export_run")
-st.download_button("Download run (zip)", lambda: run_zip(snap.run_dir), f"widedeep-run-{snap.id[:8]}.zip", "application/zip",
+c1, c2 = st.columns(2)
+c1.download_button("Download run (zip)", lambda: run_zip(snap.run_dir), f"widedeep-run-{snap.id[:8]}.zip", "application/zip",
                    on_click="ignore", type="primary", key="dl_run")
-st.download_button("Download spec JSON", run.spec.to_json(), "spec.json", "application/json", on_click="ignore", key="dl_run_spec")
-st.divider()
-st.caption("ONNX, INT8 and a scoring bundle come next: they will appear here, each checked against the trained model before download.")
+c2.download_button("Download spec JSON", run.spec.to_json(), "spec.json", "application/json", on_click="ignore", key="dl_run_spec")
+
+st.subheader("ONNX for serving without PyTorch")
+data = run.spec.data
+has_data = bool(data.sql.strip()) or data.table in s.ws.tables()
+st.caption("The bundle holds model.onnx (the network), raw.onnx (preprocessing + network: scores raw column values), "
+           "the preprocessing state, the spec and a model card. Each graph is checked against the trained model "
+           + ("on 10,000 validation rows." if has_data else f"on 10,000 synthetic rows (load table `{data.table}` for validation-row figures)."))
+task = s.exports.get(snap.id)
+int8 = st.checkbox("Also quantise to INT8 (smaller; scores move slightly)", key="export_int8")
+if st.button("Build and check the bundle", key="export_build", disabled=task is not None and task.snapshot().active):
+    task = s.exports[snap.id] = export_task(run, s.ws.fork() if has_data else None, int8, slots=slots(), owner=s.owner)
+
+
+@st.fragment(run_every=1.0 if task is not None and task.snapshot().active else None)
+def progress() -> None:
+    t = task.snapshot()
+    if t.status == "queued":
+        st.progress(0.0, text=f"Waiting for a free slot: number {t.queue_position} in the queue")
+    elif t.active:
+        st.progress(0.5, text="Exporting and checking against onnxruntime…")
+    elif t.status == "failed":
+        st.error(f"The export failed: {t.error}")
+    if not t.active and s.polling == t.id:
+        s.polling = ""
+        st.rerun(scope="app")
+    if t.active:
+        s.polling = t.id
+
+
+if task is None:
+    st.stop()
+with st.container():  # the fragment's own block: its reruns never clear what the page draws after it
+    progress()
+built = task.snapshot().result
+if built is None:
+    st.stop()
+p, q = built.figures["parity"], built.figures["int8"]
+verdict = "within" if p["ok"] else "OUTSIDE"
+st.success(f"Parity on {p['rows']:,} {p['rows_source']}: model.onnx vs PyTorch, largest difference {p['model_max_abs_diff']:.2g}"
+           + (f"; raw.onnx vs the engine {p['raw_prediction_max_abs_diff']:.2g} (prediction), {p['raw_id_mismatches']} differing ids"
+              if "raw.onnx" in built.graphs else "") + f" — {verdict} the {p['tolerance']:g} tolerance.")
+if "raw_unavailable" in p:
+    st.warning(f"No raw-row graph: {p['raw_unavailable']}. Scoring applies preprocess.json in Python, then model.onnx.")
+if q:
+    change = (f"AUC change {q['auc_change']:+.5f}" if "auc_change" in q else f"RMSE change {q['rmse_change']:+.4g}") if q.get("validation_rows") else q.get("note", "")
+    st.info(f"INT8 ({q['chosen']}): {q['size_ratio']:.2f}× the size; {change}; largest score change "
+            f"{q.get('max_score_change', q.get('max_score_change_synthetic', 0)):.3g}.")
+precision = st.radio("ONNX graph", ["float32", "INT8"] if q else ["float32"], horizontal=True, key="export_precision")
+raw = "raw.int8.onnx" if precision == "INT8" else "raw.onnx"
+net = "model.int8.onnx" if precision == "INT8" else "model.onnx"
+c1, c2, c3 = st.columns(3)
+c1.download_button("Download bundle (zip)", built.zip_bytes, f"widedeep-bundle-{snap.id[:8]}.zip", "application/zip",
+                   on_click="ignore", type="primary", key="dl_bundle")
+if raw in built.graphs:
+    c2.download_button(f"Download {raw}", built.graphs[raw], raw, "application/octet-stream", on_click="ignore", key="dl_raw")
+c3.download_button(f"Download {net}", built.graphs[net], net, "application/octet-stream", on_click="ignore", key="dl_net")
+st.caption("Score new files with the bundle, no PyTorch needed: `wdstudio score --bundle bundle.zip --data new.csv --out preds.csv`")

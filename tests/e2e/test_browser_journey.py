@@ -1,4 +1,4 @@
-"""The main journey in a real headless Chromium: sample -> features -> train -> chart -> download."""
+"""The main journey in a real headless Chromium: sample -> features -> train -> inspect -> explain -> export."""
 
 from __future__ import annotations
 
@@ -112,6 +112,14 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         info.value.save_as(target)
         names = {n.split("/")[-1] for n in zipfile.ZipFile(target).namelist()}
         assert {"spec.json", "model.pt", "metrics.json"} <= names
+        page.get_by_text("Also quantise to INT8").click()
+        page.get_by_role("button", name="Build and check the bundle").click()
+        expect(page.get_by_text(re.compile(r"Parity on 10,000 validation rows"))).to_be_visible(timeout=120_000)
+        with page.expect_download(timeout=60_000) as info:
+            page.get_by_role("button", name="Download bundle (zip)").click()
+        bundle = tmp_path / "bundle.zip"
+        info.value.save_as(bundle)
+        assert {"model.onnx", "raw.onnx", "model.int8.onnx", "model_card.md"} <= set(zipfile.ZipFile(bundle).namelist())
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "6-export.png"), full_page=True)
         browser.close()

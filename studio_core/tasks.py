@@ -1,0 +1,137 @@
+"""Background work with progress, cancel and a server-wide cap, observed through snapshots.
+
+A ``Task`` runs ``work(report, stop)`` on a daemon thread: ``report(done, total, message)``
+publishes progress, ``stop`` is an Event the work checks to cancel.  Callers (the UI) only read
+immutable ``TaskSnapshot``s, so the thread never touches UI state.  ``Slots`` caps how many heavy
+tasks run at once across the whole server; the others wait in a FIFO queue whose position the
+snapshot shows.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Cancelled, StudioError
+
+Report = Callable[[int, int, str], None]
+
+
+class Slots:
+    """A counting semaphore with a visible FIFO queue."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, int(capacity))
+        self._running = 0
+        self._queue: deque[object] = deque()
+        self._cond = threading.Condition()
+
+    def acquire(self, ticket: object, stop: threading.Event) -> bool:
+        """Wait for a slot in arrival order; False if ``stop`` was set while waiting."""
+        with self._cond:
+            self._queue.append(ticket)
+            while self._queue[0] is not ticket or self._running >= self.capacity:
+                if stop.is_set():
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
+                    return False
+                self._cond.wait(0.2)
+            self._queue.popleft()
+            self._running += 1
+            self._cond.notify_all()
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def position(self, ticket: object) -> int:
+        """1 for the next task to start, 2 after it...; 0 when not waiting."""
+        with self._cond:
+            return self._queue.index(ticket) + 1 if ticket in self._queue else 0
+
+    def load(self) -> tuple[int, int]:
+        """(running, waiting)."""
+        with self._cond:
+            return self._running, len(self._queue)
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    id: str
+    kind: str
+    status: str  # "queued" | "running" | "done" | "failed" | "cancelled"
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    error: str = ""
+    result: Any = None
+    queue_position: int = 0
+    started: float = 0.0
+    finished: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+
+class Task:
+    def __init__(self, kind: str, work: Callable[[Report, threading.Event], Any], slots: Slots | None = None, owner: str = ""):
+        self.id, self.kind, self.owner = secrets.token_hex(16), kind, owner
+        self._work, self._slots = work, slots
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._status, self._done, self._total, self._message, self._error = "queued", 0, 0, "", ""
+        self._result: Any = None
+        self._started, self._finished = time.time(), None
+        self._thread = threading.Thread(target=self._run, name=f"{kind}-{self.id[:8]}", daemon=True)
+
+    def start(self) -> Task:
+        self._thread.start()
+        return self
+
+    def _report(self, done: int, total: int, message: str = "") -> None:
+        with self._lock:
+            self._done, self._total, self._message = done, total, message
+
+    def _run(self) -> None:
+        if self._slots is not None and not self._slots.acquire(self, self._stop):
+            with self._lock:
+                self._status, self._finished = "cancelled", time.time()
+            return
+        with self._lock:
+            self._status = "running"
+        result, error = None, ""
+        try:
+            result = self._work(self._report, self._stop)
+            status = "done"
+        except Cancelled:
+            status = "cancelled"
+        except StudioError as exc:
+            status, error = "failed", str(exc)
+        except Exception as exc:  # a bug: keep the server alive and tell the user
+            status, error = "failed", f"unexpected error in {self.kind}: {type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+        with self._lock:
+            self._status, self._error, self._result, self._finished = status, error, result, time.time()
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def snapshot(self) -> TaskSnapshot:
+        position = self._slots.position(self) if self._slots is not None else 0
+        with self._lock:
+            return TaskSnapshot(self.id, self.kind, self._status, self._done, self._total, self._message, self._error,
+                                self._result, position, self._started, self._finished)
