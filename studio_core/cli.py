@@ -1,4 +1,4 @@
-"""``wdstudio`` / ``python -m studio_core``: profile, suggest, train, predict, evaluate, export, score.
+"""``wdstudio`` / ``python -m studio_core``: profile, query, suggest, train, predict, evaluate, export, score.
 
 Any problem with the user's files or arguments ends with exit status 2 and one ``error: …``
 line naming the problem and the fix -- never a traceback.
@@ -20,6 +20,9 @@ from .spec import DataSpec, Spec
 from .workspace import Workspace
 
 
+QUERY_TIMEOUT_S = 300.0
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and exit 2, instead of argparse's usage dump
         raise StudioError(f"{message}; see `{self.prog} --help`")
@@ -33,8 +36,9 @@ def _name_and_path(item: str) -> tuple[str, Path]:
     return "", Path(item)
 
 
-def _load(paths: list[str]) -> tuple[Workspace, list[str], list[str]]:
-    ws = Workspace()
+def _load(paths: list[str], sandbox: bool = False) -> tuple[Workspace, list[str], list[str]]:
+    files = [_name_and_path(item)[1] for item in paths]
+    ws = Workspace(allowed_files=files, query_timeout_s=QUERY_TIMEOUT_S) if sandbox else Workspace()
     names, notes = [], []
     for item in paths:
         name, path = _name_and_path(item)
@@ -93,6 +97,25 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for t in [args.table] if args.table else tables:
         out[t] = [{**vars(c), "null_share": round(c.null_share, 4)} for c in ws.profile(t)]
     print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """User SQL through the studio's gate: a sandbox that reads only the given files, one
+    read-only statement, a timeout."""
+    ws, _tables, notes = _load(args.data, sandbox=True)
+    _warn(notes)
+    result = ws.run_sql(args.sql, limit=None if args.out else args.limit)
+    if hasattr(result, "ref"):  # CREATE TABLE/VIEW ... AS: show what it holds
+        result = result.con.sql(f"SELECT * FROM {result.ref}" + ("" if args.out else f" LIMIT {int(args.limit)}")).df()
+    frame = result
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        print(f"{len(frame)} rows written to {out}")
+    else:
+        print(frame.to_csv(index=False), end="")
     return 0
 
 
@@ -252,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", required=True, help=data_help)
     p.add_argument("--table", help="profile only this table")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("query", help="run one read-only SQL statement over data files (the studio's sandbox and gate)")
+    p.add_argument("--data", action="append", required=True, help=data_help)
+    p.add_argument("--sql", required=True, help="one SELECT / WITH query, or CREATE TABLE|VIEW name AS SELECT ...")
+    p.add_argument("--out", help="write all result rows to this CSV instead of printing")
+    p.add_argument("--limit", type=int, default=1000, help="rows printed when --out is not given (default 1000)")
+    p.set_defaults(func=cmd_query)
 
     for name, func, hlp in (("suggest", cmd_suggest, "suggest a spec for a label"), ("train", cmd_train, "train a run")):
         p = sub.add_parser(name, help=hlp)

@@ -130,18 +130,22 @@ class Workspace:
     """
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None,
-                 allowed_dirs: Sequence[str | Path] | None = None, query_timeout_s: float | None = None):
+                 allowed_dirs: Sequence[str | Path] | None = None, query_timeout_s: float | None = None,
+                 allowed_files: Sequence[str | Path] = ()):
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if threads:
             config["threads"] = threads
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.con = duckdb.connect(":memory:", config=config)
-        self.allowed_dirs = tuple(Path(d).resolve() for d in allowed_dirs) if allowed_dirs is not None else None
+        sandbox = allowed_dirs is not None or bool(allowed_files)
+        self.allowed_dirs = tuple(Path(d).resolve() for d in (allowed_dirs or ())) if sandbox else None
+        self.allowed_files = tuple(Path(f).resolve() for f in allowed_files)
         self.query_timeout_s = query_timeout_s
-        if self.allowed_dirs is not None:
+        if sandbox:
             folders = ", ".join(ql(str(d).rstrip(os.sep) + os.sep) for d in self.allowed_dirs)
             self.con.execute(f"SET allowed_directories = [{folders}]")
+            self.con.execute(f"SET allowed_paths = [{', '.join(ql(str(f)) for f in self.allowed_files)}]")
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
 
@@ -155,7 +159,7 @@ class Workspace:
         sandbox (shared database configuration) holds for every fork."""
         other = Workspace.__new__(Workspace)
         other.con = self.con.cursor()
-        other.allowed_dirs, other.query_timeout_s = self.allowed_dirs, self.query_timeout_s
+        other.allowed_dirs, other.allowed_files, other.query_timeout_s = self.allowed_dirs, self.allowed_files, self.query_timeout_s
         return other
 
     # ---- loading -------------------------------------------------------------------------
@@ -164,7 +168,7 @@ class Workspace:
         path = Path(path)
         if not path.is_file():
             raise StudioError(f"{path}: no such file; check the path")
-        if self.allowed_dirs is not None and not any(path.resolve().is_relative_to(d) for d in self.allowed_dirs):
+        if self.allowed_dirs is not None and path.resolve() not in self.allowed_files and not any(path.resolve().is_relative_to(d) for d in self.allowed_dirs):
             raise StudioError(f"{path.name}: this workspace reads only uploaded files and the bundled samples; upload the file instead")
         name = name or table_name_for(path)
         if path.suffix.lower() in PARQUET_SUFFIXES:

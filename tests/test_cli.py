@@ -93,3 +93,20 @@ def test_module_entry_point_prints_no_traceback(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [p.stderr.strip()] and p.stderr.startswith("error: ") and "empty" in p.stderr
+
+
+def test_query_runs_read_only_sql_over_the_given_files(capsys, synthetic_csv, tmp_path):
+    rc, out, err = run_cli(capsys, "query", "--data", synthetic_csv, "--sql", "SELECT colour, count(*) AS n FROM synthetic GROUP BY 1 ORDER BY 1")
+    assert rc == 0 and out.splitlines()[0] == "colour,n" and sum(int(line.split(",")[1]) for line in out.splitlines()[1:]) == 1200
+    rc, out, _ = run_cli(capsys, "query", "--data", synthetic_csv, "--sql", "CREATE VIEW big AS SELECT * FROM synthetic WHERE size = 'L'",
+                         "--out", tmp_path / "big.csv")
+    assert rc == 0 and (tmp_path / "big.csv").read_text().startswith("colour,size,x1,x2,target")
+
+
+def test_query_goes_through_the_sandbox_and_the_gate(capsys, synthetic_csv, tmp_path):
+    other = tmp_path / "secret.csv"
+    other.write_text("a\n1\n")
+    for sql in (f"SELECT * FROM read_csv('{other}')", "SELECT * FROM read_text('/etc/hostname')", "COPY synthetic TO '/tmp/x.csv'",
+                "ATTACH '/tmp/x.db'", "SELECT 1; SELECT 2", "SET threads = 8", "INSTALL httpfs"):
+        rc, out, err = run_cli(capsys, "query", "--data", synthetic_csv, "--sql", sql)
+        assert rc == 2 and err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, (sql, err)
