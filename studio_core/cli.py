@@ -19,7 +19,6 @@ from .errors import Cancelled, StudioError
 from .spec import DataSpec, Spec
 from .workspace import Workspace
 
-
 QUERY_TIMEOUT_S = 300.0
 
 
