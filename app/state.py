@@ -18,7 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 from studio_core.errors import StudioError
-from studio_core.jobs import JobRegistry, JobSnapshot
+from studio_core.jobs import JobRegistry, JobSnapshot, configure_threads
 from studio_core.runs import Run, load_run
 from studio_core.spec import Spec
 from studio_core.suggest import Suggestion
@@ -48,14 +48,18 @@ class StudioSession:
 
 
 @st.cache_resource
-def registry() -> JobRegistry:
-    return JobRegistry(Path(os.environ.get("WDSTUDIO_RUNS", "runs/studio")))
+def slots() -> Slots:
+    """Server-wide cap on heavy background work (training, explanations, exports): the rest
+    queue.  Torch's intra-op threads are split between the slots so concurrent jobs do not
+    oversubscribe the cores (the setting is process-wide)."""
+    cap = Slots(int(os.environ.get("WDSTUDIO_MAX_JOBS", "2")))
+    configure_threads(cap.capacity)
+    return cap
 
 
 @st.cache_resource
-def slots() -> Slots:
-    """Server-wide cap on heavy background work (explanations, exports): the rest queue."""
-    return Slots(int(os.environ.get("WDSTUDIO_MAX_JOBS", "2")))
+def registry() -> JobRegistry:
+    return JobRegistry(Path(os.environ.get("WDSTUDIO_RUNS", "runs/studio")), slots())
 
 
 @st.cache_resource

@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import Cancelled, StudioError
 from .spec import Spec
+from .tasks import Slots
 from .trainer import Progress
 from .workspace import Workspace
 
@@ -27,7 +28,7 @@ MAX_STEP_POINTS = 2000
 @dataclass(frozen=True)
 class JobSnapshot:
     id: str
-    status: str  # "running" | "done" | "failed" | "cancelled"
+    status: str  # "queued" | "running" | "done" | "failed" | "cancelled" | "interrupted"
     epochs: tuple[Progress, ...] = ()
     steps: tuple[tuple[int, float], ...] = ()
     last: Progress | None = None
@@ -36,26 +37,58 @@ class JobSnapshot:
     metrics: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
     finished: float | None = None
+    queue_position: int = 0  # while queued: 1 = next to start
 
     @property
     def active(self) -> bool:
-        return self.status == "running"
+        return self.status in ("queued", "running")
+
+
+def configure_threads(concurrent_jobs: int) -> int:
+    """Give each of ``concurrent_jobs`` jobs an equal share of the cores as torch intra-op
+    threads (at least one): with two cores and two jobs, one thread each -- two-thread jobs
+    side by side wait on each other at every parallel region and run several times slower."""
+    import os
+
+    import torch
+
+    n = max(1, (os.cpu_count() or 1) // max(1, concurrent_jobs))
+    torch.set_num_threads(n)
+    return n
+
+
+def _marker(run_dir: Path) -> Path:
+    """The job's status file beside its run directory: written when the job is queued and when
+    it ends, so a server killed mid-training leaves a "running" marker and no run directory."""
+    return run_dir.parent / ".jobs" / f"{run_dir.name}.json"
+
+
+def _write_marker(run_dir: Path, record: dict[str, Any]) -> None:
+    import json
+    import os
+
+    path = _marker(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class TrainingJob:
-    def __init__(self, job_id: str, owner: str, spec: Spec, ws: Workspace, run_dir: Path):
+    def __init__(self, job_id: str, owner: str, spec: Spec, ws: Workspace, run_dir: Path, slots: Slots | None = None):
         self.id, self.owner, self.spec, self.run_dir = job_id, owner, spec, run_dir
-        self._ws = ws
+        self._ws, self._slots = ws, slots
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._epochs: list[Progress] = []
         self._steps: list[tuple[int, float]] = []
         self._last: Progress | None = None
-        self._status, self._error, self._metrics = "running", "", {}
+        self._status, self._error, self._metrics = "queued", "", {}
         self._started, self._finished = time.time(), None
         self._thread = threading.Thread(target=self._run, name=f"train-{job_id[:8]}", daemon=True)
 
     def start(self) -> TrainingJob:
+        _write_marker(self.run_dir, {"status": "running", "started": self._started})
         self._thread.start()
         return self
 
@@ -72,6 +105,11 @@ class TrainingJob:
     def _run(self) -> None:
         from .pipeline import train
 
+        if self._slots is not None and not self._slots.acquire(self, self._stop):
+            self._end("cancelled", "", {})
+            return
+        with self._lock:
+            self._status = "running"
         try:
             outcome = train(self.spec, self._ws, self.run_dir, [self._listen], self._stop)
             status, error, metrics = "done", "", outcome.metrics
@@ -82,8 +120,19 @@ class TrainingJob:
         except Exception as exc:  # a bug: keep the server alive and tell the user
             status, error, metrics = "failed", f"unexpected error: {type(exc).__name__}: {exc}", {}
             traceback.print_exc()
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+        self._end(status, error, metrics)
+
+    def _end(self, status: str, error: str, metrics: dict[str, Any]) -> None:
+        finished = time.time()
+        try:
+            _write_marker(self.run_dir, {"status": status, "error": error, "started": self._started, "finished": finished})
+        except OSError:
+            traceback.print_exc()  # the run itself (if any) is already safely on disk
         with self._lock:
-            self._status, self._error, self._metrics, self._finished = status, error, metrics, time.time()
+            self._status, self._error, self._metrics, self._finished = status, error, metrics, finished
 
     def cancel(self) -> None:
         self._stop.set()
@@ -92,22 +141,25 @@ class TrainingJob:
         self._thread.join(timeout)
 
     def snapshot(self) -> JobSnapshot:
+        position = self._slots.position(self) if self._slots is not None else 0
         with self._lock:
             return JobSnapshot(self.id, self._status, tuple(self._epochs), tuple(self._steps), self._last, self._error,
-                               str(self.run_dir) if self._status == "done" else "", dict(self._metrics), self._started, self._finished)
+                               str(self.run_dir) if self._status == "done" else "", dict(self._metrics), self._started, self._finished,
+                               position)
 
 
 class JobRegistry:
     """Process-wide list of jobs; every lookup is checked against the caller's owner id."""
 
-    def __init__(self, runs_root: str | Path):
+    def __init__(self, runs_root: str | Path, slots: Slots | None = None):
         self.runs_root = Path(runs_root)
+        self.slots = slots
         self._jobs: dict[str, TrainingJob] = {}
         self._lock = threading.Lock()
 
     def submit(self, owner: str, spec: Spec, ws: Workspace) -> str:
         job_id = secrets.token_hex(16)
-        job = TrainingJob(job_id, owner, spec, ws.fork(), self.runs_root / owner / job_id)
+        job = TrainingJob(job_id, owner, spec, ws.fork(), self.runs_root / owner / job_id, self.slots)
         with self._lock:
             self._jobs[job_id] = job
         job.start()
@@ -119,18 +171,41 @@ class JobRegistry:
         return job if job is not None and secrets.compare_digest(job.owner, owner) else None
 
     def restore(self, owner: str) -> list[str]:
-        """Re-list the owner's finished runs from disk (after a server restart), oldest first."""
+        """Re-list the owner's runs from disk after a server restart, oldest first: finished runs
+        come back whole; a job whose marker still says "running" (the server died under it) comes
+        back as "interrupted", failed and cancelled ones with their message."""
+        import json
+
         from .runs import RUN_FILES
 
         folder = self.runs_root / owner
-        found = sorted((d for d in folder.glob("*") if d.is_dir() and all((d / f).is_file() for f in RUN_FILES)),
-                       key=lambda d: (d / "metrics.json").stat().st_mtime) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        found: dict[str, tuple[float, TrainingJob]] = {}
+        for d in folder.glob("*"):
+            if d.is_dir() and not d.name.startswith(".") and all((d / f).is_file() for f in RUN_FILES):
+                found[d.name] = ((d / "metrics.json").stat().st_mtime, FinishedJob(d.name, owner, d))
+        for m in (folder / ".jobs").glob("*.json") if (folder / ".jobs").is_dir() else []:
+            job_id = m.stem
+            if job_id in found:
+                continue
+            try:
+                record = json.loads(m.read_text(encoding="utf-8"))
+                status = str(record.get("status", "running"))
+                started = float(record.get("started", m.stat().st_mtime))
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue
+            if status in ("done", "queued"):
+                status = "running"  # a marker without its run directory: the run never landed
+            error = {"running": "the server stopped while this run was training; nothing of it was saved, start it again"}.get(
+                status, str(record.get("error", "")))
+            found[job_id] = (started, EndedJob(job_id, owner, folder / job_id, "interrupted" if status == "running" else status, error, started))
         ids = []
         with self._lock:
-            for d in found:
-                if d.name not in self._jobs:
-                    self._jobs[d.name] = FinishedJob(d.name, owner, d)
-                ids.append(d.name)
+            for job_id, (_, job) in sorted(found.items(), key=lambda kv: kv[1][0]):
+                if job_id not in self._jobs:
+                    self._jobs[job_id] = job
+                ids.append(job_id)
         return ids
 
     def owned(self, owner: str) -> list[TrainingJob]:
@@ -145,7 +220,7 @@ class FinishedJob(TrainingJob):
         import json
         from types import MappingProxyType
 
-        self.id, self.owner, self.run_dir = job_id, owner, run_dir
+        self.id, self.owner, self.run_dir, self._slots = job_id, owner, run_dir, None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -160,6 +235,24 @@ class FinishedJob(TrainingJob):
         self._started, self._finished = mtime, mtime
 
     def start(self) -> FinishedJob:
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+class EndedJob(TrainingJob):
+    """A job found on disk without a run: failed, cancelled, or interrupted by a server stop."""
+
+    def __init__(self, job_id: str, owner: str, run_dir: Path, status: str, error: str, started: float):
+        self.id, self.owner, self.run_dir, self._slots = job_id, owner, run_dir, None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._epochs, self._steps, self._last = [], [], None
+        self._status, self._error, self._metrics = status, error, {}
+        self._started, self._finished = started, started
+
+    def start(self) -> EndedJob:
         return self
 
     def join(self, timeout: float | None = None) -> None:

@@ -54,3 +54,69 @@ def test_finished_runs_are_read_back_after_a_restart(small_spec, tmp_path):
     assert snap.status == "done" and snap.metrics == load_run(done.run_dir).metrics
     assert [p.val["auc"] for p in snap.epochs] == [p.val["auc"] for p in done.epochs]
     assert restarted.get(job_id, "intruder") is None
+
+
+KILLED_SERVER = """
+import sys, time
+from studio_core.jobs import JobRegistry
+from studio_core.spec import DataSpec
+from studio_core.suggest import suggest
+from studio_core.workspace import Workspace
+ws = Workspace()
+ws.load(sys.argv[1])
+spec = suggest(ws, DataSpec(table="synthetic", label="target")).spec
+spec.train.epochs, spec.model.hidden_units = 1, [8]
+reg = JobRegistry(sys.argv[2])
+first = reg.get(reg.submit("owner", spec, ws), "owner")
+while first.snapshot().active:
+    time.sleep(0.05)
+spec.train.epochs, spec.train.early_stopping_patience = 10000, 0
+second = reg.get(reg.submit("owner", spec, ws), "owner")
+while not second.snapshot().steps and second.snapshot().active:
+    time.sleep(0.02)
+print(first.id, second.id, second.snapshot().status, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_server_killed_mid_training_keeps_earlier_runs_and_marks_the_interrupted_one(synthetic_csv, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SERVER, str(synthetic_csv), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        first_id, second_id, status = proc.stdout.readline().split()
+        assert status == "running"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    restarted = JobRegistry(tmp_path)
+    assert restarted.restore("owner") == [first_id, second_id]
+    first, second = (restarted.get(i, "owner").snapshot() for i in (first_id, second_id))
+    assert first.status == "done" and load_run(first.run_dir).metrics["auc"] > 0.5
+    assert second.status == "interrupted" and "start it again" in second.error and not second.active
+
+
+def test_jobs_wait_for_a_free_slot_in_order_and_can_leave_the_queue(small_spec, tmp_path):
+    from studio_core.tasks import Slots
+
+    ws, spec = small_spec
+    spec.train.epochs, spec.train.early_stopping_patience = 1000, 0
+    reg = JobRegistry(tmp_path, Slots(1))
+    running = reg.get(reg.submit("a", spec, ws), "a")
+    spec2 = spec.__class__.from_dict(spec.to_dict())
+    spec2.train.epochs = 1
+    waiting = reg.get(reg.submit("b", spec2, ws), "b")
+    leaving = reg.get(reg.submit("c", spec2, ws), "c")
+    time.sleep(0.5)
+    assert running.snapshot().status == "running"
+    assert (waiting.snapshot().status, waiting.snapshot().queue_position) == ("queued", 1)
+    assert leaving.snapshot().queue_position == 2
+    leaving.cancel()
+    leaving.join(5)
+    assert leaving.snapshot().status == "cancelled" and not leaving.snapshot().epochs
+    running.cancel()
+    assert wait(waiting).status == "done" and reg.slots.load() == (0, 0)
+    assert JobRegistry(tmp_path).restore("c") == [leaving.id]  # its marker says cancelled
+    assert JobRegistry(tmp_path).get(leaving.id, "c") is None

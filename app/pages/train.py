@@ -70,7 +70,11 @@ job = registry().get(s.selected_job, s.owner)
 def live() -> None:
     snap = job.snapshot()
     last = snap.last
-    if snap.active:
+    if snap.status == "queued":
+        st.progress(0.0, text=f"Waiting for a free training slot: number {snap.queue_position} in the queue")
+        if st.button("Cancel", key="cancel_queued"):
+            job.cancel()
+    elif snap.active:
         frac = (last.step / max(last.total_steps, 1)) if last else 0.0
         device = job.spec.train.device
         where = (resolve_device(device) if device == "auto" else device).upper()
@@ -78,8 +82,8 @@ def live() -> None:
         st.progress(min(frac, 1.0), text=text)
         if st.button("Cancel", key="cancel"):
             job.cancel()
-    elif snap.status == "failed":
-        st.error(f"Training failed: {snap.error}")
+    elif snap.status in ("failed", "interrupted"):
+        st.error(f"Training {snap.status}: {snap.error}")
     elif snap.status == "cancelled":
         st.warning("Training was cancelled.")
     else:
