@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,7 @@ SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 UPLOAD_ROOT = Path(os.environ.get("WDSTUDIO_UPLOADS", Path(tempfile.gettempdir()) / "wdstudio-uploads"))
 SESSION_MEMORY = os.environ.get("WDSTUDIO_SESSION_MEMORY", "4GB")  # DuckDB memory_limit of each session
 QUERY_TIMEOUT_S = float(os.environ.get("WDSTUDIO_QUERY_TIMEOUT_S", "30"))
+SESSION_TTL_S = float(os.environ.get("WDSTUDIO_SESSION_TTL_S", str(2 * 3600)))  # idle this long: jobs cancelled, tables released
 
 
 @dataclass
@@ -45,6 +48,12 @@ class StudioSession:
     polling: str = ""  # the job whose live view is polling
     explain_jobs: dict[str, Task] = field(default_factory=dict)  # run id -> its latest SHAP task
     exports: dict[str, Task] = field(default_factory=dict)  # run id -> its latest bundle export
+    last_seen: float = field(default_factory=time.time)
+    closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
+
+    def touch(self) -> None:
+        """Mark the session as in use (every page run and every poll of a live view)."""
+        self.last_seen = time.time()
 
 
 @st.cache_resource
@@ -76,16 +85,42 @@ def new_session(token: str, job_ids: list[str] | None = None) -> StudioSession:
     return StudioSession(token, ws, spool, job_ids=list(job_ids or []))
 
 
+def release(s: StudioSession) -> None:
+    """Free an abandoned session: cancel its training, explanation and export jobs, delete its
+    uploads folder and drop its tables.  Finished runs stay on disk for its token."""
+    s.closed = True
+    for job in registry().owned(s.owner):
+        if job.snapshot().active:
+            job.cancel()
+    for task in [*s.explain_jobs.values(), *s.exports.values()]:
+        task.cancel()
+    shutil.rmtree(s.spool, ignore_errors=True)
+
+
+def sweep_idle(sessions: dict[str, StudioSession], now: float) -> list[str]:
+    """Release every session idle for longer than SESSION_TTL_S; returns their tokens."""
+    gone = [token for token, s in sessions.items() if now - s.last_seen > SESSION_TTL_S]
+    for token in gone:
+        release(sessions.pop(token))
+    return gone
+
+
 def session() -> StudioSession:
     """This browser session's state, re-attached after a refresh through ``?s=<token>``."""
     current = st.session_state.get(KEY)
-    if current is not None:
+    if current is not None and not current.closed:
+        current.touch()
         if st.query_params.get("s") != current.owner:
             st.query_params["s"] = current.owner  # page switches drop query params; keep the token
         return current
+    if current is not None:  # released while idle: same token, runs read back, tables gone
+        st.query_params["s"] = current.owner
+        st.warning(f"This session was idle for over {SESSION_TTL_S / 3600:g} h: its tables and running jobs were released. "
+                   "Finished runs are still here; load your data again to keep working.")
     sessions, lock = _workspaces()
     token = st.query_params.get("s", "")
     with lock:
+        sweep_idle(sessions, time.time())
         found = sessions.get(token) if token else None
         if found is None and token and len(token) == 32 and token.isalnum():
             # unknown token, e.g. after a server restart: its finished runs are read back from disk

@@ -326,3 +326,29 @@ def test_export_without_the_runs_data_uses_synthetic_rows_and_says_so(tmp_path, 
     _wait_for_task(at, lambda: studio(at).exports)
     assert not at.exception and at.success and "synthetic" in at.success[0].value
     st.cache_resource.clear()
+
+
+def test_abandoned_sessions_are_released_and_a_returning_tab_is_told(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    import sys
+
+    at = _session_with_run(tmp_path, monkeypatch, small_spec, "ab" * 16)
+    load_file(at, synthetic_csv)
+    state = sys.modules["state"]
+    a = studio(at)
+    job_id = state.registry().submit(a.owner, small_spec[1].__class__.from_dict({**small_spec[1].to_dict(),
+                                     "train": {**small_spec[1].to_dict()["train"], "epochs": 5000, "early_stopping_patience": 0}}), a.ws)
+    a.job_ids.append(job_id)
+    job = state.registry().get(job_id, a.owner)
+    assert job.snapshot().active
+    monkeypatch.setattr(state, "SESSION_TTL_S", 60.0)
+    a.last_seen -= 120  # idle for two minutes
+    other = AppTest.from_file(APP, default_timeout=120)
+    other.run()  # any page run sweeps idle sessions
+    job.join(5)
+    assert job.snapshot().status == "cancelled" and not a.spool.exists() and a.closed
+    at.run()  # the idle tab comes back
+    assert not at.exception and at.warning and "idle" in at.warning[0].value
+    assert studio(at).owner == a.owner and studio(at) is not a and studio(at).ws.tables() == []
+    at.switch_page("pages/export.py").run()  # its finished run is still there
+    assert not at.exception and at.selectbox(key="export_run").options
+    st.cache_resource.clear()

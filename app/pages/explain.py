@@ -23,6 +23,7 @@ if c3.button("Explain", type="primary", key="explain_start", disabled=job is not
 
 @st.fragment(run_every=1.0 if job is not None and job.snapshot().active else None)
 def progress() -> None:
+    s.touch()  # watching a live view is activity, not idleness
     e = job.snapshot()
     if e.status == "queued":
         st.progress(0.0, text=f"Waiting for a free slot: number {e.queue_position} in the queue")

@@ -28,6 +28,7 @@ if st.button("Build and check the bundle", key="export_build", disabled=task is 
 
 @st.fragment(run_every=1.0 if task is not None and task.snapshot().active else None)
 def progress() -> None:
+    s.touch()  # watching a live view is activity, not idleness
     t = task.snapshot()
     if t.status == "queued":
         st.progress(0.0, text=f"Waiting for a free slot: number {t.queue_position} in the queue")

@@ -68,6 +68,7 @@ job = registry().get(s.selected_job, s.owner)
 
 @st.fragment(run_every=1.0 if job.snapshot().active else None)
 def live() -> None:
+    s.touch()  # watching a live view is activity, not idleness
     snap = job.snapshot()
     last = snap.last
     if snap.status == "queued":
