@@ -352,3 +352,30 @@ def test_abandoned_sessions_are_released_and_a_returning_tab_is_told(tmp_path, m
     at.switch_page("pages/export.py").run()  # its finished run is still there
     assert not at.exception and at.selectbox(key="export_run").options
     st.cache_resource.clear()
+
+
+def test_two_sessions_cannot_see_or_touch_each_others_tables_and_runs(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    import sys
+
+    a = _session_with_run(tmp_path, monkeypatch, small_spec, "cd" * 16)
+    load_file(a, synthetic_csv)
+    state = sys.modules["state"]
+    run_id = studio(a).job_ids[0]
+    b = AppTest.from_file(APP, default_timeout=120)
+    b.run()
+    assert studio(b).owner != studio(a).owner and b.info  # no tables yet
+    assert "synthetic" not in studio(b).ws.tables()
+    from studio_core.errors import StudioError
+
+    with pytest.raises(StudioError, match="does not exist"):
+        studio(b).ws.run_sql("SELECT * FROM synthetic")
+    assert state.registry().get(run_id, studio(b).owner) is None  # cannot inspect, download or cancel it
+    assert state.registry().owned(studio(b).owner) == []
+    for page in ("pages/inspect.py", "pages/explain.py", "pages/export.py"):
+        b.switch_page(page).run()
+        assert not b.exception and b.info and not b.get("download_button"), page
+    fresh = AppTest.from_file(APP, default_timeout=120)
+    fresh.query_params["s"] = "zz" * 16  # a guessed token gets a fresh, empty session
+    fresh.run()
+    assert studio(fresh).owner not in (studio(a).owner,) and studio(fresh).ws.tables() == []
+    st.cache_resource.clear()

@@ -123,3 +123,25 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "6-export.png"), full_page=True)
         browser.close()
+
+
+def test_two_browser_contexts_are_isolated(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        alice, bob = browser.new_context().new_page(), browser.new_context().new_page()
+        alice.goto(server)
+        alice.get_by_role("button", name="Load sample").click()
+        expect(alice.get_by_text(re.compile(r"Loaded\s+adult"))).to_be_visible(timeout=60_000)
+        bob.goto(server)
+        expect(bob.get_by_text("No tables yet")).to_be_visible(timeout=60_000)
+        assert "s=" in alice.url and "s=" in bob.url and alice.url != bob.url
+        bob.get_by_role("link", name="Export").click()
+        expect(bob.get_by_text("Train a model on the Train page first")).to_be_visible(timeout=60_000)
+        alice.reload()  # a refresh keeps alice's table (her token is in the URL)
+        expect(alice.get_by_label("Query your tables (joins across uploads work)")).to_have_value(re.compile("adult"), timeout=60_000)
+        no_exception(alice)
+        no_exception(bob)
+        browser.close()
