@@ -18,7 +18,7 @@ from .encoders import Source
 from .errors import StudioError
 from .spec import DataSpec
 from .sqlutil import qi
-from .workspace import Workspace, _one_line
+from .workspace import Workspace, _one_line, single_select
 
 VALIDATION_MARKERS = ("val", "valid", "validation", "test", "eval", "holdout", "true", "1")
 SPLIT_TABLE = "__wd_data"
@@ -44,7 +44,7 @@ class Split:
 def source_sql(data: DataSpec) -> str:
     """The relation the spec's rows come from (after FROM)."""
     if data.sql.strip():
-        return f"({data.sql.strip().rstrip(';')})"
+        return f"({single_select(data.sql, 'data.sql')})"
     if not data.table:
         raise StudioError("data.table: no table chosen; pick a loaded table or give data.sql")
     return qi(data.table)

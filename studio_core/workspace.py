@@ -119,6 +119,19 @@ def _looks_binary(path: Path) -> bool:
     return control > len(head) * 0.01
 
 
+def single_select(sql: str, field: str) -> str:
+    """``sql`` if it is exactly one SELECT/WITH statement (trailing ``;`` dropped), else a
+    StudioError: a query that is pasted into ``(...)`` elsewhere must not be able to close the
+    parenthesis and run a second statement."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise StudioError(f"{field}: {_one_line(exc)}; fix the query") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise StudioError(f"{field} must be one SELECT query; remove other statements and semicolons")
+    return sql.strip().rstrip(";").strip()
+
+
 class Workspace:
     """One DuckDB connection holding a user's tables.
 
@@ -259,7 +272,7 @@ class Workspace:
         """The rows a spec trains on: a stored table, or the result of a query."""
         if not sql.strip():
             return self.table(table)
-        sql = sql.strip().rstrip(";")
+        sql = single_select(sql, "data.sql")
         try:
             rel = self.con.sql(f"SELECT * FROM ({sql}) LIMIT 0")
         except duckdb.Error as exc:

@@ -97,3 +97,18 @@ def test_configuration_is_locked_even_through_python(sandbox):
     with pytest.raises(duckdb.Error):
         sandbox.con.execute("SET enable_external_access = true")
     assert sandbox.con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 1
+
+
+@pytest.mark.parametrize("sql", ["SELECT 1 AS x) ; DROP TABLE synthetic; SELECT * FROM (SELECT 1",
+                                 "SELECT * FROM synthetic; DROP TABLE synthetic", "DROP TABLE synthetic",
+                                 "SELECT * FROM read_csv('/etc/passwd')"])
+def test_a_specs_sql_cannot_smuggle_statements(sandbox, sql):
+    from studio_core import pipeline
+    from studio_core.spec import DataSpec, Spec
+
+    spec = Spec(data=DataSpec(sql=sql, label="target"))
+    with pytest.raises(StudioError):
+        pipeline.train(spec, sandbox)
+    with pytest.raises(StudioError):
+        sandbox.source("", sql)
+    assert sandbox.tables() == ["synthetic"] and len(sandbox.run_sql("SELECT * FROM synthetic")) == 1200
