@@ -74,6 +74,16 @@ def _write_marker(run_dir: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _read_marker(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        record = json.loads(_marker(run_dir).read_text(encoding="utf-8"))
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 class TrainingJob:
     def __init__(self, job_id: str, owner: str, spec: Spec, ws: Workspace, run_dir: Path, slots: Slots | None = None):
         self.id, self.owner, self.spec, self.run_dir = job_id, owner, spec, run_dir
@@ -110,6 +120,7 @@ class TrainingJob:
             return
         with self._lock:
             self._status = "running"
+        _write_marker(self.run_dir, {"status": "running", "started": self._started, "running_since": time.time()})
         try:
             outcome = train(self.spec, self._ws, self.run_dir, [self._listen], self._stop)
             status, error, metrics = "done", "", outcome.metrics
@@ -128,7 +139,11 @@ class TrainingJob:
     def _end(self, status: str, error: str, metrics: dict[str, Any]) -> None:
         finished = time.time()
         try:
-            _write_marker(self.run_dir, {"status": status, "error": error, "started": self._started, "finished": finished})
+            record = {"status": status, "error": error, "started": self._started, "finished": finished}
+            previous = _read_marker(self.run_dir)
+            if "running_since" in previous:
+                record["running_since"] = previous["running_since"]
+            _write_marker(self.run_dir, record)
         except OSError:
             traceback.print_exc()  # the run itself (if any) is already safely on disk
         with self._lock:

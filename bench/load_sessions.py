@@ -1,0 +1,173 @@
+"""Five browser sessions start training at once on one studio server: do they all finish or
+wait their turn, does the server keep answering, and how much memory does it take?
+
+Starts ``streamlit run app/studio.py`` (``WDSTUDIO_MAX_JOBS``, default 2), opens five Chromium contexts
+(Debian's ``/usr/bin/chromium`` through playwright), and in each: load the Adult sample, suggest
+features, set 2 epochs, start training -- as close together as one driver thread allows.  While
+they run, a thread calls ``/_stcore/health`` every 0.25 s and samples the server's RSS from
+``/proc``.  Prints per-session outcome and time, whether any session saw the queue message,
+health-check latency (median, p95, max, failures) and the server's peak RSS.
+
+Run: ``.venv/bin/python bench/load_sessions.py`` (about 1 minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from _contention import Contention
+
+ROOT = Path(__file__).resolve().parents[1]
+SESSIONS, EPOCHS = 5, 2
+MAX_JOBS = int(os.environ.get("WDSTUDIO_MAX_JOBS", "2"))  # the studio's default cap
+CHROMIUM = "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Watcher(threading.Thread):
+    """Health-check latency and server RSS, sampled until stopped."""
+
+    def __init__(self, url: str, pid: int):
+        super().__init__(daemon=True)
+        self.url, self.pid = url, pid
+        self.samples: list[tuple[float, float | None]] = []  # (time, latency ms or None for a failure)
+        self.peak_rss = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                ok = urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=5).read() == b"ok"
+                self.samples.append((t0, (time.perf_counter() - t0) * 1000 if ok else None))
+            except OSError:
+                self.samples.append((t0, None))
+            self.peak_rss = max(self.peak_rss, rss_mib(self.pid))
+            time.sleep(0.25)
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    contention = Contention()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as runs:
+        env = {**os.environ, "WDSTUDIO_RUNS": runs, "WDSTUDIO_MAX_JOBS": str(MAX_JOBS)}
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "studio.py"), "--server.port", str(port),
+                                   "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        idle_rss = rss_mib(server.pid)
+        watcher = Watcher(url, server.pid)
+        watcher.start()
+        started = time.perf_counter()
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                    "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+                pages = [browser.new_context(viewport={"width": 1300, "height": 900}).new_page() for _ in range(SESSIONS)]
+                for page in pages:  # data + features for everyone first
+                    page.goto(url)
+                    page.get_by_role("button", name="Load sample").click()
+                for page in pages:
+                    page.get_by_text(re.compile(r"Loaded\s+adult")).wait_for(timeout=120_000)
+                    page.get_by_role("link", name="Features").click()
+                    page.get_by_role("button", name="Suggest features").click()
+                for page in pages:
+                    page.get_by_text("Task: binary").wait_for(timeout=120_000)
+                    page.get_by_role("link", name="Train").click()
+                    epochs = page.get_by_label("Epochs")
+                    epochs.fill(str(EPOCHS))
+                    epochs.press("Tab")
+                clicked = time.perf_counter()
+                for page in pages:  # start training in all five, back to back
+                    page.get_by_role("button", name="Start training").click()
+                click_spread = time.perf_counter() - clicked
+                outcome: dict[int, tuple[str, float]] = {}
+                saw_queue = set()
+                deadline = time.time() + 900
+                while len(outcome) < SESSIONS and time.time() < deadline:
+                    for i, page in enumerate(pages):
+                        if i in outcome:
+                            continue
+                        text = page.inner_text("body")
+                        if "in the queue" in text:
+                            saw_queue.add(i)
+                        if re.search(r"Done on .* validation AUC", text):
+                            auc = re.search(r"validation AUC ([0-9.]+)", text)
+                            outcome[i] = (f"done, AUC {auc.group(1) if auc else '?'}", time.perf_counter() - clicked)
+                        elif "Training failed" in text or "Training interrupted" in text:
+                            outcome[i] = ("failed", time.perf_counter() - clicked)
+                    time.sleep(0.5)
+                browser.close()
+            all_done = time.perf_counter()
+            intervals = []
+            for marker in Path(runs).glob("*/.jobs/*.json"):
+                rec = json.loads(marker.read_text())
+                if "running_since" in rec and "finished" in rec:
+                    intervals.append((rec["started"], rec["running_since"], rec["finished"], rec["status"]))
+        finally:
+            watcher.stop.set()
+            watcher.join(5)
+            server.terminate()
+            server.wait(20)
+    print(f"{SESSIONS} browser sessions, {SESSIONS} training jobs (Adult, suggested spec, {EPOCHS} epochs), server cap {MAX_JOBS} concurrent jobs")
+    print(f"the five Start clicks took {click_spread:.1f} s from first to last")
+    for i in range(SESSIONS):
+        status = outcome.get(i, ("did not finish within 15 min", 0.0))[0]
+        print(f"  session {i + 1}: {status}{'  (showed its queue position while waiting)' if i in saw_queue else ''}")
+    t0 = min((iv[0] for iv in intervals), default=0.0)
+    for queued, running, finished, status in sorted(intervals):
+        print(f"  job: queued {queued - t0:5.1f} s, running {running - t0:5.1f} s, ended {finished - t0:5.1f} s ({status}); "
+              f"waited {running - queued:4.1f} s, trained {finished - running:4.1f} s")
+    events = sorted([(r, 1) for _, r, _, _ in intervals] + [(f, -1) for _, _, f, _ in intervals])
+    level = peak = 0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    print(f"most jobs running at once: {peak} (cap {MAX_JOBS}); all {len(intervals)} jobs ended within {max((iv[2] for iv in intervals), default=t0) - t0:.1f} s of the first queueing")
+    for name, lo, hi in (("whole run (loads, suggests, training)", started, all_done), ("training phase only", clicked, all_done)):
+        window = [lat for t, lat in watcher.samples if lo <= t <= hi]
+        ok = sorted(x for x in window if x is not None)
+        if ok:
+            p95 = ok[min(len(ok) - 1, int(0.95 * len(ok)))]
+            print(f"health endpoint, {name}: {len(window)} calls, {len(window) - len(ok)} failed (>5 s or error); "
+                  f"latency median {statistics.median(ok):.1f} ms, p95 {p95:.1f} ms, max {ok[-1]:.1f} ms")
+    print(f"server RSS: {idle_rss:.0f} MiB idle, peak {watcher.peak_rss:.0f} MiB during the run; whole run {time.perf_counter() - started:.0f} s")
+    print(contention.report())
+
+
+if __name__ == "__main__":
+    main()
