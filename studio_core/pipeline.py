@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import SpecError, StudioError
+from .errors import SpecError, StudioError, TrainingDiverged
 from .metrics import binary_metrics, default_monitor, regression_metrics
 from .model import WideDeep
 from .preprocess import Encoded, Preprocessor
@@ -90,6 +90,21 @@ def make_evaluator(prep: Preprocessor) -> Callable[[torch.Tensor, torch.Tensor],
     return evaluate
 
 
+def extreme_columns(prep: Preprocessor, enc: Encoded, limit: float = 20.0) -> list[str]:
+    """Numeric inputs (and a regression label) whose scaled values reach ``limit`` standard
+    deviations -- the usual cause of a diverging loss -- largest first, named for the user."""
+    names = prep.layout().numeric_inputs
+    found = []
+    if enc.num.size:
+        peaks = np.nanmax(np.abs(enc.num), axis=0)
+        found = [(float(v), f"{n} (a value {v:.3g} standard deviations from its mean)") for n, v in zip(names, peaks) if v >= limit]
+    if prep.task == "regression" and enc.y is not None and len(enc.y):
+        peak = float(np.nanmax(np.abs(enc.y)))
+        if peak >= limit:
+            found.append((peak, f"the label {prep.label} (a value {peak:.3g} standard deviations from its mean)"))
+    return [text for _, text in sorted(found, reverse=True)[:3]]
+
+
 def train(
     spec: Spec,
     ws: Workspace,
@@ -125,7 +140,11 @@ def train(
     trainer.listeners.extend(listeners)
     if stop_event is not None:
         trainer.stop_event = stop_event
-    result = trainer.fit(tensors(train_enc), tensors(val_enc))
+    try:
+        result = trainer.fit(tensors(train_enc), tensors(val_enc))
+    except TrainingDiverged as exc:
+        suspects = extreme_columns(prep, train_enc)
+        raise TrainingDiverged(f"{exc}{'; suspect column(s): ' + ', '.join(suspects) if suspects else ''}") from None
     model.cpu()
     metrics = {
         "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),

@@ -181,7 +181,13 @@ class Trainer:
             train_time += time.perf_counter() - t0
             rows_done += epoch_rows
             *val_inputs, val_target = val
-            metrics = self.evaluate(self.predict(val_inputs), val_target)
+            outputs = self.predict(val_inputs)
+            if not bool(torch.isfinite(outputs).all()):
+                raise TrainingDiverged(
+                    f"the model's outputs on validation rows became infinite or NaN at epoch {epoch}; "
+                    "lower the learning rates, enable gradient clipping, or check numeric columns for extreme values"
+                )
+            metrics = self.evaluate(outputs, val_target)
             value = metrics[cfg.monitor]
             improved = best_value is None or (value > best_value if maximise else value < best_value)
             if improved:

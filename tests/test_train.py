@@ -10,8 +10,10 @@ from studio_core.errors import Cancelled, TrainingDiverged
 from studio_core.model import WideDeep
 from studio_core.preprocess import Layout
 from studio_core.runs import load_run
-from studio_core.spec import ModelSpec
+from studio_core.spec import DataSpec, ModelSpec
+from studio_core.suggest import suggest
 from studio_core.trainer import Progress, Trainer, TrainerConfig
+from studio_core.workspace import Workspace
 
 
 def test_training_learns_and_publishes_immutable_records(small_spec, tmp_path):
@@ -132,3 +134,20 @@ def test_damaged_weights_file_gives_a_clear_error(small_spec, tmp_path):
     (out.run_dir / "model.pt").write_bytes(b"\x80\x04not a state dict")
     with pytest.raises(StudioError, match="damaged"):
         load_run(out.run_dir)
+
+
+def test_a_diverging_run_names_the_column_with_extreme_values(synthetic_csv, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(synthetic_csv)
+    frame.loc[7, "x2"] = 1e15  # one absurd value: ~35 standard deviations out after scaling
+    ws = Workspace()
+    ws.register_frame("spiky", frame)
+    spec = suggest(ws, DataSpec(table="spiky", label="target")).spec
+    for n in spec.features.numeric:
+        n.transform, n.embed, n.wide = "standardize", False, False
+    spec.train.deep_optimizer, spec.train.deep_lr, spec.train.grad_clip, spec.train.warmup_steps = "sgd", 10.0, 0.0, 0
+    with pytest.raises(TrainingDiverged) as info:
+        pipeline.train(spec, ws)
+    message = str(info.value)
+    assert "lower the learning rate" in message and "suspect column(s): x2" in message
