@@ -379,3 +379,30 @@ def test_two_sessions_cannot_see_or_touch_each_others_tables_and_runs(tmp_path, 
     fresh.run()
     assert studio(fresh).owner not in (studio(a).owner,) and studio(fresh).ws.tables() == []
     st.cache_resource.clear()
+
+
+@pytest.mark.parametrize("payload", [b"{not json", b'{"data": {"table": "adult", "label": "income", "evil": 1}}',
+                                     b'{"data": {"sql": "SELECT 1) ; DROP TABLE adult; SELECT * FROM (SELECT 1", "label": "income"}}',
+                                     b'{"data": {"sql": "SELECT * FROM read_csv(\'/etc/passwd\')", "label": "income"}}',
+                                     b'{"train": {"epochs": 1e308}}', b"\x80\x81\x82"])
+def test_uploaded_spec_json_is_validated_before_use(app, payload):
+    at = app
+    load_sample(at)
+    at.switch_page("pages/features.py").run()
+    at.file_uploader(key="spec_upload").set_value(("spec.json", payload, "application/json")).run()
+    at.button(key="use_spec").click().run()
+    assert not at.exception and at.error and studio(at).spec is None
+    assert studio(at).ws.tables() == ["adult"] and len(studio(at).ws.run_sql("SELECT * FROM adult", limit=5)) == 5
+
+
+def test_rows_shown_are_capped_and_the_server_config_bounds_work(app):
+    import tomllib
+
+    at = app
+    load_sample(at)
+    at.text_area(key="sql_text").set_value("SELECT * FROM adult")
+    at.button(key="run_sql").click().run()
+    assert not at.exception and max(len(d.value) for d in at.dataframe) == 1000  # of 48,842 rows
+    config = tomllib.loads((Path(APP).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert 0 < config["server"]["maxUploadSize"] <= 1024  # MB: the upload cap
+    assert config["runner"]["postScriptGC"] is False and config["server"]["fileWatcherType"] == "none"
