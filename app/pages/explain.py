@@ -1,7 +1,6 @@
 """Explain: SHAP per column (a background job), then one row's wide/deep split and what-if edits."""
 
-import math
-
+import pandas as pd
 import streamlit as st
 from state import pick_finished_run, session, slots
 
@@ -67,15 +66,15 @@ row = {}
 grid = st.columns(4)
 for k, col in enumerate(result.columns):
     value, box, key = result.data[col].iloc[pick], grid[k % 4], f"whatif_{snap.id}_{pick}_{col}"
+    missing = pd.isna(value)  # None, NaN or NA: shown empty, and empty means missing
     if is_numeric(run, col):
-        number = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-        row[col] = box.number_input(col, value=number, key=key, format="%g")
+        row[col] = box.number_input(col, value=None if missing else float(value), key=key, format="%g")
     elif (options := categories(run, col)) is not None:
-        current = "" if value is None else str(value)
+        current = "" if missing else str(value)
         options = [current] + [o for o in options if o != current] if current else [""] + options
         row[col] = box.selectbox(col, options, key=key, accept_new_options=True)
     else:
-        row[col] = box.text_input(col, "" if value is None else str(value), key=key)
+        row[col] = box.text_input(col, "" if missing else str(value), key=key)
 try:
     one, parts = explain_row(run, row, background)
 except StudioError as exc:
