@@ -238,15 +238,18 @@ def _session_with_run(tmp_path, monkeypatch, small_spec, token):
     return at
 
 
-def _wait_for_explanation(at):
-    deadline = time.time() + 90
+def _wait_for_task(at, tasks):
+    deadline = time.time() + 120
     while time.time() < deadline:
         at.run()
-        job = next(iter(studio(at).explain_jobs.values()))
-        if not job.snapshot().active:
+        if not next(iter(tasks().values())).snapshot().active:
             break
         time.sleep(0.3)
     at.run()
+
+
+def _wait_for_explanation(at):
+    _wait_for_task(at, lambda: studio(at).explain_jobs)
 
 
 def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, synthetic_csv):
@@ -284,16 +287,6 @@ def test_explain_without_the_runs_data_says_what_to_load(tmp_path, monkeypatch, 
     _wait_for_explanation(at)
     assert not at.exception and at.error and "load table 'synthetic' first" in at.error[0].value
     st.cache_resource.clear()
-
-
-def _wait_for_task(at, tasks):
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        at.run()
-        if not next(iter(tasks().values())).snapshot().active:
-            break
-        time.sleep(0.3)
-    at.run()
 
 
 def test_export_page_checks_the_bundle_before_offering_downloads(tmp_path, monkeypatch, small_spec, synthetic_csv):

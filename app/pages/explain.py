@@ -2,6 +2,7 @@
 
 import pandas as pd
 import streamlit as st
+from live import task_view
 from state import pick_finished_run, session, slots
 
 from studio_core import charts
@@ -20,33 +21,10 @@ if c3.button("Explain", type="primary", key="explain_start", disabled=job is not
     job = s.explain_jobs[snap.id] = explain_task(run, s.ws.fork(), n_rows, n_bg, slots=slots(), owner=s.owner)
 
 
-@st.fragment(run_every=1.0 if job is not None and job.snapshot().active else None)
-def progress() -> None:
-    s.touch()  # watching a live view is activity, not idleness
-    e = job.snapshot()
-    if e.status == "queued":
-        st.progress(0.0, text=f"Waiting for a free slot: number {e.queue_position} in the queue")
-    elif e.active:
-        st.progress(e.done / max(e.total, 1), text=f"Explaining rows: {e.done}/{e.total}")
-    if e.active:
-        if st.button("Cancel", key="explain_cancel"):
-            job.cancel()
-    if e.status == "failed":
-        st.error(f"The explanation failed: {e.error}")
-    elif e.status == "cancelled":
-        st.warning("The explanation was cancelled.")
-    if not e.active and s.polling == e.id:
-        s.polling = ""
-        st.rerun(scope="app")
-    if e.active:
-        s.polling = e.id
-
-
 if job is None:
     st.info("SHAP values say how much each original column moved each score away from the average. Press Explain to compute them.")
     st.stop()
-with st.container():  # the fragment's own block: its reruns never clear what the page draws after it
-    progress()
+task_view(s, job, lambda e: (e.done / max(e.total, 1), f"Explaining rows: {e.done}/{e.total}"), "The explanation", "explain")
 done = job.snapshot().result
 if done is None:
     st.stop()

@@ -1,6 +1,7 @@
 """Export: the run as a zip, and an ONNX bundle whose graphs are checked before they can be downloaded."""
 
 import streamlit as st
+from live import task_view
 from state import pick_finished_run, session, slots
 
 from studio_core.export_job import export_task
@@ -26,27 +27,9 @@ if st.button("Build and check the bundle", key="export_build", disabled=task is 
     task = s.exports[snap.id] = export_task(run, s.ws.fork() if has_data else None, int8, slots=slots(), owner=s.owner)
 
 
-@st.fragment(run_every=1.0 if task is not None and task.snapshot().active else None)
-def progress() -> None:
-    s.touch()  # watching a live view is activity, not idleness
-    t = task.snapshot()
-    if t.status == "queued":
-        st.progress(0.0, text=f"Waiting for a free slot: number {t.queue_position} in the queue")
-    elif t.active:
-        st.progress(0.5, text="Exporting and checking against onnxruntime…")
-    elif t.status == "failed":
-        st.error(f"The export failed: {t.error}")
-    if not t.active and s.polling == t.id:
-        s.polling = ""
-        st.rerun(scope="app")
-    if t.active:
-        s.polling = t.id
-
-
 if task is None:
     st.stop()
-with st.container():  # the fragment's own block: its reruns never clear what the page draws after it
-    progress()
+task_view(s, task, lambda t: (0.5, "Exporting and checking against onnxruntime…"), "The export", "export")
 built = task.snapshot().result
 if built is None:
     st.stop()

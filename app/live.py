@@ -1,0 +1,41 @@
+"""The live view of a background task (SHAP, export): queue position, progress, cancel, errors.
+
+A fragment polls the task every second while it is queued or running; when it ends, one full
+rerun draws the result and stops the polling.  The fragment sits in its own container, so its
+reruns never clear what the page draws after it.
+"""
+
+from collections.abc import Callable
+
+import streamlit as st
+from state import StudioSession
+
+from studio_core.tasks import Task, TaskSnapshot
+
+
+def task_view(s: StudioSession, task: Task, progress: Callable[[TaskSnapshot], tuple[float, str]], what: str, key: str) -> None:
+    """``progress(snapshot) -> (fraction, text)`` while running; ``what`` names the work in messages."""
+
+    @st.fragment(run_every=1.0 if task.snapshot().active else None)
+    def view() -> None:
+        s.touch()  # watching a live view is activity, not idleness
+        t = task.snapshot()
+        if t.status == "queued":
+            st.progress(0.0, text=f"Waiting for a free slot: number {t.queue_position} in the queue")
+        elif t.active:
+            fraction, text = progress(t)
+            st.progress(min(max(fraction, 0.0), 1.0), text=text)
+        if t.active and st.button("Cancel", key=f"{key}_cancel"):
+            task.cancel()
+        if t.status == "failed":
+            st.error(f"{what} failed: {t.error}")
+        elif t.status == "cancelled":
+            st.warning(f"{what} was cancelled.")
+        if not t.active and s.polling == t.id:
+            s.polling = ""
+            st.rerun(scope="app")
+        if t.active:
+            s.polling = t.id
+
+    with st.container():
+        view()
