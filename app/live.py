@@ -16,7 +16,9 @@ from studio_core.tasks import Task, TaskSnapshot
 def task_view(s: StudioSession, task: Task, progress: Callable[[TaskSnapshot], tuple[float, str]], what: str, key: str) -> None:
     """``progress(snapshot) -> (fraction, text)`` while running; ``what`` names the work in messages."""
 
-    @st.fragment(run_every=1.0 if task.snapshot().active else None)
+    was_active = task.snapshot().active  # one reading decides polling, so an end between two readings still reruns the app
+
+    @st.fragment(run_every=1.0 if was_active else None)
     def view() -> None:
         s.touch()  # watching a live view is activity, not idleness
         t = task.snapshot()
@@ -31,7 +33,7 @@ def task_view(s: StudioSession, task: Task, progress: Callable[[TaskSnapshot], t
             st.error(f"{what} failed: {t.error}")
         elif t.status == "cancelled":
             st.warning(f"{what} was cancelled.")
-        if not t.active and s.polling == t.id:
+        if not t.active and (was_active or s.polling == t.id):
             s.polling = ""
             st.rerun(scope="app")
         if t.active:

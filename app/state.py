@@ -95,6 +95,10 @@ def release(s: StudioSession) -> None:
     for task in [*s.explain_jobs.values(), *s.exports.values()]:
         task.cancel()
     shutil.rmtree(s.spool, ignore_errors=True)
+    try:  # its tables go with the connection (a tab still holding the object gets a fresh session)
+        s.ws.con.close()
+    except Exception:  # noqa: BLE001 - already closed, or in use by a job that is stopping
+        pass
 
 
 def sweep_idle(sessions: dict[str, StudioSession], now: float) -> list[str]:

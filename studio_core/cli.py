@@ -106,7 +106,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     _warn(notes)
     result = ws.run_sql(args.sql, limit=None if args.out else args.limit)
     if hasattr(result, "ref"):  # CREATE TABLE/VIEW ... AS: show what it holds
-        result = result.con.sql(f"SELECT * FROM {result.ref}" + ("" if args.out else f" LIMIT {int(args.limit)}")).df()
+        query = f"SELECT * FROM {result.ref}" + ("" if args.out else f" LIMIT {int(args.limit)}")
+        result = ws.guarded(lambda: ws.con.sql(query).df())
     frame = result
     if args.out:
         out = Path(args.out)

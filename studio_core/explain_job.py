@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from .errors import StudioError
-from .explain import DEFAULT_BACKGROUND, DEFAULT_ROWS, Explanation, encode_background, explain_codes, raw_rows, sample_relation
+from .explain import DEFAULT_BACKGROUND, DEFAULT_ROWS, Explanation, _columns_of, encode_background, explain_codes, raw_rows, sample_relation
 from .preprocess import ColumnCodes
 from .runs import Run
 from .tasks import Report, Slots, Task
@@ -40,7 +40,7 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
             raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
         picked = sample_relation(split.val, rows, seed)
         codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
-        codes_r = run.preprocessor.encode_columns(picked)
+        codes_r = run.preprocessor.encode_columns(picked, _columns_of(picked))  # a column the table lacks counts as missing
         data = raw_rows(picked, run.preprocessor._input_columns())
         result = explain_codes(run, codes_r, data, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
         return ExplainResult(result, codes_b)

@@ -120,8 +120,8 @@ class TrainingJob:
             return
         with self._lock:
             self._status = "running"
-        _write_marker(self.run_dir, {"status": "running", "started": self._started, "running_since": time.time()})
         try:
+            _write_marker(self.run_dir, {"status": "running", "started": self._started, "running_since": time.time()})
             outcome = train(self.spec, self._ws, self.run_dir, [self._listen], self._stop)
             status, error, metrics = "done", "", outcome.metrics
         except Cancelled:
@@ -175,9 +175,12 @@ class JobRegistry:
     def submit(self, owner: str, spec: Spec, ws: Workspace) -> str:
         job_id = secrets.token_hex(16)
         job = TrainingJob(job_id, owner, spec, ws.fork(), self.runs_root / owner / job_id, self.slots)
+        try:
+            job.start()
+        except OSError as exc:  # its status file could not be written: nothing was started
+            raise StudioError(f"could not write to the runs folder {self.runs_root} ({exc}); free disk space or fix its permissions") from None
         with self._lock:
             self._jobs[job_id] = job
-        job.start()
         return job_id
 
     def get(self, job_id: str, owner: str) -> TrainingJob | None:

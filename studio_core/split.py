@@ -44,7 +44,7 @@ class Split:
 def source_sql(data: DataSpec) -> str:
     """The relation the spec's rows come from (after FROM)."""
     if data.sql.strip():
-        return f"({single_select(data.sql, 'data.sql')})"
+        return f"(\n{single_select(data.sql, 'data.sql')}\n)"  # own lines: a trailing -- comment stays harmless
     if not data.table:
         raise StudioError("data.table: no table chosen; pick a loaded table or give data.sql")
     return qi(data.table)

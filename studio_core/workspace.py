@@ -27,9 +27,10 @@ NULL_MARKERS = ("", "NA", "N/A", "n/a", "null", "NULL", "Null", "nan", "NaN", "N
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 EXACT_DISTINCT_MAX_ROWS = 2_000_000
+TRAILING_SEMICOLON = re.compile(r";(?:\s|--[^\n]*)*$")  # a final ';', even with comments after it
 READ_ONLY_CREATE = re.compile(
-    r'\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?'
-    r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*)\s+AS\s+(?:\(\s*)?(?:SELECT|WITH|FROM|VALUES|TABLE)\b', re.I)
+    r'\s*(?P<head>CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?'
+    r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*)\s+AS)\s+(?P<body>(?:\(\s*)?(?:SELECT|WITH|FROM|VALUES|TABLE)\b.*)', re.I | re.S)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Table:
 
     @property
     def ref(self) -> str:
-        return f"({self.sql})" if self.sql else qi(self.name)
+        return f"(\n{self.sql}\n)" if self.sql else qi(self.name)
 
     def n_rows(self) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM {self.ref}").fetchall()[0][0])
@@ -129,7 +130,7 @@ def single_select(sql: str, field: str) -> str:
         raise StudioError(f"{field}: {_one_line(exc)}; fix the query") from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise StudioError(f"{field} must be one SELECT query; remove other statements and semicolons")
-    return sql.strip().rstrip(";").strip()
+    return TRAILING_SEMICOLON.sub("", sql.strip()).strip()
 
 
 class Workspace:
@@ -256,7 +257,9 @@ class Workspace:
 
     # ---- tables ---------------------------------------------------------------------------
     def tables(self) -> list[str]:
-        rows = self.con.sql("SELECT table_name FROM duckdb_tables() WHERE NOT internal AND NOT temporary ORDER BY 1").fetchall()
+        """The user's tables and views (not temporary, not the engine's own ``__wd*``)."""
+        rows = self.con.sql("SELECT table_name FROM duckdb_tables() WHERE NOT internal AND NOT temporary UNION "
+                            "SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary ORDER BY 1").fetchall()
         return [r[0] for r in rows if not r[0].startswith("__wd")]
 
     def table(self, name: str) -> Table:
@@ -274,7 +277,7 @@ class Workspace:
             return self.table(table)
         sql = single_select(sql, "data.sql")
         try:
-            rel = self.con.sql(f"SELECT * FROM ({sql}) LIMIT 0")
+            rel = self.con.sql(f"SELECT * FROM (\n{sql}\n) LIMIT 0")
         except duckdb.Error as exc:
             raise StudioError(f"data.sql: {_one_line(exc)}; fix the query") from None
         return Table(self.con, "query", list(rel.columns), {c: str(t) for c, t in zip(rel.columns, rel.types)}, sql)
@@ -300,14 +303,17 @@ class Workspace:
                 f"only one read-only query can run here (got {', '.join(kinds) or 'nothing'}); write a single SELECT, "
                 "or CREATE TABLE name AS SELECT ... / CREATE VIEW name AS SELECT ... to save a result"
             )
-        sql = sql.strip().rstrip(";").strip()
+        sql = TRAILING_SEMICOLON.sub("", sql.strip()).strip()
         if create is not None:
             name = create.group("name")
             name = name[1:-1].replace('""', '"') if name.startswith('"') else name
             if name.lower().startswith("__wd"):
                 raise StudioError(f"table names starting with __wd are reserved; choose another name than {name!r}")
-            self._guarded(lambda: self.con.execute(sql))
+            body = TRAILING_SEMICOLON.sub("", create.group("body").strip()).strip()
+            # as a subquery, a data-modifying CTE (WITH d AS (DELETE ... RETURNING *)) is refused by DuckDB's binder
+            self.guarded(lambda: self.con.execute(f"{create.group('head')} SELECT * FROM (\n{body}\n)"))
             return self.table(name)
+        sql = f"SELECT * FROM (\n{sql}\n)"  # same reason: DuckDB types WITH ... (DELETE ...) SELECT as a SELECT
 
         def run() -> Any:
             rel = self.con.sql(sql)
@@ -318,9 +324,9 @@ class Workspace:
                 return self.table(save_as)
             return (rel.limit(limit) if limit else rel).df()
 
-        return self._guarded(run)
+        return self.guarded(run)
 
-    def _guarded(self, work: Any) -> Any:
+    def guarded(self, work: Any) -> Any:
         """Run ``work()`` with the query timeout, turning DuckDB errors into one-line StudioErrors."""
         timer = threading.Timer(self.query_timeout_s, self.con.interrupt) if self.query_timeout_s else None
         if timer is not None:

@@ -442,3 +442,15 @@ def pd_isna_any(row) -> bool:
     import pandas as pd
 
     return bool(pd.isna(row[[c for c in ("workclass", "occupation", "native_country") if c in row]]).any())
+
+
+def test_create_table_or_view_in_the_query_box_saves_and_lists_it(app):
+    at = app
+    load_sample(at)
+    for sql, name in (("CREATE TABLE rich AS SELECT * FROM adult WHERE income = '>50K'", "rich"),
+                      ("CREATE VIEW old AS SELECT * FROM adult WHERE age > 70 -- the elderly", "old")):
+        at.text_area(key="sql_text").set_value(sql)
+        at.button(key="run_sql").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert at.success and f"Saved as `{name}`" in at.success[0].value
+        assert name in studio(at).ws.tables()

@@ -43,6 +43,11 @@ HOSTILE = [
     "DETACH memory",
     "CHECKPOINT",
     "SELECT * FROM sniff_csv('/etc/passwd')",
+    "WITH d AS (DELETE FROM synthetic RETURNING *) SELECT * FROM d",
+    "WITH d AS (UPDATE synthetic SET x1 = -1 RETURNING *) SELECT count(*) FROM d",
+    "WITH d AS (INSERT INTO synthetic SELECT * FROM synthetic RETURNING *) SELECT count(*) FROM d",
+    "CREATE TABLE emptied AS WITH d AS (DELETE FROM synthetic RETURNING *) SELECT * FROM d",
+    "CREATE VIEW emptied AS WITH d AS (DELETE FROM synthetic RETURNING *) SELECT * FROM d",
 ]
 
 
@@ -55,11 +60,13 @@ def sandbox(synthetic_csv):
 
 @pytest.mark.parametrize("sql", HOSTILE)
 def test_hostile_sql_is_refused_and_the_session_still_works(sandbox, sql):
+    before = sandbox.run_sql("SELECT count(*) AS n, sum(x1) AS s FROM synthetic").iloc[0].tolist()
     with pytest.raises(StudioError) as info:
         sandbox.run_sql(sql)
     message = str(info.value)
     assert "\n" not in message and ("fix the query" in message or "read-only" in message or "reserved" in message), message
     assert len(sandbox.run_sql("SELECT * FROM synthetic")) == 1200  # data intact, connection usable
+    assert sandbox.run_sql("SELECT count(*) AS n, sum(x1) AS s FROM synthetic").iloc[0].tolist() == before  # not modified
     assert sandbox.tables() == ["synthetic"]
 
 
@@ -112,3 +119,24 @@ def test_a_specs_sql_cannot_smuggle_statements(sandbox, sql):
     with pytest.raises(StudioError):
         sandbox.source("", sql)
     assert sandbox.tables() == ["synthetic"] and len(sandbox.run_sql("SELECT * FROM synthetic")) == 1200
+
+
+def test_data_modifying_ctes_through_save_as_are_refused(sandbox):
+    with pytest.raises(StudioError):
+        sandbox.run_sql("WITH d AS (DELETE FROM synthetic RETURNING *) SELECT * FROM d", save_as="copy")
+    assert len(sandbox.run_sql("SELECT * FROM synthetic")) == 1200
+
+
+def test_views_are_listed_and_reading_a_slow_view_is_timed_out_too(sandbox):
+    view = sandbox.run_sql("CREATE VIEW slow AS SELECT sum(a.range * b.range) AS s FROM range(200000) a, range(200000) b")
+    assert "slow" in sandbox.tables()
+    started = time.perf_counter()
+    with pytest.raises(StudioError, match="longer than 1 s"):
+        sandbox.guarded(view.n_rows)
+    assert time.perf_counter() - started < 5
+
+
+def test_a_trailing_comment_does_not_break_a_query(sandbox):
+    assert len(sandbox.run_sql("SELECT * FROM synthetic -- all rows")) == 1200
+    assert sandbox.source("", "SELECT * FROM synthetic -- all rows").n_rows() == 1200
+    assert len(sandbox.run_sql("SELECT * FROM synthetic; -- done")) == 1200

@@ -67,10 +67,10 @@ sql = st.text_area("Query your tables (joins across uploads work)", value=f'SELE
 name = st.text_input("Save the result as table (optional)", key="sql_save_as")
 if st.button("Run query", key="run_sql"):
     try:
-        if name.strip():
-            saved = s.ws.run_sql(sql, save_as=table_name_for(name))
-            st.success(f"Saved as `{saved.name}` ({saved.n_rows():,} rows)")
+        result = s.ws.run_sql(sql, save_as=table_name_for(name) if name.strip() else None, limit=1000)
+        if hasattr(result, "ref"):  # saved: a table, or a view from CREATE ... AS (counted under the query timeout)
+            st.success(f"Saved as `{result.name}` ({s.ws.guarded(result.n_rows):,} rows)")
         else:
-            st.dataframe(s.ws.run_sql(sql, limit=1000), hide_index=True)
+            st.dataframe(result, hide_index=True)
     except StudioError as exc:
         st.error(str(exc))

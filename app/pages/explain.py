@@ -45,8 +45,10 @@ grid = st.columns(4)
 for k, col in enumerate(result.columns):
     value, box, key = result.data[col].iloc[pick], grid[k % 4], f"whatif_{snap.id}_{pick}_{col}"
     missing = pd.isna(value)  # None, NaN or NA: shown empty, and empty means missing
-    if is_numeric(run, col):
+    if is_numeric(run, col) and (missing or abs(float(value)) < 2**53):  # the number widget's range
         row[col] = box.number_input(col, value=None if missing else float(value), key=key, format="%g")
+    elif is_numeric(run, col):
+        row[col] = box.text_input(col, f"{float(value):g}", key=key)
     elif (options := categories(run, col)) is not None:
         current = "" if missing else str(value)
         options = [current] + [o for o in options if o != current] if current else [""] + options

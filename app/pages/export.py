@@ -4,6 +4,7 @@ import streamlit as st
 from live import task_view
 from state import pick_finished_run, session, slots
 
+from studio_core.errors import StudioError
 from studio_core.export_job import export_task
 from studio_core.inspect import run_zip
 
@@ -17,7 +18,10 @@ c2.download_button("Download spec JSON", run.spec.to_json(), "spec.json", "appli
 
 st.subheader("ONNX for serving without PyTorch")
 data = run.spec.data
-has_data = bool(data.sql.strip()) or data.table in s.ws.tables()
+try:  # the run's rows must be readable here (a SQL-trained run needs the tables its query reads)
+    has_data = bool(s.ws.source(data.table, data.sql).columns)
+except StudioError:
+    has_data = False
 st.caption("The bundle holds model.onnx (the network), raw.onnx (preprocessing + network: scores raw column values), "
            "the preprocessing state, the spec and a model card. Each graph is checked against the trained model "
            + ("on 10,000 validation rows." if has_data else f"on 10,000 synthetic rows (load table `{data.table}` for validation-row figures)."))
