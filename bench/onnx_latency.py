@@ -103,7 +103,7 @@ def main() -> None:
     inputs = raw_inputs(prep)
     arrow = split.con.sql(raw_select_sql(prep, split.val.relation)).to_arrow_table().combine_chunks()
     feeds = raw_feeds(arrow.to_batches(max_chunksize=len(arrow))[0], inputs)
-    keys = {name: (f"n{i}" if name in prep._numeric_cols() else f"t{i}") for i, name in enumerate(prep._input_columns())}
+    keys = {name: (f"n{i}" if name in prep._numeric_cols() else f"t{i}") for i, name in enumerate(prep.input_columns())}
     sel = split.con.sql(prep.select_sql(split.val.relation, with_label=False)).to_arrow_table().combine_chunks()
     assert len(sel) == n == len(arrow) <= BATCH_ROWS
 

@@ -46,7 +46,7 @@ def main() -> None:
         run = load_run(Path(tmp) / "run")
     split = make_split(ws.fork(), run.spec.data)
     rows, bg = sample_relation(split.val, ROWS, 0), sample_relation(split.train, BACKGROUND, 1)
-    print(f"Adult run: {len(run.preprocessor._input_columns())} feature columns, {len(spec.features.crosses)} crosses, "
+    print(f"Adult run: {len(run.preprocessor.input_columns())} feature columns, {len(spec.features.crosses)} crosses, "
           f"hidden units {spec.model.hidden_units}; {ROWS} rows x {BACKGROUND} background rows, torch threads {torch.get_num_threads()}")
     times = []
     for label in ("first call in the process (includes numba compile)", "second call (a warm server)"):

@@ -37,7 +37,8 @@ def _value_text(v: object) -> str:
 def score_parts(run: Run, codes: ColumnCodes, raw: pd.DataFrame, i: int = 0) -> ScoreParts:
     """Wide / deep / bias of row ``i`` of ``codes`` (whose raw feature values are ``raw``)."""
     prep, model = run.preprocessor, run.model
-    wide, cat, num = prep.assemble(codes.mix(prep._input_columns(), np.full((1, len(prep._input_columns())), i, np.int64)))
+    columns = prep.input_columns()
+    wide, cat, num = prep.assemble(codes.mix(columns, np.full((1, len(columns)), i, np.int64)))
     w, c, x = (torch.from_numpy(a) for a in (wide, cat, num))
     model.eval()
     with torch.no_grad():
@@ -75,8 +76,6 @@ def score_parts(run: Run, codes: ColumnCodes, raw: pd.DataFrame, i: int = 0) -> 
 
 def row_parts(run: Run, source: Source, i: int = 0) -> ScoreParts:
     """``score_parts`` for row ``i`` of a DuckDB relation of raw rows."""
-    from .explain import _columns_of, feature_columns, raw_rows
+    from .explain import encode_rows
 
-    codes = run.preprocessor.encode_columns(source, _columns_of(source))
-    raw = raw_rows(source, feature_columns(run))
-    return score_parts(run, codes, raw, i)
+    return score_parts(run, *encode_rows(run, source), i)

@@ -91,10 +91,8 @@ class RowFunction:
 
     def __init__(self, run: Run, pool: ColumnCodes, columns: list[str]):
         self.run, self.pool, self.columns = run, pool, columns
-        self.calls = 0
 
     def __call__(self, index: np.ndarray) -> np.ndarray:
-        self.calls += 1
         codes = self.pool.mix(self.columns, np.asarray(index, dtype=np.int64))
         return self.outputs(codes)
 
@@ -109,12 +107,18 @@ def output_name(run: Run) -> str:
 
 
 def feature_columns(run: Run) -> list[str]:
-    return run.preprocessor._input_columns()
+    return run.preprocessor.input_columns()
+
+
+def encode_rows(run: Run, source: Source) -> tuple[ColumnCodes, pd.DataFrame]:
+    """Stage-1 codes and raw feature values of every row of ``source``; a feature column the
+    source lacks counts as missing, as in ``predict``."""
+    return run.preprocessor.encode_columns(source, columns_of(source)), raw_rows(source, feature_columns(run))
 
 
 def raw_rows(source: Source, columns: list[str]) -> pd.DataFrame:
     """The source's feature columns (and ``__wd_row`` when it has one) as a DataFrame."""
-    have = _columns_of(source)
+    have = columns_of(source)
     cols = [c for c in (["__wd_row"] + columns) if c in have]
     df = source.con.sql(f"SELECT {', '.join(qi(c) for c in cols) or '1 AS dummy'} FROM {source.relation}").df()
     for c in columns:
@@ -139,14 +143,13 @@ def explain(
     ``max_evals`` (masked samples per row) defaults to 10 permutations' worth; each masked sample
     is scored once per background row, so the cost is rows x max_evals x background rows."""
     started = time.perf_counter()
-    columns = feature_columns(run)
     codes_b = background if isinstance(background, ColumnCodes) else encode_background(run, background)
-    codes_r = run.preprocessor.encode_columns(rows, _columns_of(rows))
-    return explain_codes(run, codes_r, raw_rows(rows, columns), codes_b, max_evals, seed, progress, stop_event, chunk, started)
+    codes_r, data = encode_rows(run, rows)
+    return explain_codes(run, codes_r, data, codes_b, max_evals, seed, progress, stop_event, chunk, started)
 
 
 def encode_background(run: Run, background: Source) -> ColumnCodes:
-    codes = run.preprocessor.encode_columns(background, _columns_of(background))
+    codes = run.preprocessor.encode_columns(background, columns_of(background))
     if codes.n == 0:
         raise StudioError("no background rows to compare with; load the run's training data")
     return codes
@@ -198,7 +201,7 @@ def frame_source(frame: pd.DataFrame) -> Source:
     return Source(con, "rows")
 
 
-def _columns_of(source: Source) -> set[str]:
+def columns_of(source: Source) -> set[str]:
     return {r[0] for r in source.con.sql(f"SELECT * FROM {source.relation} LIMIT 0").description}
 
 

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from .errors import StudioError
-from .explain import DEFAULT_BACKGROUND, DEFAULT_ROWS, Explanation, _columns_of, encode_background, explain_codes, raw_rows, sample_relation
+from .explain import DEFAULT_BACKGROUND, DEFAULT_ROWS, Explanation, encode_background, explain, sample_relation
 from .preprocess import ColumnCodes
 from .runs import Run
 from .tasks import Report, Slots, Task
@@ -26,7 +26,7 @@ class ExplainResult:
 
 
 def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: int = DEFAULT_BACKGROUND, seed: int = 0,
-                 slots: Slots | None = None, owner: str = "") -> Task:
+                 slots: Slots | None = None) -> Task:
     """A started task explaining ``rows`` validation rows of ``run`` (``ws`` must be a fork the
     task may use on its thread)."""
 
@@ -40,9 +40,7 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
             raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
         picked = sample_relation(split.val, rows, seed)
         codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
-        codes_r = run.preprocessor.encode_columns(picked, _columns_of(picked))  # a column the table lacks counts as missing
-        data = raw_rows(picked, run.preprocessor._input_columns())
-        result = explain_codes(run, codes_r, data, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
+        result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
         return ExplainResult(result, codes_b)
 
-    return Task("explain", work, slots, owner).start()
+    return Task("explain", work, slots).start()

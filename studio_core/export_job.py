@@ -26,7 +26,7 @@ class BuiltBundle:
     figures: dict[str, Any]
 
 
-def export_task(run: Run, ws: Workspace | None, int8: bool, slots: Slots | None = None, owner: str = "") -> Task:
+def export_task(run: Run, ws: Workspace | None, int8: bool, slots: Slots | None = None) -> Task:
     """A started task exporting ``run``; ``ws`` (a fork) holds its training data, or None for
     synthetic parity rows."""
 
@@ -47,4 +47,4 @@ def export_task(run: Run, ws: Workspace | None, int8: bool, slots: Slots | None 
         report(1, 1, "done")
         return BuiltBundle(data, graphs, figures)
 
-    return Task("export", work, slots, owner).start()
+    return Task("export", work, slots).start()

@@ -6,7 +6,7 @@ nodes and the result is joined to the model graph (``onnx.compose.merge_models``
 
 Input contract of the raw graph (also written to the bundle manifest):
 
-* one input per feature column, in ``Preprocessor._input_columns()`` order, named by the column
+* one input per feature column, in ``Preprocessor.input_columns()`` order, named by the column
   made into a plain identifier (``raw_input_names``; the manifest keeps the name -> column map);
 * a categorical column: ``tensor(string)`` [batch] holding DuckDB's canonical text of the value,
   exactly ``text_expr(column, type)`` in SQL (so ``9``, ``9.0`` and ``'9'`` agree); a missing
@@ -90,8 +90,8 @@ def raw_input_names(columns: list[str]) -> dict[str, str]:
 
 
 def raw_inputs(prep: Preprocessor) -> list[RawInput]:
-    """The raw graph's inputs, in ``Preprocessor._input_columns()`` order."""
-    cols = prep._input_columns()
+    """The raw graph's inputs, in ``Preprocessor.input_columns()`` order."""
+    cols = prep.input_columns()
     names = raw_input_names(cols)
     numeric = prep._numeric_cols()
     return [RawInput(names[c], c, "number", number_expr(c)) if c in numeric else RawInput(names[c], c, "text", prep._text(c)) for c in cols]
@@ -154,7 +154,7 @@ def synthetic_raw_rows(prep: Preprocessor, n: int = 10_000, seed: int = 0) -> pa
     cols: dict[str, pa.Array] = {}
     nulls = rng.random(n) < 0.1
     numeric = prep._numeric_cols()
-    for col in prep._input_columns():
+    for col in prep.input_columns():
         duck_type = prep.column_types.get(col, "VARCHAR")
         if col in numeric:
             std, bkt = prep.encoders_.get(f"std:{col}"), prep.encoders_.get(f"bkt:{col}")

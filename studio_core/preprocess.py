@@ -75,9 +75,6 @@ class ColumnCodes:
     buckets: dict[str, np.ndarray]  # numeric column -> bucket ids
     scaled: dict[str, np.ndarray]  # standardized numeric column -> (n, 1 or 2) float32
 
-    def columns(self) -> list[str]:
-        return sorted(set(self.cat_ids) | set(self.text_codes) | set(self.buckets) | set(self.scaled))
-
     def mix(self, columns: list[str], rows: np.ndarray) -> ColumnCodes:
         """Codes of ``len(rows)`` new rows where column ``columns[j]`` takes its codes from row
         ``rows[:, j]`` of this set."""
@@ -128,7 +125,7 @@ class Preprocessor:
     def _numeric_cols(self) -> set[str]:
         return {f.name for f in self.features.numeric}
 
-    def _input_columns(self) -> list[str]:
+    def input_columns(self) -> list[str]:
         """Feature columns in the fixed order of ``select_sql``'s outputs (n{i} / t{i})."""
         return sorted({f.name for f in self.features.categorical} | self._numeric_cols())
 
@@ -229,7 +226,7 @@ class Preprocessor:
     def select_sql(self, relation: str, with_label: bool, available: set[str] | None = None) -> str:
         """The SELECT feeding ``transform``: one column per encoder input (NULL if absent)."""
         cols = []
-        for i, name in enumerate(self._input_columns()):
+        for i, name in enumerate(self.input_columns()):
             present = available is None or name in available
             if name in self._numeric_cols():
                 cols.append(f"{number_expr(name) if present else 'CAST(NULL AS DOUBLE)'} AS n{i}")
@@ -242,7 +239,7 @@ class Preprocessor:
 
     def transform(self, source: Source, with_label: bool = True, available: set[str] | None = None) -> Encoded:
         """Encode every row of ``source`` (streamed in record batches)."""
-        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self._input_columns())}
+        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self.input_columns())}
         reader = source.con.sql(self.select_sql(source.relation, with_label, available)).to_arrow_reader(BATCH_ROWS)
         parts = [self._encode_batch(batch, keys, with_label) for batch in reader]
         if not parts:
@@ -292,7 +289,7 @@ class Preprocessor:
 
     def encode_columns(self, source: Source, available: set[str] | None = None) -> ColumnCodes:
         """Stage-1 codes of every row of ``source`` (no label), for explanations."""
-        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self._input_columns())}
+        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self.input_columns())}
         table = source.con.sql(self.select_sql(source.relation, False, available)).to_arrow_table()
         return self.column_codes({name: table.column(k) for name, k in keys.items()}, table.num_rows)
 

@@ -83,8 +83,8 @@ class TaskSnapshot:
 
 
 class Task:
-    def __init__(self, kind: str, work: Callable[[Report, threading.Event], Any], slots: Slots | None = None, owner: str = ""):
-        self.id, self.kind, self.owner = secrets.token_hex(16), kind, owner
+    def __init__(self, kind: str, work: Callable[[Report, threading.Event], Any], slots: Slots | None = None):
+        self.id, self.kind = secrets.token_hex(16), kind
         self._work, self._slots = work, slots
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._status, self._done, self._total, self._message, self._error = "queued", 0, 0, "", ""

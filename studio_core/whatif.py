@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .contributions import ScoreParts, score_parts
-from .explain import Explanation, explain_codes, feature_columns, frame_source, raw_rows
+from .explain import Explanation, encode_rows, explain_codes, feature_columns, frame_source
 from .preprocess import ColumnCodes
 from .runs import Run
 
@@ -46,8 +46,5 @@ def clean_row(run: Run, row: dict[str, Any]) -> pd.DataFrame:
 
 def explain_row(run: Run, row: dict[str, Any], background: ColumnCodes, seed: int = 0) -> tuple[Explanation, ScoreParts]:
     """SHAP values and the wide/deep split of one raw row (a dict of column -> value)."""
-    frame = clean_row(run, row)
-    src = frame_source(frame)
-    codes = run.preprocessor.encode_columns(src, set(frame.columns))
-    data = raw_rows(src, feature_columns(run))
+    codes, data = encode_rows(run, frame_source(clean_row(run, row)))
     return explain_codes(run, codes, data, background, seed=seed), score_parts(run, codes, data, 0)

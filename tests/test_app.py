@@ -186,7 +186,6 @@ def test_refresh_reattaches_to_the_same_tables(app):
 def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatch):
     from conftest import write_synthetic
 
-    from studio_core import pipeline
     from studio_core.spec import DataSpec
     from studio_core.suggest import suggest
     from studio_core.workspace import Workspace
@@ -196,13 +195,7 @@ def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatc
     ws.load(csv)
     spec = suggest(ws, DataSpec(table="reg", label="target")).spec
     spec.train.epochs = 2
-    token = "12" * 16
-    pipeline.train(spec, ws, tmp_path / "runs" / token / ("34" * 16))
-    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["s"] = token
-    at.run()
+    at = _session_with_run(tmp_path, monkeypatch, (ws, spec), "12" * 16)
     load_file(at, csv)
     at.switch_page("pages/inspect.py").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -225,10 +218,11 @@ def test_uploads_bad_file_shows_error_and_keeps_loaded_tables(app):
     assert set(studio(at).spool.glob("wd-upload-*")) == spools_before  # the spool folder is gone
 
 
-def _session_with_run(tmp_path, monkeypatch, small_spec, token):
+def _session_with_run(tmp_path, monkeypatch, ws_and_spec, token):
+    """A fresh server whose session ``token`` owns one finished run (id 'ef' * 16) of the spec."""
     from studio_core import pipeline
 
-    ws, spec = small_spec
+    ws, spec = ws_and_spec
     pipeline.train(spec, ws, tmp_path / "runs" / token / ("ef" * 16))
     monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
     st.cache_resource.clear()
@@ -404,7 +398,6 @@ def test_rows_shown_are_capped_and_the_server_config_bounds_work(app):
 def test_what_if_on_an_unedited_row_with_missing_values_reproduces_its_score(tmp_path, monkeypatch):
     """Adult has missing workclass/occupation: the what-if copy of a row must score exactly as
     the row itself (missing stays missing, not the text 'nan')."""
-    from studio_core import pipeline
     from studio_core.spec import DataSpec
     from studio_core.suggest import suggest
     from studio_core.workspace import Workspace
@@ -415,13 +408,7 @@ def test_what_if_on_an_unedited_row_with_missing_values_reproduces_its_score(tmp
                    "WHERE workclass IS NULL OR occupation IS NULL OR hash(age, fnlwgt) % 10 = 0")
     spec = suggest(ws, DataSpec(table="adult", label="income")).spec
     spec.train.epochs, spec.model.hidden_units = 1, [16]
-    token = "ee" * 16
-    pipeline.train(spec, ws, tmp_path / "runs" / token / ("ff" * 16))
-    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["s"] = token
-    at.run()
+    at = _session_with_run(tmp_path, monkeypatch, (ws, spec), "ee" * 16)
     frame = ws.con.sql("SELECT * FROM adult").df()
     studio(at).ws.register_frame("adult", frame)
     at.switch_page("pages/explain.py").run()

@@ -18,7 +18,7 @@ c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
 n_rows = c1.number_input("Validation rows to explain", 10, 2000, 200, step=10, key="explain_rows")
 n_bg = c2.number_input("Background rows", 10, 500, 100, step=10, key="explain_background")
 if c3.button("Explain", type="primary", key="explain_start", disabled=job is not None and job.snapshot().active):
-    job = s.explain_jobs[snap.id] = explain_task(run, s.ws.fork(), n_rows, n_bg, slots=slots(), owner=s.owner)
+    job = s.explain_jobs[snap.id] = explain_task(run, s.ws.fork(), n_rows, n_bg, slots=slots())
 
 
 if job is None:

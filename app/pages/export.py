@@ -28,7 +28,7 @@ st.caption("The bundle holds model.onnx (the network), raw.onnx (preprocessing +
 task = s.exports.get(snap.id)
 int8 = st.checkbox("Also quantise to INT8 (smaller; scores move slightly)", key="export_int8")
 if st.button("Build and check the bundle", key="export_build", disabled=task is not None and task.snapshot().active):
-    task = s.exports[snap.id] = export_task(run, s.ws.fork() if has_data else None, int8, slots=slots(), owner=s.owner)
+    task = s.exports[snap.id] = export_task(run, s.ws.fork() if has_data else None, int8, slots=slots())
 
 
 if task is None:
