@@ -66,7 +66,10 @@ s.selected_job = st.radio("Runs", list(labels), index=list(labels).index(s.selec
 job = registry().get(s.selected_job, s.owner)
 
 
-@st.fragment(run_every=1.0 if job.snapshot().active else None)
+was_active = job.snapshot().active  # one reading decides polling, so an end between two readings still reruns the app
+
+
+@st.fragment(run_every=1.0 if was_active else None)
 def live() -> None:
     s.touch()  # watching a live view is activity, not idleness
     snap = job.snapshot()
@@ -99,7 +102,7 @@ def live() -> None:
         c2.altair_chart(metric_chart(snap.epochs, metric), width="stretch")
     if snap.steps:
         st.altair_chart(step_chart(snap.steps), width="stretch")
-    if not snap.active and s.polling == job.id:  # finished while we watched: one full rerun stops polling
+    if not snap.active and (was_active or s.polling == job.id):  # finished while we watched: one full rerun stops polling
         s.polling = ""
         st.rerun(scope="app")
     if snap.active:
