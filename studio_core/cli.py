@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -17,9 +20,10 @@ from typing import Any
 
 from .errors import Cancelled, StudioError
 from .spec import DataSpec, Spec
-from .workspace import Workspace
+from .workspace import PARQUET_SUFFIXES, Workspace
 
 QUERY_TIMEOUT_S = 300.0
+VIEW_BYTES = 1 << 30  # training reads CSV files larger than this in place instead of loading them
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,13 +39,24 @@ def _name_and_path(item: str) -> tuple[str, Path]:
     return "", Path(item)
 
 
-def _load(paths: list[str], sandbox: bool = False) -> tuple[Workspace, list[str], list[str]]:
+def _load(paths: list[str], sandbox: bool = False, large: bool = False) -> tuple[Workspace, list[str], list[str]]:
+    """A workspace with the files loaded.  ``large`` (training) leaves Parquet files and CSV
+    files over ``VIEW_BYTES`` in place as views, caps DuckDB's memory and lets it spill to
+    the temporary folder, so tables larger than memory can be trained on."""
     files = [_name_and_path(item)[1] for item in paths]
-    ws = Workspace(allowed_files=files, query_timeout_s=QUERY_TIMEOUT_S) if sandbox else Workspace()
+    if sandbox:
+        ws = Workspace(allowed_files=files, query_timeout_s=QUERY_TIMEOUT_S)
+    elif large:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # processes on this machine under torchrun
+        ws = Workspace(threads=max(1, (os.cpu_count() or 1) // local), memory_limit=os.environ.get("WDSTUDIO_DUCKDB_MEMORY", "2GB"),
+                       temp_directory=Path(tempfile.gettempdir(), "wdstudio-duckdb-spill"))
+    else:
+        ws = Workspace()
     names, notes = [], []
     for item in paths:
         name, path = _name_and_path(item)
-        result = ws.load(path, name or None)
+        as_view = large and path.is_file() and (path.suffix.lower() in PARQUET_SUFFIXES or path.stat().st_size > VIEW_BYTES)
+        result = ws.load(path, name or None, as_view=as_view)
         names.append(result.table)
         notes += list(result.warnings)
     return ws, names, notes
@@ -135,8 +150,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import train
+def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
+    """The spec to train (given, or suggested from the data) and a workspace with the data."""
     from .suggest import suggest
 
     base = None
@@ -149,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     paths = args.data or [f"{k}={v}" for k, v in (base.data.sources.items() if base else [])]
     if not paths:
         raise StudioError("no data given; pass --data PATH (or a spec with data.sources)")
-    ws, tables, notes = _load(paths)
+    ws, tables, notes = _load(paths, large=True)
     _warn(notes)
     if base is None:
         spec = suggest(ws, _data_spec(args, tables)).spec
@@ -161,19 +176,80 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec.train.epochs = args.epochs
     if args.device:
         spec.train.device = args.device
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+    return spec, ws, paths
+
+
+def _read_json(path: str, option: str) -> dict[str, Any]:
     try:
-        outcome = train(spec, ws, args.out, [] if args.quiet else [_progress_printer()], stop)
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StudioError(f"cannot read {option} {path} ({exc.__class__.__name__}); pass the JSON file it names") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import ranks_from_env, stop
+    from .pipeline import train
+
+    if args.nproc and args.nproc > 1:
+        return _launch(args)
+    ranks = ranks_from_env()
+    spec, ws, _paths = _train_spec(args)
+    preprocessing = _read_json(args.preprocessing, "--preprocessing") if args.preprocessing else None
+    main_rank = ranks is None or ranks.is_main
+    stop_event = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop_event.set()) if threading.current_thread() is threading.main_thread() and ranks is None else None
+    try:
+        outcome = train(spec, ws, args.out, [] if args.quiet or not main_rank else [_progress_printer()], stop_event, ranks, preprocessing)
     except Cancelled:
         raise StudioError("training interrupted; nothing was written") from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        stop()
+    if not main_rank:
+        return 0
     m = outcome.metrics
     keys = ["auc", "logloss", "accuracy"] if m["task"] == "binary" else ["rmse", "mae", "r2"]
+    for note in m.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     print(f"run written to {outcome.run_dir}: best epoch {m['best_epoch']}, " + ", ".join(f"{k} {m[k]:.4f}" for k in keys)
-          + f", {m['train_rows_per_s'] / 1000:.0f}k rows/s, {m['total_seconds']:.1f}s")
+          + f", {m['train_rows_per_s'] / 1000:.0f}k rows/s, {m['total_seconds']:.1f}s"
+          + (f", {m['processes']} processes" if m["processes"] > 1 else ""))
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--nproc N``: validate and fit the preprocessing here, once, then run N ranks with
+    torchrun on this machine, shipping the spec and the fitted state to every rank as JSON.
+    A rank's ``error: …`` line is passed on as this command's one error line."""
+    from .jsonsafe import json_safe
+    from .pipeline import fit_preprocessor, prepare
+
+    spec, ws, paths = _train_spec(args)
+    split, _streaming = prepare(spec, ws)
+    prep = fit_preprocessor(spec, split)
+    ws.con.close()
+    with tempfile.TemporaryDirectory(prefix="wdstudio-launch-") as tmp:
+        spec_path, prep_path = Path(tmp, "spec.json"), Path(tmp, "preprocess.json")
+        spec_path.write_text(spec.to_json(), encoding="utf-8")
+        prep_path.write_text(json.dumps(json_safe(prep.state()), ensure_ascii=False), encoding="utf-8")
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={int(args.nproc)}",
+                   "-m", "studio_core", "train", "--spec", str(spec_path), "--preprocessing", str(prep_path), "--out", args.out]
+        for item in paths:
+            command += ["--data", item]
+        if args.quiet:
+            command.append("--quiet")
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(args.nproc))))}
+        errors: list[str] = []
+        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) as proc:
+            for line in proc.stderr or []:
+                if line.startswith("error: "):
+                    errors.append(line[7:].strip())
+                elif line.startswith(("epoch ", "warning: ", "note: ", "\repoch ")):
+                    sys.stderr.write(line)
+        if proc.returncode:
+            raise StudioError(errors[0] if errors else f"training with {args.nproc} processes failed (torchrun exit status {proc.returncode}); "
+                              "run it with --nproc 1 to see the problem")
     return 0
 
 
@@ -299,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
             p.add_argument("--out", required=True, help="run directory to write")
             p.add_argument("--quiet", action="store_true", help="no progress output")
+            p.add_argument("--nproc", type=int, default=0, help="train with N processes on this machine (torchrun + DistributedDataParallel)")
+            p.add_argument("--preprocessing", help="a fitted preprocess.json to use instead of fitting (what --nproc ships to its ranks)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("predict", help="score a file with a run")

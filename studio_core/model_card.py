@@ -40,7 +40,8 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
         lines.append(f"- `{n.name}`: numeric, {n.transform}" + (f" ({n.buckets} quantile buckets)" if n.transform == "bucketize" else "")
                      + (f"; {', '.join(extra)}" if extra else ""))
     for c in f.categorical:
-        enc = f"vocabulary of {prep.encoders_[f'cat:{c.name}'].n_ids_ - 1} values" if c.encoding == "vocab" else f"hashed into {c.hash_buckets} buckets"
+        fitted = prep.encoders_[f"cat:{c.name}"]
+        enc = f"vocabulary of {fitted.n_ids_ - 1} values" if hasattr(fitted, "vocabulary_") else f"hashed into {fitted.n_ids_ - 1} buckets"
         parts = [p for p, on in (("deep", c.deep), ("wide", c.wide)) if on]
         lines.append(f"- `{c.name}`: categorical, {enc}; {' + '.join(parts) or 'unused'}")
     for x in f.crosses:

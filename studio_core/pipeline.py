@@ -1,5 +1,10 @@
 """Spec + workspace -> trained run: validate, split, fit preprocessing, train, evaluate, save.
 
+Rows are encoded into tensors in memory, or -- out of core, for tables larger than
+``train.out_of_core_rows`` -- streamed once from DuckDB into encoded block files that each
+epoch reads back a few blocks at a time.  Under torchrun every process trains a
+DistributedDataParallel replica on a disjoint shard; the preprocessing is fitted once.
+
 This is the one place that knows Wide & Deep *and* the trainer: it turns a spec into tensors,
 a model, optimisers (a per-coordinate, sparse-gradient optimiser for the wide part with an L1
 proximal step; Adam-family for the deep part) and a ``Trainer``, then writes the run directory.
@@ -7,6 +12,9 @@ proximal step; Adam-family for the deep part) and a ``Trainer``, then writes the
 
 from __future__ import annotations
 
+import json
+import math
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -14,16 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import torch
 
+from . import distributed
+from .batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches
+from .distributed import Ranks
+from .encoders import Source
 from .errors import SpecError, StudioError, TrainingDiverged
+from .jsonsafe import json_safe
 from .metrics import binary_metrics, default_monitor, regression_metrics
 from .model import WideDeep
 from .preprocess import Encoded, Preprocessor
 from .runs import write_run
-from .spec import Spec, TrainSpec
-from .split import make_split
+from .spec import DataSpec, Spec, TrainSpec
+from .split import Split, make_split, source_sql, stream_split
 from .trainer import Progress, Trainer, TrainerConfig
 from .validate import validate
 from .workspace import Workspace
@@ -105,55 +119,156 @@ def extreme_columns(prep: Preprocessor, enc: Encoded, limit: float = 20.0) -> li
     return [text for _, text in sorted(found, reverse=True)[:3]]
 
 
+@dataclass
+class RankRows:
+    """One split part as this process holds it: its batches, how many labelled rows, the
+    label's range, and the first encoded rows (to name suspect columns if training diverges)."""
+
+    batches: TensorBatches | BlockBatches
+    n: int
+    y_min: float
+    y_max: float
+    sample: Encoded
+
+
+def rank_rows(prep: Preprocessor, source: Source, batch_size: int, seed: int, folder: Path | None = None) -> RankRows:
+    """Encode ``source`` into tensors in memory, or, with ``folder``, into block files there
+    (one pass over the rows, one record batch in memory at a time)."""
+    if folder is None:
+        enc = prep.transform(source)
+        lo, hi = (float(enc.y.min()), float(enc.y.max())) if len(enc) else (math.inf, -math.inf)
+        return RankRows(TensorBatches(tensors(enc), batch_size, seed), len(enc), lo, hi, enc)
+    writer = BlockWriter(folder, BLOCK_ROWS)
+    sample, lo, hi = None, math.inf, -math.inf
+    for enc in prep.transform_batches(source):
+        if len(enc):
+            sample = sample or enc
+            lo, hi = min(lo, float(enc.y.min())), max(hi, float(enc.y.max()))
+        writer.add(enc)
+    meta = writer.close()
+    empty = prep.transform(Source(source.con, f"(SELECT * FROM {source.relation} LIMIT 0)"))
+    return RankRows(BlockBatches(folder, batch_size, seed), int(meta["n_rows"]), lo, hi, sample or empty)
+
+
+def use_out_of_core(t: TrainSpec, ws: Workspace, data: DataSpec) -> bool:
+    """``train.out_of_core``: "always", "never", or "auto" (more rows than ``out_of_core_rows``)."""
+    if t.out_of_core != "auto":
+        return t.out_of_core == "always"
+    try:
+        n = int(ws.con.execute(f"SELECT count(*) FROM {source_sql(data)}").fetchall()[0][0])
+    except duckdb.Error:
+        return False  # make_split reports the problem with the rows
+    return n > t.out_of_core_rows
+
+
+def prepare(spec: Spec, ws: Workspace) -> tuple[Split, bool]:
+    """Validate ``spec`` against the workspace and split its rows (views when out of core)."""
+    problems = validate(spec, ws.source(spec.data.table, spec.data.sql))
+    if problems:
+        raise SpecError(problems)
+    streaming = use_out_of_core(spec.train, ws, spec.data)
+    return (stream_split if streaming else make_split)(ws, spec.data), streaming
+
+
+def fit_preprocessor(spec: Spec, split: Split) -> Preprocessor:
+    return Preprocessor(spec.features, spec.data.label, spec.data.task, spec.data.positive_class, split.column_types).fit(split.train)
+
+
+def fit_once(spec: Spec, split: Split, ranks: Ranks) -> Preprocessor:
+    """Fit on rank 0 only; the other ranks receive its JSON state."""
+    if ranks.world <= 1:
+        return fit_preprocessor(spec, split)
+    text = json.dumps(json_safe(fit_preprocessor(spec, split).state()), ensure_ascii=False) if ranks.is_main else None
+    return Preprocessor.from_state(json.loads(distributed.broadcast_text(text)))
+
+
+def distributed_loss(loss_fn: Callable[..., torch.Tensor], world: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Each rank's summed loss over its rows times world / (rows in the global batch): after
+    DistributedDataParallel averages gradients over the ranks, the step equals one process
+    training on the whole global batch, even when ranks hold a row more or less."""
+
+    def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        rows = distributed.all_reduce([float(len(target))])[0]
+        return loss_fn(output, target, reduction="sum") * (world / max(rows, 1.0))
+
+    return loss
+
+
 def train(
     spec: Spec,
     ws: Workspace,
     out_dir: str | Path | None = None,
     listeners: Iterable[Callable[[Progress], None]] = (),
     stop_event: threading.Event | None = None,
+    ranks: Ranks | None = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> Outcome:
-    """Train ``spec`` on the workspace's rows; write the run to ``out_dir`` when given."""
+    """Train ``spec`` on the workspace's rows; write the run to ``out_dir`` when given.
+
+    With ``ranks`` (a torchrun process) it trains one DistributedDataParallel replica on its
+    shard; rank 0 alone writes the run.  ``preprocessing`` is a fitted preprocessor's state,
+    shipped by the launcher; without it the preprocessing is fitted here (on rank 0 only)."""
     started = time.perf_counter()
-    problems = validate(spec, ws.source(spec.data.table, spec.data.sql))
-    if problems:
-        raise SpecError(problems)
+    ranks = ranks or Ranks()
     t = spec.train
     device = resolve_device(t.device)
-    split = make_split(ws, spec.data)
-    prep = Preprocessor(spec.features, spec.data.label, spec.data.task, spec.data.positive_class, split.column_types)
-    prep.fit(split.train)
-    train_enc, val_enc = prep.transform(split.train), prep.transform(split.val)
-    if len(train_enc) == 0:
-        raise StudioError("no training rows have a label; load labelled rows or lower data.validation_fraction")
-    if len(val_enc) == 0:
-        raise StudioError("no validation rows have a label; raise data.validation_fraction or fix data.split_column")
-    monitor = default_monitor(prep.task) if t.monitor == "auto" else t.monitor
-    if monitor == "auc" and len(np.unique(val_enc.y)) < 2:
-        monitor = "logloss"
-    torch.manual_seed(t.seed)
-    model = WideDeep(prep.layout(), spec.model, sparse_wide=t.wide_optimizer == "sparse_adam").to(device)
-    optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
-    loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
-    config = TrainerConfig(t.epochs, t.batch_size, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
-                           t.plateau_factor, monitor, device, t.mixed_precision, t.seed)
-    trainer = Trainer(model, loss_fn, optimizers, config, make_evaluator(prep), model.deep_parameters(), after_step)
-    trainer.listeners.extend(listeners)
-    if stop_event is not None:
-        trainer.stop_event = stop_event
-    try:
-        result = trainer.fit(tensors(train_enc), tensors(val_enc))
-    except TrainingDiverged as exc:
-        suspects = extreme_columns(prep, train_enc)
-        raise TrainingDiverged(f"{exc}{'; suspect column(s): ' + ', '.join(suspects) if suspects else ''}") from None
+    if ranks.world > 1:
+        if t.wide_optimizer == "sparse_adam":
+            raise StudioError("train.wide_optimizer 'sparse_adam' cannot be used with several processes; use 'adagrad' or 'sgd'")
+        device = distributed.start(ranks, device)
+    split, streaming = prepare(spec, ws)
+    prep = Preprocessor.from_state(preprocessing) if preprocessing else fit_once(spec, split, ranks)
+    with tempfile.TemporaryDirectory(prefix="wdstudio-blocks-") as spill:
+        local_batch = math.ceil(t.batch_size / ranks.world)  # the global batch stays train.batch_size
+        folder = (lambda part: Path(spill, part)) if streaming else (lambda part: None)
+        train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"))
+        val_rows = rank_rows(prep, split.shard("val", ranks.rank, ranks.world), local_batch, t.seed, folder("val"))
+        n_train, n_val, steps, y_lo, y_hi = train_rows.n, val_rows.n, train_rows.batches.steps(), val_rows.y_min, val_rows.y_max
+        if ranks.world > 1:
+            n_train, n_val = (int(v) for v in distributed.all_reduce([n_train, n_val]))
+            steps = int(distributed.all_reduce([steps], "max")[0])
+            y_lo, y_hi = distributed.all_reduce([y_lo], "min")[0], distributed.all_reduce([y_hi], "max")[0]
+            train_rows.batches.steps_ = steps  # every rank takes the same number of steps
+        if n_train == 0:
+            raise StudioError("no training rows have a label; load labelled rows or lower data.validation_fraction")
+        if n_val == 0:
+            raise StudioError("no validation rows have a label; raise data.validation_fraction or fix data.split_column")
+        monitor = default_monitor(prep.task) if t.monitor == "auto" else t.monitor
+        if monitor == "auc" and not y_lo < y_hi:
+            monitor = "logloss"
+        torch.manual_seed(t.seed)
+        model = WideDeep(prep.layout(), spec.model, sparse_wide=t.wide_optimizer == "sparse_adam").to(device)
+        optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
+        loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
+        evaluate = make_evaluator(prep)
+        net: torch.nn.Module = model
+        if ranks.world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+            loss_fn = distributed_loss(loss_fn, ranks.world)
+            evaluate = (lambda local: lambda out, y: local(distributed.gather_rows(out), distributed.gather_rows(y)))(evaluate)
+        config = TrainerConfig(t.epochs, local_batch, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
+                               t.plateau_factor, monitor, device, t.mixed_precision, t.seed)
+        trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step)
+        trainer.listeners.extend(listeners)
+        if stop_event is not None:
+            trainer.stop_event = stop_event
+        try:
+            result = trainer.fit(train_rows.batches, val_rows.batches)
+        except TrainingDiverged as exc:
+            suspects = extreme_columns(prep, train_rows.sample)
+            raise TrainingDiverged(f"{exc}{'; suspect column(s): ' + ', '.join(suspects) if suspects else ''}") from None
+    rows_per_s = result.rows_per_s if ranks.world <= 1 else distributed.all_reduce([result.rows_per_s])[0]
     model.cpu()
     metrics = {
         "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
-        "train_rows_per_s": round(result.rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
-        "n_train": len(train_enc), "n_val": len(val_enc), "device": device,
+        "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
+        "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
         **{k: v for k, v in result.best_metrics.items() if k != "loss"},
     }
-    run_dir = write_run(out_dir, spec, prep, model, result.history, metrics) if out_dir is not None else None
+    if prep.notes_:
+        metrics["notes"] = list(prep.notes_)
+    run_dir = write_run(out_dir, spec, prep, model, result.history, metrics) if out_dir is not None and ranks.is_main else None
     if run_dir is not None:
         metrics["total_seconds"] = round(time.perf_counter() - started, 3)
     return Outcome(run_dir, metrics, result.history, model, prep)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,7 @@ class Preprocessor:
     encoders_: dict[str, Any] = field(default_factory=dict)
     label_mean_: float = 0.0
     label_std_: float = 1.0
+    notes_: list[str] = field(default_factory=list)  # what fitting decided on its own (columns hashed, ...)
 
     # ---- expressions ----------------------------------------------------------------------
     def _text(self, col: str) -> str:
@@ -140,9 +142,16 @@ class Preprocessor:
     # ---- fit ------------------------------------------------------------------------------
     def fit(self, source: Source) -> Preprocessor:
         enc: dict[str, Any] = {}
+        self.notes_ = []
+        cap = int(self.features.max_vocabulary)
         for f in self.features.categorical:
-            e = VocabEncoder(min_count=f.min_count) if f.encoding == "vocab" else HashEncoder(f.hash_buckets)
-            enc[f"cat:{f.name}"] = e.fit(source, self._text(f.name))
+            e = VocabEncoder(min_count=f.min_count, max_size=cap + 1) if f.encoding == "vocab" else HashEncoder(f.hash_buckets)
+            e.fit(source, self._text(f.name))
+            if isinstance(e, VocabEncoder) and len(e.vocabulary_) > cap:  # a vocabulary this large would not fit an embedding table
+                e = HashEncoder(cap).fit()
+                self.notes_.append(f"{f.name}: more than {cap:,} distinct values, so it is hashed into {cap:,} buckets "
+                                   "(raise features.max_vocabulary to keep a vocabulary)")
+            enc[f"cat:{f.name}"] = e
         crossed = {c for x in self.features.crosses for c in x.columns}
         for f in self.features.numeric:
             if f.transform == "standardize":
@@ -239,14 +248,20 @@ class Preprocessor:
 
     def transform(self, source: Source, with_label: bool = True, available: set[str] | None = None) -> Encoded:
         """Encode every row of ``source`` (streamed in record batches)."""
-        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self.input_columns())}
-        reader = source.con.sql(self.select_sql(source.relation, with_label, available)).to_arrow_reader(BATCH_ROWS)
-        parts = [self._encode_batch(batch, keys, with_label) for batch in reader]
+        parts = [(e.wide, e.cat, e.num, e.y) for e in self.transform_batches(source, with_label, available)]
         if not parts:
             layout = self.layout()
             return Encoded(np.zeros((0, len(layout.wide_fields)), np.int64), np.zeros((0, len(layout.deep_fields)), np.int64),
                            np.zeros((0, len(layout.numeric_inputs)), np.float32), np.zeros(0, np.float32) if with_label else None)
         return Encoded(*(np.concatenate([p[i] for p in parts]) if parts[0][i] is not None else None for i in range(4)))
+
+    def transform_batches(self, source: Source, with_label: bool = True, available: set[str] | None = None,
+                          batch_rows: int = BATCH_ROWS) -> Iterator[Encoded]:
+        """Encode ``source`` one Arrow record batch at a time: memory stays at one batch."""
+        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self.input_columns())}
+        reader = source.con.sql(self.select_sql(source.relation, with_label, available)).to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield Encoded(*self._encode_batch(batch, keys, with_label))
 
     def _encode_batch(self, batch: Any, keys: dict[str, str], with_label: bool) -> tuple:
         wide, cat, num = self.assemble(self.column_codes({name: batch.column(k) for name, k in keys.items()}, batch.num_rows))
@@ -300,7 +315,7 @@ class Preprocessor:
         return {
             "features": asdict(self.features), "label": self.label, "task": self.task,
             "positive_class": self.positive_class, "column_types": self.column_types,
-            "label_mean_": self.label_mean_, "label_std_": self.label_std_,
+            "label_mean_": self.label_mean_, "label_std_": self.label_std_, "notes_": list(self.notes_),
             "encoders_": {k: encoder_state(v) for k, v in self.encoders_.items()},
         }
 
@@ -311,6 +326,7 @@ class Preprocessor:
         features = Spec.from_dict({"features": state["features"]}).features
         prep = cls(features, state["label"], state["task"], state["positive_class"], dict(state["column_types"]))
         prep.label_mean_, prep.label_std_ = float(state["label_mean_"]), float(state["label_std_"])
+        prep.notes_ = [str(n) for n in state.get("notes_", [])]
         prep.encoders_ = {k: encoder_from_state(v) for k, v in state["encoders_"].items()}
         return prep
 

@@ -26,6 +26,7 @@ DEEP_OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 WIDE_OPTIMIZERS = ("adagrad", "sparse_adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 MONITORS = ("auto", "auc", "logloss", "accuracy", "rmse", "mae", "r2", "loss")
+OUT_OF_CORE = ("auto", "always", "never")
 
 
 @dataclass
@@ -83,6 +84,7 @@ class FeatureSpec:
     numeric: list[NumericFeature] = field(default_factory=list)
     categorical: list[CategoricalFeature] = field(default_factory=list)
     crosses: list[CrossFeature] = field(default_factory=list)
+    max_vocabulary: int = 100_000  # a vocab column with more kept values is hashed into this many buckets instead
 
 
 @dataclass
@@ -119,6 +121,8 @@ class TrainSpec:
     seed: int = 42
     device: str = "auto"
     mixed_precision: bool = True  # used on CUDA only
+    out_of_core: str = "auto"  # "auto", "always" or "never": stream encoded blocks from disk instead of holding rows in memory
+    out_of_core_rows: int = 2_000_000  # "auto" streams when the training data has more rows than this
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """A small, model-agnostic training loop (in the spirit of minGPT's trainer).
 
 It knows tensors, a model, a loss, optimisers and a validation function -- nothing about Wide &
-Deep.  Batches are contiguous slices of tensors permuted once per epoch.  It publishes frozen
+Deep.  Batches come from a ``Batches`` source (tensors permuted once per epoch, or encoded
+blocks streamed from disk; see ``batches.py``), never assembled row by row.  It publishes frozen
 ``Progress`` records to listeners, so a CLI progress bar and the studio's background job are
 both thin adapters.  It warms up the learning rate, clips gradients, reduces the learning rate
 on plateaus, stops early restoring the best weights, uses mixed precision on CUDA, stops within
@@ -13,15 +14,26 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from .batches import TensorBatches
 from .errors import Cancelled, TrainingDiverged
+
+
+class Batches(Protocol):
+    """What ``Trainer.fit`` reads rows from (``batches.TensorBatches`` / ``BlockBatches``)."""
+
+    n_rows: int
+
+    def steps(self) -> int: ...
+    def epoch(self, epoch: int) -> Iterator[Sequence[torch.Tensor]]: ...
+    def in_order(self, batch_size: int) -> Iterator[Sequence[torch.Tensor]]: ...
 
 MAXIMISE = {"auc", "accuracy", "r2"}
 
@@ -103,15 +115,20 @@ class Trainer:
 
     def predict(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Model outputs for all rows, in evaluation batches, as float32 on the CPU."""
+        return self.outputs(TensorBatches(inputs, self.config.eval_batch_size).in_order(self.config.eval_batch_size), len(inputs))[0]
+
+    def outputs(self, batches: Iterable[Sequence[torch.Tensor]], n_inputs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Outputs for every batch (its first ``n_inputs`` tensors feed the model) and the
+        batches' targets (the tensor after the inputs, when there is one), on the CPU."""
         self.model.eval()
-        outs = []
+        outs, targets = [], []
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            for start in range(0, len(inputs[0]), self.config.eval_batch_size):
+            for batch in batches:
                 if self.stop_event.is_set():
                     raise Cancelled()
-                batch = [t[start : start + self.config.eval_batch_size].to(self.device, non_blocking=True) for t in inputs]
-                outs.append(self.model(*batch).float().cpu())
-        return torch.cat(outs) if outs else torch.zeros(0)
+                outs.append(self.model(*[t.to(self.device, non_blocking=True) for t in batch[:n_inputs]]).float().cpu())
+                targets.extend(batch[n_inputs : n_inputs + 1])
+        return (torch.cat(outs) if outs else torch.zeros(0)), (torch.cat(targets) if targets else None)
 
     def _set_warmup_lr(self, step: int, warmup: int) -> None:
         if step <= warmup:
@@ -120,12 +137,16 @@ class Trainer:
                 for g in opt.param_groups:
                     g["lr"] = g["initial_lr"] * scale
 
-    def fit(self, train: Sequence[torch.Tensor], val: Sequence[torch.Tensor]) -> TrainResult:
-        """Train on ``train`` = (*inputs, target); validate on ``val`` after every epoch."""
+    def fit(self, train: Batches | Sequence[torch.Tensor], val: Batches | Sequence[torch.Tensor]) -> TrainResult:
+        """Train on batches of (*inputs, target); validate on ``val`` after every epoch.  Plain
+        tensor sequences are served by ``TensorBatches`` (a seeded permutation per epoch)."""
         cfg = self.config
-        generator = torch.Generator().manual_seed(cfg.seed)
-        n = len(train[0])
-        steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        if not hasattr(train, "epoch"):
+            train = TensorBatches(train, cfg.batch_size, cfg.seed)
+        if not hasattr(val, "in_order"):
+            val = TensorBatches(val, cfg.eval_batch_size)
+        n = train.n_rows
+        steps_per_epoch = train.steps()
         total_steps = steps_per_epoch * cfg.epochs
         record_every = max(1, steps_per_epoch // max(1, cfg.step_records_per_epoch))
         warmup = min(cfg.warmup_steps, total_steps // 5)  # never spend most of a short run warming up
@@ -138,14 +159,11 @@ class Trainer:
         for epoch in range(1, cfg.epochs + 1):
             self.model.train()
             t0 = time.perf_counter()
-            perm = torch.randperm(n, generator=generator)
-            shuffled = [t[perm] for t in train]
             epoch_loss, epoch_rows = 0.0, 0
-            for start in range(0, n, cfg.batch_size):
+            for cpu_batch in train.epoch(epoch):
                 if self.stop_event.is_set():
                     raise Cancelled()
-                batch = [t[start : start + cfg.batch_size].to(self.device, non_blocking=True) for t in shuffled]
-                *inputs, target = batch
+                *inputs, target = [t.to(self.device, non_blocking=True) for t in cpu_batch]
                 self._set_warmup_lr(step, warmup)
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
@@ -180,8 +198,7 @@ class Trainer:
                                           eta_s=(total_steps - step) * cfg.batch_size / max(rate, 1e-9), elapsed_s=time.perf_counter() - started))
             train_time += time.perf_counter() - t0
             rows_done += epoch_rows
-            *val_inputs, val_target = val
-            outputs = self.predict(val_inputs)
+            outputs, val_target = self.outputs(val.in_order(cfg.eval_batch_size), n_inputs=len(inputs))
             if not bool(torch.isfinite(outputs).all()):
                 raise TrainingDiverged(
                     f"the model's outputs on validation rows became infinite or NaN at epoch {epoch}; "

@@ -18,6 +18,7 @@ from .spec import (
     DEVICES,
     MONITORS,
     NUMERIC_TRANSFORMS,
+    OUT_OF_CORE,
     SPEC_VERSION,
     TASKS,
     WIDE_OPTIMIZERS,
@@ -72,6 +73,7 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
         _number(p, f"{field}.min_count", c.min_count, 1)
         _number(p, f"{field}.hash_buckets", c.hash_buckets, 1, 1 << 24)
         _number(p, f"{field}.embedding_dim", c.embedding_dim, 1, 1024)
+    _number(p, "features.max_vocabulary", f.max_vocabulary, 1, 1 << 24)
     for i, x in enumerate(f.crosses):
         field = f"features.crosses[{i}]"
         if not 2 <= len(x.columns) <= 3:
@@ -116,6 +118,8 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
     _choice(p, "train.wide_optimizer", t.wide_optimizer, WIDE_OPTIMIZERS)
     _choice(p, "train.device", t.device, DEVICES)
     _choice(p, "train.monitor", t.monitor, MONITORS)
+    _choice(p, "train.out_of_core", t.out_of_core, OUT_OF_CORE)
+    _number(p, "train.out_of_core_rows", t.out_of_core_rows, 0)
     binary_only, regression_only = {"auc", "logloss", "accuracy"}, {"rmse", "mae", "r2"}
     if (d.task == "binary" and t.monitor in regression_only) or (d.task == "regression" and t.monitor in binary_only):
         p.append(Problem("train.monitor", f"{t.monitor!r} is not a {d.task} metric", "use 'auto'"))

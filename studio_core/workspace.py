@@ -145,8 +145,10 @@ class Workspace:
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None,
                  allowed_dirs: Sequence[str | Path] | None = None, query_timeout_s: float | None = None,
-                 allowed_files: Sequence[str | Path] = ()):
+                 allowed_files: Sequence[str | Path] = (), temp_directory: str | Path | None = None):
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        if temp_directory:
+            config["temp_directory"] = str(temp_directory)  # where large aggregates spill
         if threads:
             config["threads"] = threads
         if memory_limit:
@@ -177,8 +179,12 @@ class Workspace:
         return other
 
     # ---- loading -------------------------------------------------------------------------
-    def load(self, path: str | Path, name: str | None = None) -> LoadResult:
-        """Load a CSV or Parquet file as table ``name`` (default: the sanitised file stem)."""
+    def load(self, path: str | Path, name: str | None = None, as_view: bool = False) -> LoadResult:
+        """Load a CSV or Parquet file as table ``name`` (default: the sanitised file stem).
+
+        ``as_view`` leaves the rows in the file: a view reads them on each query, so a file
+        larger than memory can be aggregated and streamed (numeric text is then not cleaned;
+        encoders treat unparseable numbers as missing anyway)."""
         path = Path(path)
         if not path.is_file():
             raise StudioError(f"{path}: no such file; check the path")
@@ -186,17 +192,18 @@ class Workspace:
             raise StudioError(f"{path.name}: this workspace reads only uploaded files and the bundled samples; upload the file instead")
         name = name or table_name_for(path)
         if path.suffix.lower() in PARQUET_SUFFIXES:
+            kind = "VIEW" if as_view else "TABLE"
             try:
-                self.con.execute(f"CREATE OR REPLACE TABLE {qi(name)} AS SELECT * FROM read_parquet({ql(str(path))})")
+                self.con.execute(f"CREATE OR REPLACE {kind} {qi(name)} AS SELECT * FROM read_parquet({ql(str(path))})")
             except duckdb.Error as exc:
                 raise StudioError(f"{path.name}: not a readable Parquet file ({_one_line(exc)}); re-export it or upload a CSV") from None
-            warnings = self._clean_numeric(name)
+            warnings = [] if as_view else self._clean_numeric(name)
         else:
-            warnings = self._load_csv(path, name)
+            warnings = self._load_csv(path, name, as_view)
         table = self.table(name)
         return LoadResult(name, table.n_rows(), len(table.columns), tuple(warnings))
 
-    def _load_csv(self, path: Path, name: str) -> list[str]:
+    def _load_csv(self, path: Path, name: str, as_view: bool = False) -> list[str]:
         with path.open("rb") as fh:
             head = fh.read(65536)
         if os.path.getsize(path) == 0 or not head.strip():
@@ -212,14 +219,14 @@ class Workspace:
                     f"{path.name}: the first {sniff[1]} line(s) do not have the same number of fields as the rest "
                     "(ragged rows, a preamble or an unclosed quote); make every row have the header's number of fields"
                 )
-            self.con.execute(f"CREATE OR REPLACE TABLE {qi(name)} AS SELECT * FROM read_csv({args})")
+            self.con.execute(f"CREATE OR REPLACE {'VIEW' if as_view else 'TABLE'} {qi(name)} AS SELECT * FROM read_csv({args})")
         except duckdb.Error as exc:
             raise StudioError(f"{path.name}: could not read as CSV: {_one_line(exc)}; fix the file or save it as a UTF-8 CSV") from None
         warnings = []
         if encoding != "utf-8":
             warnings.append(f"{path.name}: not valid UTF-8, read as Latin-1")
         delimiter = sniff[0] if sniff else ","
-        return warnings + self._clean_numeric(name, allow_decimal_comma=delimiter != ",")
+        return warnings + ([] if as_view else self._clean_numeric(name, allow_decimal_comma=delimiter != ","))
 
     def _clean_numeric(self, name: str, allow_decimal_comma: bool = False) -> list[str]:
         """Turn numeric-looking text columns into DOUBLE and ``inf`` into NULL (with a warning)."""
