@@ -69,13 +69,14 @@ class Split:
         return Source(self.con, qi(f"{self.table}_val"))
 
     def shard(self, part: str, rank: int, world: int) -> Source:
-        """Rank ``rank``'s rows of ``part`` ("train" or "val"): row numbers equal to ``rank``
-        modulo ``world``, so the shards are disjoint, cover the part and differ by at most a row
-        or so in size."""
+        """Rank ``rank``'s rows of ``part`` ("train" or "val"): every ``world``-th row of the
+        part as it streams, starting at ``rank`` -- disjoint shards that cover the part and
+        differ in size by at most one row."""
         whole = self.train if part == "train" else self.val
         if world <= 1:
             return whole
-        return Source(self.con, f"(SELECT * FROM {whole.relation} WHERE __wd_row % {int(world)} = {int(rank)})")
+        numbered = f"(SELECT *, row_number() OVER () - 1 AS __wd_pos FROM {whole.relation})"
+        return Source(self.con, f"(SELECT * FROM {numbered} WHERE __wd_pos % {int(world)} = {int(rank)})")
 
 
 def _clear(con: duckdb.DuckDBPyConnection, table: str) -> None:

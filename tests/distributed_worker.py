@@ -1,0 +1,39 @@
+"""One rank of the distributed test (started by torchrun from tests/test_scale.py).
+
+Trains with the engine's own ``pipeline.train`` on this rank's shard, with the preprocessing
+the test fitted and shipped, then saves its final parameters (NumPy .npz, no pickle) and the
+row numbers of its training shard, so the test can compare ranks with each other and with one
+process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from studio_core.distributed import ranks_from_env, stop
+from studio_core.pipeline import prepare, train
+from studio_core.spec import Spec
+from studio_core.workspace import Workspace
+
+
+def main() -> None:
+    data, spec_path, prep_path, out = sys.argv[1:5]
+    ranks = ranks_from_env()
+    assert ranks is not None and ranks.world == 2
+    ws = Workspace(threads=1)
+    ws.load(data, "t")
+    spec = Spec.from_json(Path(spec_path).read_text(encoding="utf-8"))
+    outcome = train(spec, ws, None, ranks=ranks, preprocessing=json.loads(Path(prep_path).read_text(encoding="utf-8")))
+    np.savez(Path(out, f"rank{ranks.rank}.npz"), **{k: v.numpy() for k, v in outcome.model.state_dict().items()})
+    split, _ = prepare(spec, ws)
+    shard = split.shard("train", ranks.rank, ranks.world)
+    rows = [r[0] for r in ws.con.sql(f"SELECT __wd_row FROM {shard.relation}").fetchall()]
+    Path(out, f"rank{ranks.rank}.json").write_text(json.dumps({"rows": rows, "metrics": outcome.metrics}))
+    stop()
+
+
+if __name__ == "__main__":
+    main()

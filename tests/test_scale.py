@@ -1,0 +1,251 @@
+"""Out-of-core training, sharding and DistributedDataParallel (two gloo processes on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ADULT, ROOT, write_synthetic
+
+from studio_core.batches import BlockBatches, BlockWriter, TensorBatches, batch_sizes
+from studio_core.encoders import HashEncoder
+from studio_core.model import WideDeep
+from studio_core.pipeline import build_optimizers, fit_preprocessor, make_evaluator, prepare, rank_rows, train
+from studio_core.preprocess import Encoded
+from studio_core.runs import load_run
+from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec, NumericFeature, Spec
+from studio_core.split import make_split, row_hash, row_hash_sql, stream_split
+from studio_core.suggest import suggest
+from studio_core.trainer import Trainer, TrainerConfig
+from studio_core.workspace import Workspace
+
+
+def _numbered(n: int, seed: int = 0) -> Encoded:
+    """Encoded rows whose numeric input is the row's own number (to trace where rows go)."""
+    ids = np.arange(n, dtype=np.int64)
+    return Encoded(np.stack([ids % 7, ids % 5], 1), (ids % 3)[:, None], ids[:, None].astype(np.float32), (ids % 2).astype(np.float32))
+
+
+def test_row_hash_is_the_same_in_sql_and_numpy():
+    ws = Workspace()
+    got = ws.con.sql(f"SELECT {row_hash_sql('i', 7)} AS h FROM range(50000) t(i) ORDER BY i").fetchnumpy()["h"]
+    assert np.array_equal(np.asarray(got, dtype=np.uint64), row_hash(np.arange(50000), 7))
+    assert abs((row_hash(np.arange(200_000), 1) < 0.2 * 2**32).mean() - 0.2) < 0.005
+
+
+@pytest.mark.parametrize("splitter", [make_split, stream_split])
+@pytest.mark.parametrize("world", [2, 3])
+def test_rank_shards_are_disjoint_and_cover_each_part(tmp_path, splitter, world):
+    ws = Workspace()
+    ws.load(write_synthetic(tmp_path / "s.csv", n=3001), "s")
+    split = splitter(ws, DataSpec(table="s", label="target", validation_fraction=0.25))
+    for part, total in (("train", split.n_train), ("val", split.n_val)):
+        whole = {r[0] for r in ws.con.sql(f"SELECT __wd_row FROM {(split.train if part == 'train' else split.val).relation}").fetchall()}
+        shards = [[r[0] for r in ws.con.sql(f"SELECT __wd_row FROM {split.shard(part, k, world).relation}").fetchall()] for k in range(world)]
+        flat = [row for shard in shards for row in shard]
+        assert len(flat) == len(set(flat)) == total  # disjoint, nothing repeated
+        assert set(flat) == whole  # together they are the part
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert split.n_train + split.n_val == 3001
+    assert abs(split.n_val / 3001 - 0.25) < 0.03
+
+
+def test_stream_split_copies_nothing_and_is_deterministic(tmp_path):
+    ws = Workspace()
+    ws.load(write_synthetic(tmp_path / "s.csv", n=2000), "s")
+    a = stream_split(ws, DataSpec(table="s", label="target", split_seed=3))
+    rows_a = ws.con.sql(f"SELECT __wd_row FROM {a.val.relation}").fetchall()
+    kinds = dict(ws.con.sql("SELECT view_name, 'view' FROM duckdb_views() WHERE view_name LIKE '__wd_data%'").fetchall())
+    assert set(kinds) == {"__wd_data", "__wd_data_train", "__wd_data_val"}
+    b = stream_split(ws, DataSpec(table="s", label="target", split_seed=3))
+    assert ws.con.sql(f"SELECT __wd_row FROM {b.val.relation}").fetchall() == rows_a
+    c = stream_split(ws, DataSpec(table="s", label="target", split_seed=4))
+    assert ws.con.sql(f"SELECT __wd_row FROM {c.val.relation}").fetchall() != rows_a
+    make_split(ws, DataSpec(table="s", label="target"))  # a later in-memory split replaces the views
+    assert a.column_types == make_split(ws, DataSpec(table="s", label="target")).column_types
+
+
+def test_batch_sizes_give_every_rank_the_same_number_of_steps():
+    assert batch_sizes(1000, 300) == [300, 300, 300, 100]
+    assert batch_sizes(1003, 250, steps=5) == [250, 250, 250, 250, 3]  # the rank with the most rows: as one process cuts them
+    for n in (997, 1000):  # a rank with fewer rows: as many steps, near-equal batches
+        sizes = batch_sizes(n, 250, steps=5)
+        assert len(sizes) == 5 and sum(sizes) == n and max(sizes) - min(sizes) <= 1
+    with pytest.raises(ValueError):
+        batch_sizes(1000, 100, steps=3)
+
+
+def test_block_batches_visit_every_row_once_per_epoch_in_a_new_order(tmp_path):
+    writer = BlockWriter(tmp_path / "blocks", block_rows=1000)
+    for start in range(0, 10_500, 700):  # record batches that do not line up with blocks
+        part = _numbered(10_500)
+        writer.add(Encoded(*(a[start : start + 700] for a in (part.wide, part.cat, part.num, part.y))))
+    meta = writer.close()
+    assert meta == {"n_rows": 10_500, "n_blocks": 11, "block_rows": 1000}
+    source = BlockBatches(tmp_path / "blocks", batch_size=256, seed=1, pool_blocks=3)
+    orders = []
+    for epoch in (1, 2):
+        batches = list(source.epoch(epoch))
+        assert [len(b[0]) for b in batches] == batch_sizes(10_500, 256)
+        rows = torch.cat([b[2][:, 0] for b in batches]).long()
+        assert sorted(rows.tolist()) == list(range(10_500))
+        for wide, cat, num, y in batches:  # a row's arrays stay together
+            r = num[:, 0].long()
+            assert wide.dtype == torch.int64 and torch.equal(wide[:, 0], r % 7) and torch.equal(cat[:, 0], r % 3) and torch.equal(y, (r % 2).float())
+        orders.append(rows)
+    assert not torch.equal(orders[0], orders[1])
+    assert abs(float(torch.corrcoef(torch.stack([orders[0].float(), torch.arange(10_500.0)]))[0, 1])) < 0.2  # mixed, not sequential
+    source.steps_ = 50
+    assert len(list(source.epoch(3))) == 50
+    ordered = torch.cat([b[2][:, 0] for b in source.in_order(4096)]).long()
+    assert torch.equal(ordered, torch.arange(10_500))
+
+
+def test_a_vocabulary_larger_than_max_vocabulary_is_hashed(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "ids.csv"
+    n = 3000
+    user = rng.integers(0, 900, n)
+    path.write_text("user,x,y\n" + "".join(f"u{u},{rng.normal():.3f},{int(u % 2)}\n" for u in user), encoding="utf-8")
+    ws = Workspace()
+    ws.load(path, "ids")
+    spec = Spec(data=DataSpec(table="ids", label="y", positive_class="1"),
+                features=FeatureSpec(numeric=[NumericFeature("x")], categorical=[CategoricalFeature("user", encoding="vocab")]))
+    spec.features.max_vocabulary = 200
+    spec.train.epochs = 1
+    outcome = train(spec, ws, tmp_path / "run")
+    enc = outcome.preprocessor.encoders_["cat:user"]
+    assert isinstance(enc, HashEncoder) and enc.n_ids_ == 201
+    assert any("user" in note and "max_vocabulary" in note for note in outcome.metrics["notes"])
+    run = load_run(tmp_path / "run")
+    assert isinstance(run.preprocessor.encoders_["cat:user"], HashEncoder)
+    assert run.preprocessor.notes_ == outcome.preprocessor.notes_
+    spec.features.max_vocabulary = 5000
+    assert not isinstance(train(spec, ws).preprocessor.encoders_["cat:user"], HashEncoder)
+
+
+def test_out_of_core_training_matches_in_memory_quality(tmp_path):
+    ws = Workspace()
+    ws.load(ADULT, "adult")
+    spec = suggest(ws, DataSpec(table="adult", label="income")).spec
+    spec.train.epochs = 2
+    spec.train.out_of_core_rows = 10_000  # "auto": Adult's 48k rows count as large here
+    streamed = train(spec, ws, tmp_path / "streamed")
+    spec.train.out_of_core = "never"
+    in_memory = train(spec, ws)
+    assert streamed.metrics["out_of_core"] is True and in_memory.metrics["out_of_core"] is False
+    assert abs(streamed.metrics["n_train"] + streamed.metrics["n_val"] - 48842) == 0
+    assert abs(streamed.metrics["auc"] - in_memory.metrics["auc"]) < 0.01
+    assert streamed.metrics["auc"] > 0.9
+    run = load_run(tmp_path / "streamed")  # an out-of-core run is an ordinary run
+    preds, _ = run.predict(ws.table("adult"))
+    assert len(preds) == 48842 and np.isfinite(preds).all()
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("wdstudio-blocks-*/train"))  # the block files are gone
+
+
+class _GlobalBatches:
+    """Step k = the concatenation of every rank's batch k: what DDP trains on, in one process."""
+
+    def __init__(self, per_rank: list[TensorBatches]):
+        self.per_rank = per_rank
+        self.n_rows = sum(b.n_rows for b in per_rank)
+
+    def steps(self) -> int:
+        return self.per_rank[0].steps()
+
+    def epoch(self, epoch: int):
+        for parts in zip(*(b.epoch(epoch) for b in self.per_rank)):
+            yield [torch.cat(ts) for ts in zip(*parts)]
+
+
+def _torchrun(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_two_gloo_processes_agree_and_match_one_process_on_the_same_global_batches(tmp_path):
+    data = write_synthetic(tmp_path / "d.csv", n=2501)
+    ws = Workspace(threads=1)
+    ws.load(data, "t")
+    spec = suggest(ws, DataSpec(table="t", label="target")).spec
+    spec.model.dropout = 0.0
+    spec.model.hidden_units = [16, 8]
+    spec.train.epochs, spec.train.batch_size, spec.train.warmup_steps = 3, 101, 5  # odd sizes: ranks' batches differ by a row
+    spec.train.early_stopping_patience = 0
+    split, _ = prepare(spec, ws)
+    prep = fit_preprocessor(spec, split)
+    (tmp_path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    (tmp_path / "prep.json").write_text(json.dumps(prep.state()), encoding="utf-8")
+    done = _torchrun(str(ROOT / "tests" / "distributed_worker.py"), str(data), str(tmp_path / "spec.json"), str(tmp_path / "prep.json"), str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for key in ranks[0]:
+        assert np.array_equal(ranks[0][key], ranks[1][key]), key  # identical replicas, bit for bit
+
+    shards = [json.loads((tmp_path / f"rank{r}.json").read_text())["rows"] for r in (0, 1)]
+    train_rows = {r[0] for r in ws.con.sql(f"SELECT __wd_row FROM {split.train.relation}").fetchall()}
+    assert not set(shards[0]) & set(shards[1]) and set(shards[0]) | set(shards[1]) == train_rows
+    assert len(shards[0]) != len(shards[1]) or spec.train.batch_size % 2  # the case the loss scaling exists for
+
+    # One process, the same global batches: rank r's batches rebuilt exactly as pipeline.train builds them.
+    t = spec.train
+    local = math.ceil(t.batch_size / 2)
+    per_rank = [rank_rows(prep, split.shard("train", r, 2), local, t.seed + r).batches for r in (0, 1)]
+    steps = max(b.steps() for b in per_rank)
+    for b in per_rank:
+        b.steps_ = steps
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(t.seed)
+        model = WideDeep(prep.layout(), spec.model)
+        optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
+        config = TrainerConfig(t.epochs, local, t.warmup_steps, t.grad_clip, 0, t.plateau_patience, t.plateau_factor, "auc", "cpu", False, t.seed)
+        trainer = Trainer(model, torch.nn.functional.binary_cross_entropy_with_logits, optimizers, config, make_evaluator(prep),
+                          model.deep_parameters(), after_step)
+        trainer.fit(_GlobalBatches(per_rank), rank_rows(prep, split.val, 4096, 0).batches)
+    finally:
+        torch.set_num_threads(threads)
+    single = {k: v.numpy() for k, v in model.state_dict().items()}
+    worst = max(float(np.max(np.abs(single[k] - ranks[0][k]))) for k in single)
+    assert worst < 1e-5, worst
+    moved = max(float(np.max(np.abs(single[k] - WideDeep(prep.layout(), spec.model).state_dict()[k].numpy()))) for k in single if "weight" in k)
+    assert moved > 1e-2  # the comparison is between trained models, not two copies of the start
+
+
+def test_cli_nproc_2_trains_out_of_core_and_writes_one_run(tmp_path):
+    data = write_synthetic(tmp_path / "d.csv", n=3000)
+    spec_out = tmp_path / "spec.json"
+    subprocess.run([sys.executable, "-m", "studio_core", "suggest", "--data", str(data), "--label", "target", "--out", str(spec_out)],
+                   check=True, capture_output=True, cwd=ROOT)
+    spec = json.loads(spec_out.read_text())
+    spec["train"].update(out_of_core="always", epochs=2, batch_size=128)
+    spec_out.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "studio_core", "train", "--data", str(data), "--spec", str(spec_out), "--nproc", "2",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes" in done.stdout and "Traceback" not in done.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["out_of_core"] is True and metrics["auc"] > 0.8
+    assert metrics["n_train"] + metrics["n_val"] == 3000
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run"]
+
+    spec["train"]["wide_optimizer"] = "sparse_adam"  # refused inside the ranks: the launcher passes on their one error line
+    spec_out.write_text(json.dumps(spec))
+    bad = subprocess.run([sys.executable, "-m", "studio_core", "train", "--data", str(data), "--spec", str(spec_out), "--nproc", "2",
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert lines == ["error: train.wide_optimizer 'sparse_adam' cannot be used with several processes; use 'adagrad' or 'sgd'"], bad.stderr
+    assert not (tmp_path / "bad").exists()
