@@ -91,29 +91,37 @@ class BlockWriter:
     def add(self, enc: Encoded) -> None:
         self.pending.append(enc)
         self.pending_rows += len(enc)
-        while self.pending_rows >= self.block_rows:
-            self._flush(self.block_rows)
+        if self.pending_rows >= self.block_rows:
+            joined = self._join()
+            at = 0
+            while self.pending_rows - at >= self.block_rows:
+                self._write([a[at : at + self.block_rows] if a is not None else None for a in joined])
+                at += self.block_rows
+            rest = [a[at:] if a is not None else None for a in joined]
+            self.pending, self.pending_rows = ([Encoded(*rest)] if len(rest[0]) else []), len(rest[0])
 
     def close(self) -> dict[str, int]:
         if self.pending_rows:
-            self._flush(self.pending_rows)
+            self._write(self._join())
+            self.pending, self.pending_rows = [], 0
         meta = {"n_rows": self.n_rows, "n_blocks": self.n_blocks, "block_rows": self.block_rows}
         (self.folder / "blocks.json").write_text(json.dumps(meta))
         return meta
 
-    def _flush(self, rows: int) -> None:
-        joined = [np.concatenate([getattr(e, name) for e in self.pending]) if getattr(self.pending[0], name) is not None else None for name in ARRAYS]
-        block = {name: a[:rows] for name, a in zip(ARRAYS, joined) if a is not None}
+    def _join(self) -> list[np.ndarray | None]:
+        if len(self.pending) == 1:
+            return [getattr(self.pending[0], name) for name in ARRAYS]
+        return [np.concatenate([getattr(e, name) for e in self.pending]) if getattr(self.pending[0], name) is not None else None for name in ARRAYS]
+
+    def _write(self, arrays: list[np.ndarray | None]) -> None:
+        block = {name: a for name, a in zip(ARRAYS, arrays) if a is not None}
         for key in ("wide", "cat"):
             if block[key].size and block[key].max() >= 2**31:
                 raise ValueError(f"{key} ids reach {block[key].max()}, beyond int32; lower hash_buckets")
             block[key] = block[key].astype(np.int32)
         np.savez(self.folder / f"block-{self.n_blocks:05d}.npz", **block)
-        rest = [a[rows:] if a is not None else None for a in joined]
-        self.pending = [Encoded(*rest)] if len(rest[0]) else []
-        self.pending_rows = len(rest[0])
         self.n_blocks += 1
-        self.n_rows += rows
+        self.n_rows += len(block["wide"])
 
 
 class BlockBatches:
@@ -139,10 +147,14 @@ class BlockBatches:
         carry: list[np.ndarray] | None = None
         want = next(sizes)
         for start in range(0, self.n_blocks, self.pool_blocks):
+            arrays = []  # let the previous pool go before the next one is read
             pooled = [self._block(int(i)) for i in order[start : start + self.pool_blocks]]
-            arrays = [np.concatenate([b[k] for b in pooled]) for k in range(len(pooled[0]))]
-            perm = self.rng.permutation(len(arrays[0]))
-            arrays = [a[perm] for a in arrays]
+            perm = self.rng.permutation(sum(len(b[0]) for b in pooled))
+            for k in range(len(pooled[0])):
+                arrays.append(np.concatenate([b[k] for b in pooled])[perm])
+                for b in pooled:
+                    b[k] = None
+            pooled = []
             if carry is not None:  # rows left over from the previous pool lead this one
                 arrays = [np.concatenate([c, a]) for c, a in zip(carry, arrays)]
             at = 0

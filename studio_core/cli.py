@@ -187,11 +187,11 @@ def _read_json(path: str, option: str) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc and args.nproc > 1:
+        return _launch(args)
     from .distributed import ranks_from_env, stop
     from .pipeline import train
 
-    if args.nproc and args.nproc > 1:
-        return _launch(args)
     ranks = ranks_from_env()
     spec, ws, _paths = _train_spec(args)
     preprocessing = _read_json(args.preprocessing, "--preprocessing") if args.preprocessing else None
@@ -223,7 +223,7 @@ def _launch(args: argparse.Namespace) -> int:
     torchrun on this machine, shipping the spec and the fitted state to every rank as JSON.
     A rank's ``error: …`` line is passed on as this command's one error line."""
     from .jsonsafe import json_safe
-    from .pipeline import fit_preprocessor, prepare
+    from .prepare import fit_preprocessor, prepare  # no torch in this process: the ranks load it
 
     spec, ws, paths = _train_spec(args)
     split, _streaming = prepare(spec, ws)

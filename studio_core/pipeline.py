@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import torch
 
@@ -30,16 +29,16 @@ from . import distributed
 from .batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches
 from .distributed import Ranks
 from .encoders import Source
-from .errors import SpecError, StudioError, TrainingDiverged
+from .errors import StudioError, TrainingDiverged
 from .jsonsafe import json_safe
 from .metrics import binary_metrics, default_monitor, regression_metrics
 from .model import WideDeep
+from .prepare import fit_preprocessor, prepare
 from .preprocess import Encoded, Preprocessor
 from .runs import write_run
-from .spec import DataSpec, Spec, TrainSpec
-from .split import Split, make_split, source_sql, stream_split
+from .spec import Spec, TrainSpec
+from .split import Split
 from .trainer import Progress, Trainer, TrainerConfig
-from .validate import validate
 from .workspace import Workspace
 
 
@@ -119,6 +118,9 @@ def extreme_columns(prep: Preprocessor, enc: Encoded, limit: float = 20.0) -> li
     return [text for _, text in sorted(found, reverse=True)[:3]]
 
 
+SAMPLE_ROWS = 4096  # encoded rows kept from a streamed part, to name suspect columns if training diverges
+
+
 @dataclass
 class RankRows:
     """One split part as this process holds it: its batches, how many labelled rows, the
@@ -140,38 +142,14 @@ def rank_rows(prep: Preprocessor, source: Source, batch_size: int, seed: int, fo
         return RankRows(TensorBatches(tensors(enc), batch_size, seed), len(enc), lo, hi, enc)
     writer = BlockWriter(folder, BLOCK_ROWS)
     sample, lo, hi = None, math.inf, -math.inf
-    for enc in prep.transform_batches(source):
+    for enc in prep.transform_batches(source, batch_rows=BLOCK_ROWS):  # small record batches: little memory in flight
         if len(enc):
-            sample = sample or enc
+            sample = sample or Encoded(*(a[:SAMPLE_ROWS].copy() if a is not None else None for a in (enc.wide, enc.cat, enc.num, enc.y)))
             lo, hi = min(lo, float(enc.y.min())), max(hi, float(enc.y.max()))
         writer.add(enc)
     meta = writer.close()
     empty = prep.transform(Source(source.con, f"(SELECT * FROM {source.relation} LIMIT 0)"))
     return RankRows(BlockBatches(folder, batch_size, seed), int(meta["n_rows"]), lo, hi, sample or empty)
-
-
-def use_out_of_core(t: TrainSpec, ws: Workspace, data: DataSpec) -> bool:
-    """``train.out_of_core``: "always", "never", or "auto" (more rows than ``out_of_core_rows``)."""
-    if t.out_of_core != "auto":
-        return t.out_of_core == "always"
-    try:
-        n = int(ws.con.execute(f"SELECT count(*) FROM {source_sql(data)}").fetchall()[0][0])
-    except duckdb.Error:
-        return False  # make_split reports the problem with the rows
-    return n > t.out_of_core_rows
-
-
-def prepare(spec: Spec, ws: Workspace) -> tuple[Split, bool]:
-    """Validate ``spec`` against the workspace and split its rows (views when out of core)."""
-    problems = validate(spec, ws.source(spec.data.table, spec.data.sql))
-    if problems:
-        raise SpecError(problems)
-    streaming = use_out_of_core(spec.train, ws, spec.data)
-    return (stream_split if streaming else make_split)(ws, spec.data), streaming
-
-
-def fit_preprocessor(spec: Spec, split: Split) -> Preprocessor:
-    return Preprocessor(spec.features, spec.data.label, spec.data.task, spec.data.positive_class, split.column_types).fit(split.train)
 
 
 def fit_once(spec: Spec, split: Split, ranks: Ranks) -> Preprocessor:

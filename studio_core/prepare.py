@@ -1,0 +1,39 @@
+"""Before training, and without torch: validate a spec, split its rows, fit its preprocessing.
+
+``wdstudio train --nproc N`` runs these in the launching process, which never imports torch,
+so it holds little memory while its N ranks train."""
+
+from __future__ import annotations
+
+import duckdb
+
+from .errors import SpecError
+from .preprocess import Preprocessor
+from .spec import DataSpec, Spec, TrainSpec
+from .split import Split, make_split, source_sql, stream_split
+from .validate import validate
+from .workspace import Workspace
+
+
+def use_out_of_core(t: TrainSpec, ws: Workspace, data: DataSpec) -> bool:
+    """``train.out_of_core``: "always", "never", or "auto" (more rows than ``out_of_core_rows``)."""
+    if t.out_of_core != "auto":
+        return t.out_of_core == "always"
+    try:
+        n = int(ws.con.execute(f"SELECT count(*) FROM {source_sql(data)}").fetchall()[0][0])
+    except duckdb.Error:
+        return False  # make_split reports the problem with the rows
+    return n > t.out_of_core_rows
+
+
+def prepare(spec: Spec, ws: Workspace) -> tuple[Split, bool]:
+    """Validate ``spec`` against the workspace and split its rows (views when out of core)."""
+    problems = validate(spec, ws.source(spec.data.table, spec.data.sql))
+    if problems:
+        raise SpecError(problems)
+    streaming = use_out_of_core(spec.train, ws, spec.data)
+    return (stream_split if streaming else make_split)(ws, spec.data), streaming
+
+
+def fit_preprocessor(spec: Spec, split: Split) -> Preprocessor:
+    return Preprocessor(spec.features, spec.data.label, spec.data.task, spec.data.positive_class, split.column_types).fit(split.train)
