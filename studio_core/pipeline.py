@@ -242,6 +242,7 @@ def train(
         "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
         "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
         "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
+        "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype is not None else None,
         **{k: v for k, v in result.best_metrics.items() if k != "loss"},
     }
     if prep.notes_:
