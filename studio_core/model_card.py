@@ -50,7 +50,10 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
     lines += ["", "## Model",
               f"- Wide part: {'on' if mm.wide else 'off'}; deep part: {'on' if mm.deep else 'off'}, hidden units {mm.hidden_units}"
               + (f", field attention ({mm.attention_heads} heads x {mm.attention_layers} layers)" if mm.attention else ""),
-              f"- Trained {m.get('epochs_run', 'n/a')} epochs (best epoch {m.get('best_epoch', 'n/a')}) on {m.get('device', 'cpu')}", "",
+              f"- Trained {m.get('epochs_run', 'n/a')} epochs (best epoch {m.get('best_epoch', 'n/a')}) on {m.get('device', 'cpu')}"
+              + (f" with {m['processes']} processes" if m.get("processes", 1) > 1 else "")
+              + (", streamed out of core" if m.get("out_of_core") else "") + (f", autocast {m['amp']}" if m.get("amp") else ""),
+              *[f"- Note: {note}" for note in prep.notes_], "",
               "## Validation metrics (from training)"]
     keys = ["auc", "logloss", "accuracy"] if prep.task == "binary" else ["rmse", "mae", "r2"]
     lines += [f"- {k}: {fmt(m.get(k))}" for k in keys if k in m]

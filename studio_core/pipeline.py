@@ -29,7 +29,7 @@ from . import distributed
 from .batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches
 from .distributed import Ranks
 from .encoders import Source
-from .errors import StudioError, TrainingDiverged
+from .errors import Cancelled, StudioError, TrainingDiverged
 from .jsonsafe import json_safe
 from .metrics import binary_metrics, default_monitor, regression_metrics
 from .model import WideDeep
@@ -133,9 +133,11 @@ class RankRows:
     sample: Encoded
 
 
-def rank_rows(prep: Preprocessor, source: Source, batch_size: int, seed: int, folder: Path | None = None) -> RankRows:
+def rank_rows(prep: Preprocessor, source: Source, batch_size: int, seed: int, folder: Path | None = None,
+              stop_event: threading.Event | None = None) -> RankRows:
     """Encode ``source`` into tensors in memory, or, with ``folder``, into block files there
-    (one pass over the rows, one record batch in memory at a time)."""
+    (one pass over the rows, one record batch in memory at a time; ``stop_event`` cancels
+    between batches)."""
     if folder is None:
         enc = prep.transform(source)
         lo, hi = (float(enc.y.min()), float(enc.y.max())) if len(enc) else (math.inf, -math.inf)
@@ -143,6 +145,8 @@ def rank_rows(prep: Preprocessor, source: Source, batch_size: int, seed: int, fo
     writer = BlockWriter(folder, BLOCK_ROWS)
     sample, lo, hi = None, math.inf, -math.inf
     for enc in prep.transform_batches(source, batch_rows=BLOCK_ROWS):  # small record batches: little memory in flight
+        if stop_event is not None and stop_event.is_set():
+            raise Cancelled()
         if len(enc):
             sample = sample or Encoded(*(a[:SAMPLE_ROWS].copy() if a is not None else None for a in (enc.wide, enc.cat, enc.num, enc.y)))
             lo, hi = min(lo, float(enc.y.min())), max(hi, float(enc.y.max()))
@@ -199,8 +203,8 @@ def train(
     with tempfile.TemporaryDirectory(prefix="wdstudio-blocks-") as spill:
         local_batch = math.ceil(t.batch_size / ranks.world)  # the global batch stays train.batch_size
         folder = (lambda part: Path(spill, part)) if streaming else (lambda part: None)
-        train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"))
-        val_rows = rank_rows(prep, split.shard("val", ranks.rank, ranks.world), local_batch, t.seed, folder("val"))
+        train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"), stop_event)
+        val_rows = rank_rows(prep, split.shard("val", ranks.rank, ranks.world), local_batch, t.seed, folder("val"), stop_event)
         n_train, n_val, steps, y_lo, y_hi = train_rows.n, val_rows.n, train_rows.batches.steps(), val_rows.y_min, val_rows.y_max
         if ranks.world > 1:
             n_train, n_val = (int(v) for v in distributed.all_reduce([n_train, n_val]))

@@ -1,7 +1,7 @@
 """One rank of the distributed test (started by torchrun from tests/test_scale.py).
 
 Trains with the engine's own ``pipeline.train`` on this rank's shard, with the preprocessing
-the test fitted and shipped, then saves its final parameters (NumPy .npz, no pickle) and the
+the test fitted and shipped (or, given "-", fitted by rank 0 and broadcast), then saves its final parameters (NumPy .npz, no pickle) and the
 row numbers of its training shard, so the test can compare ranks with each other and with one
 process."""
 
@@ -26,12 +26,13 @@ def main() -> None:
     ws = Workspace(threads=1)
     ws.load(data, "t")
     spec = Spec.from_json(Path(spec_path).read_text(encoding="utf-8"))
-    outcome = train(spec, ws, None, ranks=ranks, preprocessing=json.loads(Path(prep_path).read_text(encoding="utf-8")))
+    shipped = json.loads(Path(prep_path).read_text(encoding="utf-8")) if prep_path != "-" else None  # "-": rank 0 fits
+    outcome = train(spec, ws, None, ranks=ranks, preprocessing=shipped)
     np.savez(Path(out, f"rank{ranks.rank}.npz"), **{k: v.numpy() for k, v in outcome.model.state_dict().items()})
     split, _ = prepare(spec, ws)
     shard = split.shard("train", ranks.rank, ranks.world)
     rows = [r[0] for r in ws.con.sql(f"SELECT __wd_row FROM {shard.relation}").fetchall()]
-    Path(out, f"rank{ranks.rank}.json").write_text(json.dumps({"rows": rows, "metrics": outcome.metrics}))
+    Path(out, f"rank{ranks.rank}.json").write_text(json.dumps({"rows": rows, "metrics": outcome.metrics, "preprocessing": outcome.preprocessor.state()}))
     stop()
 
 

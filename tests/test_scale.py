@@ -223,6 +223,22 @@ def test_two_gloo_processes_agree_and_match_one_process_on_the_same_global_batch
     assert moved > 1e-2  # the comparison is between trained models, not two copies of the start
 
 
+def test_torchrun_without_shipped_preprocessing_fits_once_on_rank_0(tmp_path):
+    data = write_synthetic(tmp_path / "d.csv", n=1500)
+    ws = Workspace(threads=1)
+    ws.load(data, "t")
+    spec = suggest(ws, DataSpec(table="t", label="target")).spec
+    spec.train.epochs, spec.train.batch_size, spec.train.out_of_core = 1, 128, "always"
+    (tmp_path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    done = _torchrun(str(ROOT / "tests" / "distributed_worker.py"), str(data), str(tmp_path / "spec.json"), "-", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    states = [json.loads((tmp_path / f"rank{r}.json").read_text())["preprocessing"] for r in (0, 1)]
+    split, _ = prepare(spec, ws)
+    assert states[0] == states[1] == json.loads(json.dumps(fit_preprocessor(spec, split).state()))
+    params = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
+    assert all(np.array_equal(params[0][k], params[1][k]) for k in params[0])
+
+
 def test_cli_nproc_2_trains_out_of_core_and_writes_one_run(tmp_path):
     data = write_synthetic(tmp_path / "d.csv", n=3000)
     spec_out = tmp_path / "spec.json"

@@ -95,6 +95,8 @@ def live() -> None:
         main = "auc" if m.get("task") == "binary" else "rmse"
         st.success(f"Done on {m.get('device')}: best epoch {m.get('best_epoch')}, validation {main.upper()} {m.get(main, float('nan')):.4f}, "
                    f"{m.get('train_rows_per_s', 0):,.0f} rows/s")
+        for note in m.get("notes", []):
+            st.info(note)
     c1, c2 = st.columns(2)
     if snap.epochs:
         c1.altair_chart(loss_chart(snap.epochs), width="stretch")
