@@ -26,8 +26,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from criteo_scale import generate  # noqa: E402
-from criteo_scale import spec as criteo_spec  # noqa: E402
 from studio_core.cli import _load  # noqa: E402
 from studio_core.pipeline import train  # noqa: E402
 from studio_core.spec import DataSpec, Spec  # noqa: E402
@@ -69,6 +67,9 @@ def main() -> None:
     spec = suggest(ws, DataSpec(table="adult", label="income")).spec
     spec.train.epochs, spec.train.batch_size, spec.train.early_stopping_patience = args.epochs, 1024, 0
     compare("adult", spec, ws)
+
+    from criteo_scale import generate  # bench/criteo_scale.py: the same table and spec as the CPU scale bench
+    from criteo_scale import spec as criteo_spec
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "criteo_like.parquet")
