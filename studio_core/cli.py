@@ -223,9 +223,10 @@ def _launch(args: argparse.Namespace) -> int:
     torchrun on this machine, shipping the spec and the fitted state to every rank as JSON.
     A rank's ``error: …`` line is passed on as this command's one error line."""
     from .jsonsafe import json_safe
-    from .prepare import fit_preprocessor, prepare  # no torch in this process: the ranks load it
+    from .prepare import check_processes, fit_preprocessor, prepare  # no torch in this process: the ranks load it
 
     spec, ws, paths = _train_spec(args)
+    check_processes(spec, int(args.nproc))
     split, _streaming = prepare(spec, ws)
     prep = fit_preprocessor(spec, split)
     ws.con.close()
@@ -244,7 +245,7 @@ def _launch(args: argparse.Namespace) -> int:
         with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) as proc:
             for line in proc.stderr or []:
                 if line.startswith("error: "):
-                    errors.append(line[7:].strip())
+                    errors.append(line[7:].split("error: ")[0].strip())
                 elif line.startswith(("epoch ", "warning: ", "note: ", "\repoch ")):
                     sys.stderr.write(line)
         if proc.returncode:
@@ -406,13 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: str) -> None:
+    """The one error line, written in one call: ranks sharing a pipe cannot interleave it."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except StudioError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        _error(' '.join(str(exc).split()))
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -421,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         import duckdb
 
         if isinstance(exc, (duckdb.Error, UnicodeError, OSError, MemoryError)):
-            print(f"error: {' '.join(str(exc).split())[:300]}; check the input files", file=sys.stderr)
+            _error(f"{' '.join(str(exc).split())[:300]}; check the input files")
             return 2
-        print(f"error: internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); please report it", file=sys.stderr)
+        _error(f"internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); please report it")
         return 1

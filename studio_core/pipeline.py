@@ -33,7 +33,7 @@ from .errors import Cancelled, StudioError, TrainingDiverged
 from .jsonsafe import json_safe
 from .metrics import binary_metrics, default_monitor, regression_metrics
 from .model import WideDeep
-from .prepare import fit_preprocessor, prepare
+from .prepare import check_processes, fit_preprocessor, prepare
 from .preprocess import Encoded, Preprocessor
 from .runs import write_run
 from .spec import Spec, TrainSpec
@@ -195,8 +195,7 @@ def train(
     t = spec.train
     device = resolve_device(t.device)
     if ranks.world > 1:
-        if t.wide_optimizer == "sparse_adam":
-            raise StudioError("train.wide_optimizer 'sparse_adam' cannot be used with several processes; use 'adagrad' or 'sgd'")
+        check_processes(spec, ranks.world)
         device = distributed.start(ranks, device)
     split, streaming = prepare(spec, ws)
     prep = Preprocessor.from_state(preprocessing) if preprocessing else fit_once(spec, split, ranks)

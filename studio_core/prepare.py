@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import duckdb
 
-from .errors import SpecError
+from .errors import SpecError, StudioError
 from .preprocess import Preprocessor
 from .spec import DataSpec, Spec, TrainSpec
 from .split import Split, make_split, source_sql, stream_split
@@ -37,3 +37,9 @@ def prepare(spec: Spec, ws: Workspace) -> tuple[Split, bool]:
 
 def fit_preprocessor(spec: Spec, split: Split) -> Preprocessor:
     return Preprocessor(spec.features, spec.data.label, spec.data.task, spec.data.positive_class, split.column_types).fit(split.train)
+
+
+def check_processes(spec: Spec, world: int) -> None:
+    """What a spec cannot do with several processes."""
+    if world > 1 and spec.train.wide_optimizer == "sparse_adam":
+        raise StudioError("train.wide_optimizer 'sparse_adam' cannot be used with several processes; use 'adagrad' or 'sgd'")

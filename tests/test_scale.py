@@ -257,11 +257,18 @@ def test_cli_nproc_2_trains_out_of_core_and_writes_one_run(tmp_path):
     assert metrics["n_train"] + metrics["n_val"] == 3000
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run"]
 
-    spec["train"]["wide_optimizer"] = "sparse_adam"  # refused inside the ranks: the launcher passes on their one error line
+    spec["train"]["wide_optimizer"] = "sparse_adam"  # refused before any rank starts
     spec_out.write_text(json.dumps(spec))
     bad = subprocess.run([sys.executable, "-m", "studio_core", "train", "--data", str(data), "--spec", str(spec_out), "--nproc", "2",
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert bad.returncode == 2
-    lines = bad.stderr.strip().splitlines()
-    assert lines == ["error: train.wide_optimizer 'sparse_adam' cannot be used with several processes; use 'adagrad' or 'sgd'"], bad.stderr
+    assert bad.stderr.strip().splitlines() == ["error: train.wide_optimizer 'sparse_adam' cannot be used with several processes; use 'adagrad' or 'sgd'"]
     assert not (tmp_path / "bad").exists()
+
+    # A failure inside the ranks (both hit it at once): the launcher passes on one clean error line.
+    (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
+    worse = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "studio_core", "train",
+                            "--data", str(data), "--spec", str(spec_out), "--preprocessing", str(tmp_path / "broken.json"), "--out", str(tmp_path / "bad")],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    errors = [ln for ln in worse.stderr.splitlines() if ln.startswith("error: ")]
+    assert errors and all(ln.count("error: ") == 1 and "--preprocessing" in ln for ln in errors), worse.stderr[-2000:]
