@@ -45,12 +45,12 @@ SPLIT_TABLE = "__wd_export"
 
 def _validation(run: Run, ws: Workspace, table: str | None) -> Any:
     """The run's validation rows, re-created with the engine's own deterministic split."""
-    from .split import make_split
+    from .split import split_for
 
     data = copy.deepcopy(run.spec.data)
     if table:
         data.table, data.sql = table, ""
-    split = make_split(ws, data, SPLIT_TABLE)
+    split = split_for(ws, run.spec, run.metrics, SPLIT_TABLE, data)
     if run.preprocessor.label not in split.column_types:
         raise StudioError(f"the data has no label column {run.preprocessor.label!r}; pass the run's training data with --data")
     if split.n_val == 0:

@@ -227,7 +227,7 @@ def _launch(args: argparse.Namespace) -> int:
 
     spec, ws, paths = _train_spec(args)
     check_processes(spec, int(args.nproc))
-    split, _streaming = prepare(spec, ws)
+    split, _streaming = prepare(spec, ws, int(args.nproc))
     prep = fit_preprocessor(spec, split)
     ws.con.close()
     with tempfile.TemporaryDirectory(prefix="wdstudio-launch-") as tmp:

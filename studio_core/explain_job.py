@@ -31,11 +31,11 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
     task may use on its thread)."""
 
     def work(report: Report, stop: threading.Event) -> ExplainResult:
-        from .split import make_split
+        from .split import split_for
 
         report(0, rows, "preparing rows")
         try:
-            split = make_split(ws, run.spec.data)
+            split = split_for(ws, run.spec, run.metrics)
         except StudioError as exc:
             raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
         picked = sample_relation(split.val, rows, seed)

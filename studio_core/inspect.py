@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 from .errors import StudioError
 from .pipeline import tensors
 from .runs import RUN_FILES, Run, predict_raw
-from .split import make_split
+from .split import split_for
 from .workspace import Workspace
 
 
@@ -34,7 +34,7 @@ class Holdout:
 def holdout(run: Run, ws: Workspace) -> Holdout:
     """Re-create the run's validation split (same seed) and predict it."""
     try:
-        split = make_split(ws.fork(), run.spec.data)
+        split = split_for(ws.fork(), run.spec, run.metrics)
     except StudioError as exc:
         raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
     enc = run.preprocessor.transform(split.val)

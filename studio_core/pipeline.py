@@ -197,7 +197,7 @@ def train(
     if ranks.world > 1:
         check_processes(spec, ranks.world)
         device = distributed.start(ranks, device)
-    split, streaming = prepare(spec, ws)
+    split, streaming = prepare(spec, ws, ranks.world)
     prep = Preprocessor.from_state(preprocessing) if preprocessing else fit_once(spec, split, ranks)
     with tempfile.TemporaryDirectory(prefix="wdstudio-blocks-") as spill:
         local_batch = math.ceil(t.batch_size / ranks.world)  # the global batch stays train.batch_size
@@ -244,7 +244,7 @@ def train(
         "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
         "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
-        "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
+        "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming, "split": "hash" if split.hashed else "permutation",
         "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype is not None else None,
         **{k: v for k, v in result.best_metrics.items() if k != "loss"},
     }

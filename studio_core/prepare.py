@@ -10,7 +10,7 @@ import duckdb
 from .errors import SpecError, StudioError
 from .preprocess import Preprocessor
 from .spec import DataSpec, Spec, TrainSpec
-from .split import Split, make_split, source_sql, stream_split
+from .split import Split, make_split, source_sql, stream_split, used_columns
 from .validate import validate
 from .workspace import Workspace
 
@@ -26,13 +26,17 @@ def use_out_of_core(t: TrainSpec, ws: Workspace, data: DataSpec) -> bool:
     return n > t.out_of_core_rows
 
 
-def prepare(spec: Spec, ws: Workspace) -> tuple[Split, bool]:
-    """Validate ``spec`` against the workspace and split its rows (views when out of core)."""
+def prepare(spec: Spec, ws: Workspace, world: int = 1) -> tuple[Split, bool]:
+    """Validate ``spec`` against the workspace and split its rows: materialised in memory for
+    one process, hashed views out of core or for ``world`` > 1 processes (so every rank, on
+    its own connection, assigns every row the same way)."""
     problems = validate(spec, ws.source(spec.data.table, spec.data.sql))
     if problems:
         raise SpecError(problems)
     streaming = use_out_of_core(spec.train, ws, spec.data)
-    return (stream_split if streaming else make_split)(ws, spec.data), streaming
+    if streaming or world > 1:
+        return stream_split(ws, spec.data, columns=used_columns(spec)), streaming
+    return make_split(ws, spec.data), streaming
 
 
 def fit_preprocessor(spec: Spec, split: Split) -> Preprocessor:

@@ -3,14 +3,18 @@
 In memory (``make_split``) the training rows (a table, or the result of the spec's SQL) are
 materialised once with a row number and an ``__wd_is_val`` flag -- drawn from a seeded NumPy
 permutation (same seed, same split, whatever DuckDB version) or taken from a user-named split
-column.  Out of core (``stream_split``) nothing is copied: two views number the rows as they
-stream and flag a row for validation by a seeded 32-bit hash of its number, computed the same
-way in SQL and NumPy.  Encoders fit on the ``train`` relation only; ``val`` is the holdout.
-``shard`` gives one distributed rank its disjoint share of either.
+column.  Out of core and with several processes (``stream_split``) nothing is copied: views
+assign each row by a seeded hash of its values -- its low 32 bits choose validation, its high
+bits the distributed shard -- so the assignment does not depend on the order in which a query
+returns rows (a GROUP BY or join in ``data.sql`` may return them in any order), every rank and
+every pass over the data agree, and identical rows stay on one side.  It is stable for one
+DuckDB version (``hash`` may change between versions).  Encoders fit on the ``train`` relation
+only; ``val`` is the holdout.  ``shard`` gives one distributed rank its disjoint share.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -19,32 +23,13 @@ import pyarrow as pa
 
 from .encoders import Source
 from .errors import StudioError
-from .spec import DataSpec
+from .spec import DataSpec, Spec
 from .sqlutil import qi
 from .workspace import Workspace, _one_line, single_select
 
 VALIDATION_MARKERS = ("val", "valid", "validation", "test", "eval", "holdout", "true", "1")
 SPLIT_TABLE = "__wd_data"
 MASK32 = 0xFFFFFFFF
-HASH_STEPS = ((2654435761, 16), (2246822507, 13), (3266489909, 16))  # multiply, then xor-shift (murmur3's fmix32)
-
-
-def row_hash_sql(expr: str, seed: int) -> str:
-    """SQL for a uniform 32-bit hash of an integer row number (equal to ``row_hash``)."""
-    h = f"xor(CAST({expr} AS UBIGINT) & {MASK32}, {seed & MASK32})"
-    for mult, shift in HASH_STEPS:
-        h = f"(({h}) * {mult}) & {MASK32}"
-        h = f"xor({h}, ({h}) >> {shift})"
-    return h
-
-
-def row_hash(rows: np.ndarray, seed: int) -> np.ndarray:
-    """The NumPy twin of ``row_hash_sql``."""
-    h = (rows.astype(np.uint64) & np.uint64(MASK32)) ^ np.uint64(seed & MASK32)
-    for mult, shift in HASH_STEPS:
-        h = (h * np.uint64(mult)) & np.uint64(MASK32)
-        h ^= h >> np.uint64(shift)
-    return h
 
 
 def _marker_expr(column: str) -> str:
@@ -59,6 +44,7 @@ class Split:
     column_types: dict[str, str]
     n_train: int
     n_val: int
+    hashed: bool = False  # rows assigned by ``__wd_hash`` (stream_split), not by position
 
     @property
     def train(self) -> Source:
@@ -69,12 +55,14 @@ class Split:
         return Source(self.con, qi(f"{self.table}_val"))
 
     def shard(self, part: str, rank: int, world: int) -> Source:
-        """Rank ``rank``'s rows of ``part`` ("train" or "val"): every ``world``-th row of the
-        part as it streams, starting at ``rank`` -- disjoint shards that cover the part and
-        differ in size by at most one row."""
+        """Rank ``rank``'s rows of ``part`` ("train" or "val"): disjoint shards that cover the
+        part -- by hash for a hashed split (sizes vary like a coin toss: +-0.1 % at millions of
+        rows), else every ``world``-th row of the materialised part (sizes within one row)."""
         whole = self.train if part == "train" else self.val
         if world <= 1:
             return whole
+        if self.hashed:  # order-free: the hash's high 32 bits, independent of the validation bits
+            return Source(self.con, f"(SELECT * FROM {whole.relation} WHERE (__wd_hash >> 32) % {int(world)} = {int(rank)})")
         numbered = f"(SELECT *, row_number() OVER () - 1 AS __wd_pos FROM {whole.relation})"
         return Source(self.con, f"(SELECT * FROM {numbered} WHERE __wd_pos % {int(world)} = {int(rank)})")
 
@@ -136,24 +124,42 @@ def make_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE) -> Split
     return Split(con, table, types, n - n_val, n_val)
 
 
-def stream_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE) -> Split:
-    """The out-of-core split: views that number rows as they stream (DuckDB keeps insertion
-    order) and flag validation rows by ``row_hash`` (or the split column); no rows are copied."""
+def used_columns(spec: Spec) -> list[str]:
+    """The columns a spec reads (features and label): what identifies a row for the model."""
+    return list(dict.fromkeys([*spec.feature_names(), spec.data.label]))
+
+
+def stream_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, columns: Sequence[str] = ()) -> Split:
+    """The split without copies: views over the rows, each row assigned by a seeded hash of
+    its values in ``columns`` (default: all of them); see the module docstring."""
     con = ws.con
     src = source_sql(data)
-    if data.split_column:
-        is_val = _marker_expr(data.split_column)
-    else:
-        threshold = int(round(min(max(data.validation_fraction, 0.0), 1.0) * (MASK32 + 1)))
-        is_val = f"({row_hash_sql('__wd_row', data.split_seed)}) < {threshold}"
     _clear(con, table)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {qi(table)} AS SELECT row_number() OVER () - 1 AS __wd_row, * FROM {src}")
+        cols = list(columns) or list(con.sql(f"SELECT * FROM {src} LIMIT 0").columns)
+        row_hash = f"hash({int(data.split_seed)}, {', '.join(qi(c) for c in cols)})"
+        # __wd_row only names rows (explanations pick rows by it); no decision depends on it
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {qi(table)} AS SELECT row_number() OVER () - 1 AS __wd_row, {row_hash} AS __wd_hash, * FROM {src}")
+        if data.split_column:
+            is_val = _marker_expr(data.split_column)
+        else:
+            threshold = int(round(min(max(data.validation_fraction, 0.0), 1.0) * (MASK32 + 1)))
+            is_val = f"(__wd_hash & {MASK32}) < {threshold}"
         for part, cond in (("train", f"NOT ({is_val})"), ("val", is_val)):
             con.execute(f"CREATE OR REPLACE TEMP VIEW {qi(table + '_' + part)} AS SELECT * FROM {qi(table)} WHERE {cond}")
         n, n_val = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {is_val}) FROM {qi(table)}").fetchall()[0]
-        types = {name: str(typ) for name, typ in zip(con.sql(f"SELECT * FROM {qi(table)}").columns, con.sql(f"SELECT * FROM {qi(table)}").types)}
+        rel = con.sql(f"SELECT * FROM {qi(table)} LIMIT 0")
+        types = {name: str(typ) for name, typ in zip(rel.columns, rel.types)}
     except duckdb.Error as exc:
         raise StudioError(f"could not read the training rows: {_one_line(exc)}; check data.table / data.sql") from None
-    types.pop("__wd_row", None)
-    return Split(con, table, types, int(n) - int(n_val), int(n_val))
+    for own in ("__wd_row", "__wd_hash"):
+        types.pop(own, None)
+    return Split(con, table, types, int(n) - int(n_val), int(n_val), hashed=True)
+
+
+def split_for(ws: Workspace, spec: Spec, metrics: dict, table: str = SPLIT_TABLE, data: DataSpec | None = None) -> Split:
+    """The split a run was trained on (its ``metrics["split"]``), for holdout figures;
+    ``data`` replaces the spec's rows (another table holding them)."""
+    if metrics.get("split") == "hash":
+        return stream_split(ws, data or spec.data, table, used_columns(spec))
+    return make_split(ws, data or spec.data, table)

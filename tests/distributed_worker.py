@@ -29,9 +29,9 @@ def main() -> None:
     shipped = json.loads(Path(prep_path).read_text(encoding="utf-8")) if prep_path != "-" else None  # "-": rank 0 fits
     outcome = train(spec, ws, None, ranks=ranks, preprocessing=shipped)
     np.savez(Path(out, f"rank{ranks.rank}.npz"), **{k: v.numpy() for k, v in outcome.model.state_dict().items()})
-    split, _ = prepare(spec, ws)
+    split, _ = prepare(spec, ws, ranks.world)
     shard = split.shard("train", ranks.rank, ranks.world)
-    rows = [r[0] for r in ws.con.sql(f"SELECT __wd_row FROM {shard.relation}").fetchall()]
+    rows = [r[0] for r in ws.con.sql(f"SELECT id FROM {shard.relation}").fetchall()]  # the test's files have an id column
     Path(out, f"rank{ranks.rank}.json").write_text(json.dumps({"rows": rows, "metrics": outcome.metrics, "preprocessing": outcome.preprocessor.state()}))
     stop()
 
