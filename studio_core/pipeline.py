@@ -176,6 +176,31 @@ def distributed_loss(loss_fn: Callable[..., torch.Tensor], world: int) -> Callab
     return loss
 
 
+def agree(train_rows: RankRows, val_rows: RankRows, ranks: Ranks) -> tuple[int, int, float, float]:
+    """Totals every rank must decide alike on -- labelled training and validation rows, the
+    label's range -- and, with several ranks, the same number of steps per epoch for all."""
+    n_train, n_val, y_lo, y_hi = train_rows.n, val_rows.n, val_rows.y_min, val_rows.y_max
+    if ranks.world > 1:
+        n_train, n_val = (int(v) for v in distributed.all_reduce([n_train, n_val]))
+        y_lo, y_hi = distributed.all_reduce([y_lo], "min")[0], distributed.all_reduce([y_hi], "max")[0]
+        train_rows.batches.steps_ = int(distributed.all_reduce([train_rows.batches.steps()], "max")[0])
+    return n_train, n_val, y_lo, y_hi
+
+
+def replicate(model: WideDeep, loss_fn: Callable[..., torch.Tensor], evaluate: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+              device: str, ranks: Ranks) -> tuple[torch.nn.Module, Callable[..., torch.Tensor], Callable[[torch.Tensor, torch.Tensor], dict[str, float]]]:
+    """With several ranks: the model wrapped in DistributedDataParallel, the loss scaled to the
+    global batch, and validation metrics computed on every rank's outputs gathered."""
+    if ranks.world <= 1:
+        return model, loss_fn, evaluate
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+
+    def gathered(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        return evaluate(distributed.gather_rows(out), distributed.gather_rows(y))
+
+    return net, distributed_loss(loss_fn, ranks.world), gathered
+
+
 def train(
     spec: Spec,
     ws: Workspace,
@@ -204,12 +229,7 @@ def train(
         folder = (lambda part: Path(spill, part)) if streaming else (lambda part: None)
         train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"), stop_event)
         val_rows = rank_rows(prep, split.shard("val", ranks.rank, ranks.world), local_batch, t.seed, folder("val"), stop_event)
-        n_train, n_val, steps, y_lo, y_hi = train_rows.n, val_rows.n, train_rows.batches.steps(), val_rows.y_min, val_rows.y_max
-        if ranks.world > 1:
-            n_train, n_val = (int(v) for v in distributed.all_reduce([n_train, n_val]))
-            steps = int(distributed.all_reduce([steps], "max")[0])
-            y_lo, y_hi = distributed.all_reduce([y_lo], "min")[0], distributed.all_reduce([y_hi], "max")[0]
-            train_rows.batches.steps_ = steps  # every rank takes the same number of steps
+        n_train, n_val, y_lo, y_hi = agree(train_rows, val_rows, ranks)
         if n_train == 0:
             raise StudioError("no training rows have a label; load labelled rows or lower data.validation_fraction")
         if n_val == 0:
@@ -221,12 +241,7 @@ def train(
         model = WideDeep(prep.layout(), spec.model, sparse_wide=t.wide_optimizer == "sparse_adam").to(device)
         optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
         loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
-        evaluate = make_evaluator(prep)
-        net: torch.nn.Module = model
-        if ranks.world > 1:
-            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
-            loss_fn = distributed_loss(loss_fn, ranks.world)
-            evaluate = (lambda local: lambda out, y: local(distributed.gather_rows(out), distributed.gather_rows(y)))(evaluate)
+        net, loss_fn, evaluate = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
         config = TrainerConfig(t.epochs, local_batch, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
                                t.plateau_factor, monitor, device, t.mixed_precision, t.seed)
         trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step)
@@ -244,7 +259,8 @@ def train(
         "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
         "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
-        "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming, "split": "hash" if split.hashed else "permutation",
+        "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
+        "split": "hash" if split.hashed else "permutation",
         "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype is not None else None,
         **{k: v for k, v in result.best_metrics.items() if k != "loss"},
     }
