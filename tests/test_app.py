@@ -441,3 +441,32 @@ def test_create_table_or_view_in_the_query_box_saves_and_lists_it(app):
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert at.success and f"Saved as `{name}`" in at.success[0].value
         assert name in studio(at).ws.tables()
+
+
+def test_out_of_core_training_from_the_studio_notes_hashed_columns_and_inspects(app):
+    at = app
+    load_sample(at)
+    at.switch_page("pages/features.py").run()
+    at.selectbox(key="feat_label").set_value("income")
+    at.button(key="suggest").click().run()
+    at.switch_page("pages/train.py").run()
+    at.number_input(key="epochs").set_value(1)
+    at.selectbox(key="out_of_core").set_value("always")
+    at.number_input(key="max_vocabulary").set_value(20)
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    from state import registry
+
+    deadline = time.time() + 120
+    while time.time() < deadline and registry().get(studio(at).selected_job, studio(at).owner).snapshot().active:
+        at.run()
+        time.sleep(0.3)
+    at.run()
+    assert not at.exception and at.success, [e.value for e in at.error]
+    metrics = registry().get(studio(at).selected_job, studio(at).owner).snapshot().metrics
+    assert metrics["out_of_core"] is True and metrics["split"] == "hash"
+    notes = [i.value for i in at.info]
+    assert any("native_country" in n and "max_vocabulary" in n for n in notes), notes  # 41 countries > 20
+    at.switch_page("pages/inspect.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.get("vega_lite_chart")) >= 4

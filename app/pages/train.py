@@ -7,7 +7,7 @@ from state import registry, session
 
 from studio_core.charts import loss_chart, metric_chart, step_chart
 from studio_core.pipeline import resolve_device
-from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, WIDE_OPTIMIZERS
+from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, WIDE_OPTIMIZERS
 from studio_core.validate import validate
 
 s = session()
@@ -40,6 +40,11 @@ with st.form("train_form"):
         t.early_stopping_patience = a3.number_input("Early-stopping patience", 0, 100, t.early_stopping_patience, key="patience")
         t.seed = a1.number_input("Seed", 0, 2**31 - 1, t.seed, key="seed")
         t.device = a2.selectbox("Device", DEVICES, DEVICES.index(t.device), key="device")
+        t.out_of_core = a3.selectbox("Out of core", OUT_OF_CORE, OUT_OF_CORE.index(t.out_of_core), key="out_of_core",
+                                     help="Stream encoded rows from disk instead of holding them in memory; auto: above the row threshold")
+        t.out_of_core_rows = a1.number_input("Out of core above (rows)", 0, 10**12, t.out_of_core_rows, key="out_of_core_rows")
+        spec.features.max_vocabulary = a2.number_input("Largest vocabulary", 1, 1 << 24, spec.features.max_vocabulary, key="max_vocabulary",
+                                                       help="A vocabulary column with more values is hashed into this many buckets")
     start = st.form_submit_button("Start training", type="primary")
 
 if start:
