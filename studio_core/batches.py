@@ -100,10 +100,15 @@ class BlockWriter:
             rest = [a[at:] if a is not None else None for a in joined]
             self.pending, self.pending_rows = ([Encoded(*rest)] if len(rest[0]) else []), len(rest[0])
 
-    def close(self) -> dict[str, int]:
+    def close(self, empty: Encoded | None = None) -> dict[str, int]:
+        """Write the last block.  With no rows at all, ``empty`` (zero rows, the right
+        columns) becomes one empty block, so the part still yields its agreed number of
+        (empty) batches -- a distributed rank may hold no rows."""
         if self.pending_rows:
             self._write(self._join())
             self.pending, self.pending_rows = [], 0
+        elif self.n_blocks == 0 and empty is not None:
+            self._write([getattr(empty, name) for name in ARRAYS])
         meta = {"n_rows": self.n_rows, "n_blocks": self.n_blocks, "block_rows": self.block_rows}
         (self.folder / "blocks.json").write_text(json.dumps(meta))
         return meta

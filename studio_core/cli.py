@@ -7,8 +7,10 @@ line naming the problem and the fix -- never a traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from .spec import DataSpec, Spec
 from .workspace import PARQUET_SUFFIXES, Workspace
 
 QUERY_TIMEOUT_S = 300.0
+LAUNCHED_ENV = "WDSTUDIO_LAUNCHED"  # set by --nproc for its ranks
 VIEW_BYTES = 1 << 30  # training reads CSV files larger than this in place instead of loading them
 
 
@@ -48,8 +51,10 @@ def _load(paths: list[str], sandbox: bool = False, large: bool = False) -> tuple
         ws = Workspace(allowed_files=files, query_timeout_s=QUERY_TIMEOUT_S)
     elif large:
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # processes on this machine under torchrun
+        spill = tempfile.mkdtemp(prefix="wdstudio-duckdb-")
+        atexit.register(shutil.rmtree, spill, True)
         ws = Workspace(threads=max(1, (os.cpu_count() or 1) // local), memory_limit=os.environ.get("WDSTUDIO_DUCKDB_MEMORY", "2GB"),
-                       temp_directory=Path(tempfile.gettempdir(), "wdstudio-duckdb-spill"))
+                       temp_directory=spill)
     else:
         ws = Workspace()
     names, notes = [], []
@@ -165,7 +170,8 @@ def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
     if not paths:
         raise StudioError("no data given; pass --data PATH (or a spec with data.sources)")
     ws, tables, notes = _load(paths, large=True)
-    _warn(notes)
+    if not os.environ.get(LAUNCHED_ENV):  # the launcher has printed them once already
+        _warn(notes)
     if base is None:
         spec = suggest(ws, _data_spec(args, tables)).spec
     else:
@@ -193,6 +199,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
 
     ranks = ranks_from_env()
+    if ranks is not None and threading.current_thread() is threading.main_thread():
+        # torchrun stops the other ranks with SIGTERM when one fails: exit through the cleanup (block files)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     spec, ws, _paths = _train_spec(args)
     preprocessing = _read_json(args.preprocessing, "--preprocessing") if args.preprocessing else None
     main_rank = ranks is None or ranks.is_main
@@ -230,7 +239,7 @@ def _launch(args: argparse.Namespace) -> int:
     split, _streaming = prepare(spec, ws, int(args.nproc))
     prep = fit_preprocessor(spec, split)
     ws.con.close()
-    with tempfile.TemporaryDirectory(prefix="wdstudio-launch-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="wdstudio-launch-") as tmp:  # the ranks' temporary files live here too
         spec_path, prep_path = Path(tmp, "spec.json"), Path(tmp, "preprocess.json")
         spec_path.write_text(spec.to_json(), encoding="utf-8")
         prep_path.write_text(json.dumps(json_safe(prep.state()), ensure_ascii=False), encoding="utf-8")
@@ -240,7 +249,8 @@ def _launch(args: argparse.Namespace) -> int:
             command += ["--data", item]
         if args.quiet:
             command.append("--quiet")
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(args.nproc))))}
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(args.nproc)))),
+               "TMPDIR": tmp, LAUNCHED_ENV: "1"}
         errors: list[str] = []
         with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) as proc:
             for line in proc.stderr or []:
@@ -249,8 +259,13 @@ def _launch(args: argparse.Namespace) -> int:
                 elif line.startswith(("epoch ", "warning: ", "note: ", "\repoch ")):
                     sys.stderr.write(line)
         if proc.returncode:
-            raise StudioError(errors[0] if errors else f"training with {args.nproc} processes failed (torchrun exit status {proc.returncode}); "
-                              "run it with --nproc 1 to see the problem")
+            # the rank that failed first says why; the others then report lost connections (internal errors)
+            cause = next((e for e in errors if not e.startswith("internal error")), errors[0] if errors else "")
+            if not cause:
+                raise StudioError(f"training with {args.nproc} processes failed (torchrun exit status {proc.returncode}); "
+                                  "run it with --nproc 1 to see the problem")
+            _error(cause)
+            return 1 if cause.startswith("internal error") else 2
     return 0
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from .errors import StudioError
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,18 @@ def ranks_from_env() -> Ranks | None:
 
 
 def start(ranks: Ranks, device: str) -> str:
-    """Join the process group; returns the device this rank trains on."""
+    """Join the process group; returns the device this rank trains on.  The group's timeout
+    (``WDSTUDIO_DIST_TIMEOUT_S``, default 2 h) covers rank 0 fitting the preprocessing on a
+    large table while the others wait for it."""
     if device == "cuda":
+        if ranks.local_rank >= torch.cuda.device_count():
+            raise StudioError(f"process {ranks.local_rank} of this machine has no GPU of its own ({torch.cuda.device_count()} here); "
+                              "start at most one process per GPU (--nproc / --nproc-per-node) or set train.device to 'cpu'")
         torch.cuda.set_device(ranks.local_rank)
         device = f"cuda:{ranks.local_rank}"
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", rank=ranks.rank, world_size=ranks.world)
+        timeout = timedelta(seconds=float(os.environ.get("WDSTUDIO_DIST_TIMEOUT_S", "7200")))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", rank=ranks.rank, world_size=ranks.world, timeout=timeout)
     return device
 
 

@@ -94,14 +94,16 @@ class FieldAttention(nn.Module):
 class WideDeep(nn.Module):
     """Wide (sparse linear) + deep (embeddings -> [attention] -> MLP), outputs summed."""
 
-    def __init__(self, layout: Layout, spec: ModelSpec, sparse_wide: bool = False):
+    def __init__(self, layout: Layout, spec: ModelSpec, sparse_wide: bool | None = None):
         super().__init__()
         self.use_wide = bool(spec.wide and layout.wide_dim)
         self.use_deep = bool(spec.deep and (layout.deep_fields or layout.numeric_inputs))
         self.bias = nn.Parameter(torch.zeros(1))
         if self.use_wide:
             # sparse gradients pay off for big id spaces; below that, coalescing them costs more
-            self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=layout.wide_dim > SPARSE_WIDE_MIN or sparse_wide)
+            # (sparse_wide: None = that rule, True / False = forced, e.g. dense for nccl all-reduce)
+            sparse = layout.wide_dim > SPARSE_WIDE_MIN if sparse_wide is None else sparse_wide
+            self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=sparse)
             nn.init.zeros_(self.wide.weight)
         if self.use_deep:
             self.embeddings = nn.ModuleList(nn.Embedding(n, d) for n, d in zip(layout.deep_cardinalities, layout.deep_embedding_dims))

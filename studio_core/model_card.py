@@ -44,8 +44,10 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
         enc = f"vocabulary of {fitted.n_ids_ - 1} values" if hasattr(fitted, "vocabulary_") else f"hashed into {fitted.n_ids_ - 1} buckets"
         parts = [p for p, on in (("deep", c.deep), ("wide", c.wide)) if on]
         lines.append(f"- `{c.name}`: categorical, {enc}; {' + '.join(parts) or 'unused'}")
-    for x in f.crosses:
-        lines.append(f"- cross {' x '.join(f'`{c}`' for c in x.columns)}: {x.encoding}" + (f" ({x.hash_buckets} buckets)" if x.encoding == "hash" else ""))
+    for i, x in enumerate(f.crosses):
+        fitted = prep.encoders_[f"cross:{i}"]
+        lines.append(f"- cross {' x '.join(f'`{c}`' for c in x.columns)}: {fitted.encoding}"
+                     + (f" ({fitted.n_ids_ - 1} buckets)" if fitted.encoding == "hash" else f" ({fitted.n_ids_ - 1} combinations)"))
     mm = spec.model
     lines += ["", "## Model",
               f"- Wide part: {'on' if mm.wide else 'off'}; deep part: {'on' if mm.deep else 'off'}, hidden units {mm.hidden_units}"

@@ -151,8 +151,8 @@ def rank_rows(prep: Preprocessor, source: Source, batch_size: int, seed: int, fo
             sample = sample or Encoded(*(a[:SAMPLE_ROWS].copy() if a is not None else None for a in (enc.wide, enc.cat, enc.num, enc.y)))
             lo, hi = min(lo, float(enc.y.min())), max(hi, float(enc.y.max()))
         writer.add(enc)
-    meta = writer.close()
     empty = prep.transform(Source(source.con, f"(SELECT * FROM {source.relation} LIMIT 0)"))
+    meta = writer.close(empty)
     return RankRows(BlockBatches(folder, batch_size, seed), int(meta["n_rows"]), lo, hi, sample or empty)
 
 
@@ -193,7 +193,9 @@ def replicate(model: WideDeep, loss_fn: Callable[..., torch.Tensor], evaluate: C
     global batch, and validation metrics computed on every rank's outputs gathered."""
     if ranks.world <= 1:
         return model, loss_fn, evaluate
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+    unused = any(p.numel() == 0 for p in model.parameters())  # e.g. attention's numeric vectors when there are no numerics
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
+                                                    find_unused_parameters=unused)
 
     def gathered(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         return evaluate(distributed.gather_rows(out), distributed.gather_rows(y))
@@ -238,7 +240,10 @@ def train(
         if monitor == "auc" and not y_lo < y_hi:
             monitor = "logloss"
         torch.manual_seed(t.seed)
-        model = WideDeep(prep.layout(), spec.model, sparse_wide=t.wide_optimizer == "sparse_adam").to(device)
+        nccl = ranks.world > 1 and device.startswith("cuda")  # nccl has no sparse all-reduce
+        model = WideDeep(prep.layout(), spec.model, sparse_wide=True if t.wide_optimizer == "sparse_adam" else (False if nccl else None)).to(device)
+        if ranks.world > 1:
+            torch.manual_seed(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
         optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
         loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
         net, loss_fn, evaluate = replicate(model, loss_fn, make_evaluator(prep), device, ranks)

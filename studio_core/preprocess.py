@@ -163,9 +163,14 @@ class Preprocessor:
             cross = CrossEncoder(x.encoding, x.hash_buckets, x.min_count)
             if x.encoding == "vocab":
                 exprs = [self._cross_component_expr(c) for c in x.columns]
-                rows = source.all(f"SELECT {', '.join(exprs)}, count(*) FROM {{src}} GROUP BY ALL")
-                combos = [self._combo_codes(c, [r[j] for r in rows]) for j, c in enumerate(x.columns)]
-                cross.fit(combos, np.array([r[-1] for r in rows], dtype=np.int64))
+                rows = source.all(f"SELECT {', '.join(exprs)}, count(*) FROM {{src}} GROUP BY ALL LIMIT {cap + 1}")
+                if len(rows) > cap:  # too many combinations to hold: hash them, as for a large vocabulary column
+                    cross = CrossEncoder("hash", cap, x.min_count).fit()
+                    self.notes_.append(f"cross {' x '.join(x.columns)}: more than {cap:,} combinations, so it is hashed into {cap:,} buckets "
+                                       "(raise features.max_vocabulary to keep a vocabulary)")
+                else:
+                    combos = [self._combo_codes(c, [r[j] for r in rows]) for j, c in enumerate(x.columns)]
+                    cross.fit(combos, np.array([r[-1] for r in rows], dtype=np.int64))
             else:
                 cross.fit()
             enc[f"cross:{i}"] = cross

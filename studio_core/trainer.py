@@ -128,7 +128,9 @@ class Trainer:
                     raise Cancelled()
                 outs.append(self.model(*[t.to(self.device, non_blocking=True) for t in batch[:n_inputs]]).float().cpu())
                 targets.extend(batch[n_inputs : n_inputs + 1])
-        return (torch.cat(outs) if outs else torch.zeros(0)), (torch.cat(targets) if targets else None)
+        if not outs:  # no rows here (a distributed rank can hold none): empty, not None, so gathering still works
+            return torch.zeros(0), torch.zeros(0)
+        return torch.cat(outs), (torch.cat(targets) if targets else None)
 
     def _set_warmup_lr(self, step: int, warmup: int) -> None:
         if step <= warmup:

@@ -183,8 +183,8 @@ class Workspace:
         """Load a CSV or Parquet file as table ``name`` (default: the sanitised file stem).
 
         ``as_view`` leaves the rows in the file: a view reads them on each query, so a file
-        larger than memory can be aggregated and streamed (numeric text is then not cleaned;
-        encoders treat unparseable numbers as missing anyway)."""
+        larger than memory can be aggregated and streamed; it cleans columns as a table load
+        does (numeric text to DOUBLE, inf/nan to NULL)."""
         path = Path(path)
         if not path.is_file():
             raise StudioError(f"{path}: no such file; check the path")
@@ -197,7 +197,7 @@ class Workspace:
                 self.con.execute(f"CREATE OR REPLACE {kind} {qi(name)} AS SELECT * FROM read_parquet({ql(str(path))})")
             except duckdb.Error as exc:
                 raise StudioError(f"{path.name}: not a readable Parquet file ({_one_line(exc)}); re-export it or upload a CSV") from None
-            warnings = [] if as_view else self._clean_numeric(name)
+            warnings = self._clean_numeric(name, view_of=f"read_parquet({ql(str(path))})" if as_view else None)
         else:
             warnings = self._load_csv(path, name, as_view)
         table = self.table(name)
@@ -226,30 +226,50 @@ class Workspace:
         if encoding != "utf-8":
             warnings.append(f"{path.name}: not valid UTF-8, read as Latin-1")
         delimiter = sniff[0] if sniff else ","
-        return warnings + ([] if as_view else self._clean_numeric(name, allow_decimal_comma=delimiter != ","))
+        return warnings + self._clean_numeric(name, allow_decimal_comma=delimiter != ",", view_of=f"read_csv({args})" if as_view else None)
 
-    def _clean_numeric(self, name: str, allow_decimal_comma: bool = False) -> list[str]:
-        """Turn numeric-looking text columns into DOUBLE and ``inf`` into NULL (with a warning)."""
-        warnings: list[str] = []
+    def _clean_numeric(self, name: str, allow_decimal_comma: bool = False, view_of: str | None = None) -> list[str]:
+        """Turn numeric-looking text columns into DOUBLE and ``inf``/``nan`` into NULL (with a
+        warning), deciding for all columns in one pass.  A table is altered in place; for a view
+        (``view_of``: the SQL it reads, e.g. ``read_parquet(...)``) the same cleaning becomes the
+        view's projection, so a file read in place has the types and values it would have loaded
+        as a table (training on a view and scoring from a table must see the same columns)."""
         table = self.table(name)
-        ref = table.ref
+        aggs: list[str] = []
+        plan: list[tuple[str, list[str], int]] = []  # column, candidate value expressions, first aggregate
         for col, typ in table.types.items():
             c = qi(col)
             if typ == "VARCHAR":
-                checks = [f"TRY_CAST(trim({c}) AS DOUBLE)"]
-                if allow_decimal_comma:
-                    checks.append(f"TRY_CAST(replace(trim({c}), ',', '.') AS DOUBLE)")
-                for expr in checks:
-                    n, ok = self.con.execute(f"SELECT count({c}), count({expr}) FROM {ref}").fetchall()[0]
-                    if n and n == ok:
-                        self.con.execute(f"ALTER TABLE {ref} ALTER {c} SET DATA TYPE DOUBLE USING {expr}")
-                        typ = "DOUBLE"
-                        break
-            if typ in FLOAT_TYPES:
-                bad = self.con.execute(f"SELECT count(*) FROM {ref} WHERE isinf({c}) OR isnan({c})").fetchall()[0][0]
+                checks = [f"TRY_CAST(trim({c}) AS DOUBLE)"] + ([f"TRY_CAST(replace(trim({c}), ',', '.') AS DOUBLE)"] if allow_decimal_comma else [])
+                plan.append((col, checks, len(aggs)))
+                aggs += [f"count({c})"] + [f"count({e})" for e in checks] + [f"count(*) FILTER (WHERE isinf({e}) OR isnan({e}))" for e in checks]
+            elif typ in FLOAT_TYPES:
+                plan.append((col, [c], len(aggs)))
+                aggs += [f"count({c})", f"count({c})", f"count(*) FILTER (WHERE isinf({c}) OR isnan({c}))"]
+        if not plan:
+            return []
+        got = self.con.execute(f"SELECT {', '.join(aggs)} FROM {table.ref}").fetchall()[0]
+        warnings: list[str] = []
+        cleaned: dict[str, str] = {}
+        for col, checks, at in plan:
+            n, k = got[at], len(checks)
+            chosen = next((j for j in range(k) if n and got[at + 1 + j] == n), None)
+            if chosen is None:
+                continue  # text that is not all numbers stays text
+            expr, bad = checks[chosen], got[at + 1 + k + chosen]
+            c = qi(col)
+            if view_of is None:
+                if expr != c:
+                    self.con.execute(f"ALTER TABLE {table.ref} ALTER {c} SET DATA TYPE DOUBLE USING {expr}")
                 if bad:
-                    self.con.execute(f"UPDATE {ref} SET {c} = NULL WHERE isinf({c}) OR isnan({c})")
-                    warnings.append(f"column {col!r}: {bad} inf/nan value(s) treated as missing")
+                    self.con.execute(f"UPDATE {table.ref} SET {c} = NULL WHERE isinf({c}) OR isnan({c})")
+            elif expr != c or bad:
+                cleaned[col] = f"CASE WHEN isinf({expr}) OR isnan({expr}) THEN NULL ELSE {expr} END" if bad else expr
+            if bad:
+                warnings.append(f"column {col!r}: {bad} inf/nan value(s) treated as missing")
+        if view_of is not None and cleaned:
+            projection = ", ".join(f"{cleaned[col]} AS {qi(col)}" if col in cleaned else qi(col) for col in table.columns)
+            self.con.execute(f"CREATE OR REPLACE VIEW {table.ref} AS SELECT {projection} FROM {view_of}")
         return warnings
 
     def register_frame(self, name: str, frame: Any) -> str:

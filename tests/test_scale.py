@@ -22,7 +22,7 @@ from studio_core.model import WideDeep
 from studio_core.pipeline import build_optimizers, fit_preprocessor, make_evaluator, prepare, rank_rows, train
 from studio_core.preprocess import Encoded
 from studio_core.runs import load_run
-from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec, NumericFeature, Spec
+from studio_core.spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 from studio_core.split import make_split, stream_split
 from studio_core.suggest import suggest
 from studio_core.trainer import Trainer, TrainerConfig
@@ -86,6 +86,29 @@ def test_stream_split_does_not_depend_on_row_order_and_copies_nothing(tmp_path):
     assert a.column_types == make_split(ws, DataSpec(table="s", label="target")).column_types
 
 
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_file_read_in_place_has_the_columns_and_values_a_loaded_table_has(tmp_path, kind):
+    """Training reads large files as views; predict, evaluate and the studio load tables: both
+    must clean alike (numeric text -> DOUBLE, inf/nan -> NULL), or a model meets other inputs."""
+    if kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = tmp_path / "f.parquet"
+        pq.write_table(pa.table({"zip": ["00012", "00340", None, "12000"], "x": [1.0, float("inf"), float("nan"), 2.5],
+                                 "word": ["a", "1", "b", None], "y": [0, 1, 0, 1]}), path)
+    else:
+        path = tmp_path / "f.csv"
+        path.write_text("zip;x;word;y\n00012;1,5;a;0\n00340;inf;1;1\n;2;b;0\n12000;-3,25;;1\n", encoding="utf-8")
+    ws = Workspace()
+    loaded, in_place = ws.load(path, "tab"), ws.load(path, "vw", as_view=True)
+    assert ws.table("tab").types == ws.table("vw").types
+    assert ws.table("tab").types["zip"] == "DOUBLE" and ws.table("tab").types["word"] == "VARCHAR"
+    assert loaded.warnings == in_place.warnings and any("inf/nan" in w for w in loaded.warnings)
+    assert ws.con.sql("SELECT * FROM tab").fetchall() == ws.con.sql("SELECT * FROM vw").fetchall()
+    assert {r[0] for r in ws.con.sql("SELECT table_type FROM information_schema.tables WHERE table_name = 'vw'").fetchall()} == {"VIEW"}
+
+
 def test_batch_sizes_give_every_rank_the_same_number_of_steps():
     assert batch_sizes(1000, 300) == [300, 300, 300, 100]
     assert batch_sizes(1003, 250, steps=5) == [250, 250, 250, 250, 3]  # the rank with the most rows: as one process cuts them
@@ -131,13 +154,16 @@ def test_a_vocabulary_larger_than_max_vocabulary_is_hashed(tmp_path):
     ws = Workspace()
     ws.load(path, "ids")
     spec = Spec(data=DataSpec(table="ids", label="y", positive_class="1"),
-                features=FeatureSpec(numeric=[NumericFeature("x")], categorical=[CategoricalFeature("user", encoding="vocab")]))
+                features=FeatureSpec(numeric=[NumericFeature("x")], categorical=[CategoricalFeature("user", encoding="vocab")],
+                                     crosses=[CrossFeature(["user", "x"], encoding="vocab")]))
     spec.features.max_vocabulary = 200
     spec.train.epochs = 1
     outcome = train(spec, ws, tmp_path / "run")
     enc = outcome.preprocessor.encoders_["cat:user"]
     assert isinstance(enc, HashEncoder) and enc.n_ids_ == 201
     assert any("user" in note and "max_vocabulary" in note for note in outcome.metrics["notes"])
+    assert outcome.preprocessor.encoders_["cross:0"].encoding == "hash" and outcome.preprocessor.encoders_["cross:0"].n_ids_ == 201
+    assert any(note.startswith("cross user x x") for note in outcome.metrics["notes"])
     run = load_run(tmp_path / "run")
     assert isinstance(run.preprocessor.encoders_["cat:user"], HashEncoder)
     assert run.preprocessor.notes_ == outcome.preprocessor.notes_
@@ -255,6 +281,34 @@ def test_torchrun_without_shipped_preprocessing_fits_once_on_rank_0(tmp_path):
     assert states[0] == states[1] == json.loads(json.dumps(fit_preprocessor(spec, split).state()))
     params = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
     assert all(np.array_equal(params[0][k], params[1][k]) for k in params[0])
+
+
+def test_a_rank_without_validation_rows_and_a_parameter_without_gradient_still_train(tmp_path):
+    """One validation row in all (so one rank holds none), out of core, and field attention
+    without numeric columns (its numeric vectors are an empty parameter that gets no gradient)."""
+    data = _with_ids(write_synthetic(tmp_path / "d.csv", n=600))
+    lines = data.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join([lines[0] + ",part"] + [f"{line},{'val' if i == 0 else 'train'}" for i, line in enumerate(lines[1:])]) + "\n")
+    spec = Spec(data=DataSpec(table="t", label="target", positive_class="1", split_column="part"),
+                features=FeatureSpec(categorical=[CategoricalFeature("colour"), CategoricalFeature("size")]))
+    spec.model.attention, spec.model.hidden_units = True, [8]
+    spec.train.epochs, spec.train.batch_size, spec.train.out_of_core = 2, 64, "always"
+    (tmp_path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    done = _torchrun(str(ROOT / "tests" / "distributed_worker.py"), str(data), str(tmp_path / "spec.json"), "-", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert results[0]["metrics"]["n_val"] == 1 and results[0]["metrics"]["monitor"] == "logloss"
+    params = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
+    assert all(np.array_equal(params[0][k], params[1][k]) for k in params[0])
+
+
+def test_an_empty_block_part_still_yields_the_agreed_number_of_empty_batches(tmp_path):
+    empty = Encoded(np.zeros((0, 2), np.int64), np.zeros((0, 1), np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32))
+    writer = BlockWriter(tmp_path / "none", block_rows=100)
+    assert writer.close(empty)["n_rows"] == 0
+    source = BlockBatches(tmp_path / "none", batch_size=32, steps=4)
+    batches = list(source.epoch(1))
+    assert len(batches) == 4 and all(len(b[0]) == 0 and b[0].shape[1] == 2 for b in batches)
 
 
 def test_cli_nproc_2_trains_out_of_core_and_writes_one_run(tmp_path):
