@@ -126,11 +126,14 @@ class TrainingJob:
             status, error, metrics = "done", "", outcome.metrics
         except Cancelled:
             status, error, metrics = "cancelled", "", {}
-        except StudioError as exc:
-            status, error, metrics = "failed", str(exc), {}
-        except Exception as exc:  # a bug: keep the server alive and tell the user
-            status, error, metrics = "failed", f"unexpected error: {type(exc).__name__}: {exc}", {}
-            traceback.print_exc()
+        except Exception as exc:
+            if self._stop.is_set():  # a released session closes the connection a preparing job reads: that is the cancel
+                status, error, metrics = "cancelled", "", {}
+            elif isinstance(exc, StudioError):
+                status, error, metrics = "failed", str(exc), {}
+            else:  # a bug: keep the server alive and tell the user
+                status, error, metrics = "failed", f"unexpected error: {type(exc).__name__}: {exc}", {}
+                traceback.print_exc()
         finally:
             if self._slots is not None:
                 self._slots.release()
