@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -174,9 +173,3 @@ class BlockBatches:
             arrays = self._block(i)
             for start in range(0, len(arrays[0]), batch_size):
                 yield to_tensors(a[start : start + batch_size] for a in arrays)
-
-    def targets(self) -> np.ndarray:
-        return np.concatenate([self._block(i)[-1] for i in range(self.n_blocks)]) if self.n_blocks else np.zeros(0, np.float32)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)

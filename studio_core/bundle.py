@@ -217,7 +217,7 @@ def _write_zip(out: Path, run: Run, graphs: dict[str, bytes], manifest: dict[str
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
             for name, blob in graphs.items():
                 z.writestr(name, blob)
-            z.writestr("preprocess.json", json.dumps(json_safe(run.preprocessor.state()), ensure_ascii=False))
+            z.writestr("preprocess.json", run.preprocessor.to_json())
             z.writestr("spec.json", run.spec.to_json())
             z.writestr("metrics.json", json.dumps(json_safe(run.metrics), indent=2))
             z.writestr("bundle.json", json.dumps(json_safe(manifest), indent=2, ensure_ascii=False))

@@ -231,7 +231,6 @@ def _launch(args: argparse.Namespace) -> int:
     """``--nproc N``: validate and fit the preprocessing here, once, then run N ranks with
     torchrun on this machine, shipping the spec and the fitted state to every rank as JSON.
     A rank's ``error: …`` line is passed on as this command's one error line."""
-    from .jsonsafe import json_safe
     from .prepare import check_processes, fit_preprocessor, prepare  # no torch in this process: the ranks load it
 
     spec, ws, paths = _train_spec(args)
@@ -242,7 +241,7 @@ def _launch(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="wdstudio-launch-") as tmp:  # the ranks' temporary files live here too
         spec_path, prep_path = Path(tmp, "spec.json"), Path(tmp, "preprocess.json")
         spec_path.write_text(spec.to_json(), encoding="utf-8")
-        prep_path.write_text(json.dumps(json_safe(prep.state()), ensure_ascii=False), encoding="utf-8")
+        prep_path.write_text(prep.to_json(), encoding="utf-8")
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={int(args.nproc)}",
                    "-m", "studio_core", "train", "--spec", str(spec_path), "--preprocessing", str(prep_path), "--out", args.out]
         for item in paths:

@@ -12,7 +12,6 @@ proximal step; Adam-family for the deep part) and a ``Trainer``, then writes the
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import threading
@@ -26,11 +25,10 @@ import numpy as np
 import torch
 
 from . import distributed
-from .batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches
+from .batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches, to_tensors
 from .distributed import Ranks
 from .encoders import Source
 from .errors import Cancelled, StudioError, TrainingDiverged
-from .jsonsafe import json_safe
 from .metrics import binary_metrics, default_monitor, regression_metrics
 from .model import WideDeep
 from .prepare import check_processes, fit_preprocessor, prepare
@@ -61,10 +59,7 @@ def resolve_device(name: str) -> str:
 
 def tensors(enc: Encoded) -> tuple[torch.Tensor, ...]:
     """Model inputs (+ target) as tensors sharing memory with the NumPy arrays."""
-    out = [torch.from_numpy(enc.wide), torch.from_numpy(enc.cat), torch.from_numpy(enc.num)]
-    if enc.y is not None:
-        out.append(torch.from_numpy(enc.y))
-    return tuple(out)
+    return tuple(to_tensors((enc.wide, enc.cat, enc.num, enc.y)))
 
 
 def build_optimizers(model: WideDeep, t: TrainSpec, wide_l1: float) -> tuple[list[torch.optim.Optimizer], Callable[[], None] | None]:
@@ -160,8 +155,8 @@ def fit_once(spec: Spec, split: Split, ranks: Ranks) -> Preprocessor:
     """Fit on rank 0 only; the other ranks receive its JSON state."""
     if ranks.world <= 1:
         return fit_preprocessor(spec, split)
-    text = json.dumps(json_safe(fit_preprocessor(spec, split).state()), ensure_ascii=False) if ranks.is_main else None
-    return Preprocessor.from_state(json.loads(distributed.broadcast_text(text)))
+    text = fit_preprocessor(spec, split).to_json() if ranks.is_main else None
+    return Preprocessor.from_json(distributed.broadcast_text(text))
 
 
 def distributed_loss(loss_fn: Callable[..., torch.Tensor], world: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from .encoders import (
     fold_codes,
     text_codes,
 )
+from .jsonsafe import json_safe
 from .spec import FeatureSpec
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
 
@@ -323,6 +325,14 @@ class Preprocessor:
             "label_mean_": self.label_mean_, "label_std_": self.label_std_, "notes_": list(self.notes_),
             "encoders_": {k: encoder_state(v) for k, v in self.encoders_.items()},
         }
+
+    def to_json(self) -> str:
+        """The state as the JSON a run, a bundle and the distributed ranks carry."""
+        return json.dumps(json_safe(self.state()), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Preprocessor:
+        return cls.from_state(json.loads(text))
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Preprocessor:

@@ -40,7 +40,7 @@ def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDe
     tmp.mkdir()
     try:
         (tmp / "spec.json").write_text(spec.to_json(), encoding="utf-8")
-        (tmp / "preprocess.json").write_text(json.dumps(json_safe(prep.state()), ensure_ascii=False), encoding="utf-8")
+        (tmp / "preprocess.json").write_text(prep.to_json(), encoding="utf-8")
         torch.save(model.state_dict(), tmp / "model.pt")
         (tmp / "history.jsonl").write_text("".join(json.dumps(json_safe(h)) + "\n" for h in history), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2), encoding="utf-8")
@@ -94,7 +94,7 @@ def load_run(path: str | Path) -> Run:
         raise StudioError(f"{path} is not a complete run directory (missing {', '.join(missing)}); pass a directory written by `wdstudio train`")
     try:
         spec = Spec.from_json((path / "spec.json").read_text(encoding="utf-8"))
-        prep = Preprocessor.from_state(json.loads((path / "preprocess.json").read_text(encoding="utf-8")))
+        prep = Preprocessor.from_json((path / "preprocess.json").read_text(encoding="utf-8"))
         model = WideDeep(prep.layout(), spec.model)
         model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))

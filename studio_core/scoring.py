@@ -87,7 +87,7 @@ def load_bundle(path: str | Path) -> Bundle:
             absent = [g for g in wanted if g not in names]
             if absent or manifest.get("score_with") not in wanted:
                 raise StudioError(f"{path.name}: graph file(s) {', '.join(absent) or manifest.get('score_with')} missing from the bundle; {fix}")
-            prep = Preprocessor.from_state(json.loads(z.read("preprocess.json").decode("utf-8")))
+            prep = Preprocessor.from_json(z.read("preprocess.json").decode("utf-8"))
             metrics = json.loads(z.read("metrics.json").decode("utf-8"))
             graphs = {g: z.read(g) for g in wanted}
     except StudioError:

@@ -113,10 +113,6 @@ class Trainer:
         for listener in list(self.listeners):
             listener(record)
 
-    def predict(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Model outputs for all rows, in evaluation batches, as float32 on the CPU."""
-        return self.outputs(TensorBatches(inputs, self.config.eval_batch_size).in_order(self.config.eval_batch_size), len(inputs))[0]
-
     def outputs(self, batches: Iterable[Sequence[torch.Tensor]], n_inputs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Outputs for every batch (its first ``n_inputs`` tensors feed the model) and the
         batches' targets (the tensor after the inputs, when there is one), on the CPU."""
