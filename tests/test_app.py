@@ -41,31 +41,34 @@ def load_sample(at, name="adult.csv"):
     assert not at.exception
 
 
+def suggest_income(at):
+    """On the Features page, pick Adult's label and take the suggested spec."""
+    at.switch_page("pages/features.py").run()
+    at.selectbox(key="feat_label").set_value("income")
+    at.button(key="suggest").click().run()
+
+
+def selected_job(at):
+    """The session's selected training job, as the registry holds it."""
+    from state import registry
+
+    return registry().get(studio(at).selected_job, studio(at).owner)
+
+
 def test_happy_path_sample_to_export(app):
     at = app
     load_sample(at)
     assert "adult" in studio(at).ws.tables() and at.dataframe
     at.toggle(key="show_profile").set_value(True).run()
     assert len(at.get("vega_lite_chart")) == 15 and not at.exception  # one small chart per column
-    at.switch_page("pages/features.py").run()
-    at.selectbox(key="feat_label").set_value("income")
-    at.button(key="suggest").click().run()
+    suggest_income(at)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert studio(at).spec.data.label == "income" and at.get("graphviz_chart")
     at.switch_page("pages/train.py").run()
     at.number_input(key="epochs").set_value(1)
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert not at.error, [e.value for e in at.error]
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        at.run()
-        job = studio(at).selected_job
-        from state import registry
-
-        if not registry().get(job, studio(at).owner).snapshot().active:
-            break
-        time.sleep(0.3)
-    at.run()
+    _wait_for_task(at, lambda: {0: selected_job(at)})
     assert not at.exception
     assert at.success and "validation AUC" in at.success[0].value
     assert len(at.get("vega_lite_chart")) >= 2
@@ -76,7 +79,7 @@ def test_happy_path_sample_to_export(app):
     assert not at.exception
     from studio_core.inspect import run_zip
 
-    snap_dir = next(j.snapshot().run_dir for j in [registry().get(studio(at).selected_job, studio(at).owner)])
+    snap_dir = selected_job(at).snapshot().run_dir
     names = zipfile.ZipFile(io.BytesIO(run_zip(snap_dir))).namelist()
     assert {n.split("/")[-1] for n in names} == {"spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json"}
 
@@ -106,9 +109,7 @@ def test_hostile_sql_in_the_query_box_is_refused_and_the_session_keeps_working(a
 def test_invalid_spec_edit_is_reported(app):
     at = app
     load_sample(at)
-    at.switch_page("pages/features.py").run()
-    at.selectbox(key="feat_label").set_value("income")
-    at.button(key="suggest").click().run()
+    suggest_income(at)
     studio(at).spec.model.wide = False
     studio(at).spec.model.deep = False
     at.run()
@@ -446,24 +447,16 @@ def test_create_table_or_view_in_the_query_box_saves_and_lists_it(app):
 def test_out_of_core_training_from_the_studio_notes_hashed_columns_and_inspects(app):
     at = app
     load_sample(at)
-    at.switch_page("pages/features.py").run()
-    at.selectbox(key="feat_label").set_value("income")
-    at.button(key="suggest").click().run()
+    suggest_income(at)
     at.switch_page("pages/train.py").run()
     at.number_input(key="epochs").set_value(1)
     at.selectbox(key="out_of_core").set_value("always")
     at.number_input(key="max_vocabulary").set_value(20)
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert not at.error, [e.value for e in at.error]
-    from state import registry
-
-    deadline = time.time() + 120
-    while time.time() < deadline and registry().get(studio(at).selected_job, studio(at).owner).snapshot().active:
-        at.run()
-        time.sleep(0.3)
-    at.run()
+    _wait_for_task(at, lambda: {0: selected_job(at)})
     assert not at.exception and at.success, [e.value for e in at.error]
-    metrics = registry().get(studio(at).selected_job, studio(at).owner).snapshot().metrics
+    metrics = selected_job(at).snapshot().metrics
     assert metrics["out_of_core"] is True and metrics["split"] == "hash"
     notes = [i.value for i in at.info]
     assert any("native_country" in n and "max_vocabulary" in n for n in notes), notes  # 41 countries > 20
