@@ -17,8 +17,8 @@ This module imports torch: only export code imports it; scoring a bundle never d
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
+import threading
 import warnings
 from typing import Any
 
@@ -34,6 +34,15 @@ from .preprocess import Encoded, Layout
 MODEL_INPUTS = ("wide", "cat", "num")
 MIN_OPSET = 17
 PARITY_ROWS = 10_000
+# CPython 3.11 keeps the AST converter's recursion depth per interpreter, not per thread
+# (python/cpython#106905 and its relatives): when another thread parses Python at the same time
+# (Streamlit compiling a page, pandas.eval), one of them can fail with a spurious
+# "SystemError: AST constructor recursion depth mismatch".  Every export builds onnxscript's
+# registry (~500 ast.parse and ~2,000 compile(AST) calls), so it is the likely victim; the
+# failure is transient and the export has no side effects, so it is retried.
+AST_RACE = "AST constructor recursion depth mismatch"
+EXPORT_ATTEMPTS = 5
+log = logging.getLogger(__name__)
 
 
 def model_inputs(model: WideDeep, layout: Layout) -> list[str]:
@@ -82,21 +91,29 @@ def example_inputs(layout: Layout, names: list[str], n: int = 2) -> dict[str, np
     return {k: (np.zeros((n, widths[k]), np.float32) if k == "num" else np.zeros((n, widths[k]), np.int64)) for k in names}
 
 
+# The exporter traces through process-wide state (torch.export, logger levels, warning filters),
+# and the studio exports from background threads: one export at a time, so two concurrent
+# exports can neither interleave their tracing nor restore each other's settings out of order.
+_EXPORT_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quiet_exporter():
     """The exporter logs notes (missing torchvision ops, constant folding) that are no news to
-    a user; keep them off the console, while real errors still raise."""
+    a user; keep them off the console, while real errors still raise.  With ``verbose=False`` it
+    prints nothing to stdout, so stdout (process-wide, shared with the server) is left alone."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch.fx")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+    with _EXPORT_LOCK:
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 def export_model(model: WideDeep, layout: Layout, opset: int | None = None) -> onnx.ModelProto:
@@ -108,9 +125,17 @@ def export_model(model: WideDeep, layout: Layout, opset: int | None = None) -> o
     args = tuple(torch.from_numpy(a) for a in example_inputs(layout, names).values())
     batch = torch.export.Dim("batch", min=1)
     try:
-        with torch.no_grad(), _quiet_exporter():
-            program = torch.onnx.export(wrapper, args, dynamo=True, input_names=[f"__in_{k}" for k in names], output_names=["__out_logit"],
-                                        dynamic_shapes=(tuple({0: batch} for _ in names),), opset_version=opset, verbose=False)
+        for attempt in range(1, EXPORT_ATTEMPTS + 1):
+            try:
+                with torch.no_grad(), _quiet_exporter():
+                    program = torch.onnx.export(wrapper, args, dynamo=True, input_names=[f"__in_{k}" for k in names],
+                                                output_names=["__out_logit"], dynamic_shapes=(tuple({0: batch} for _ in names),),
+                                                opset_version=opset, verbose=False)
+                break
+            except SystemError as exc:
+                if AST_RACE not in str(exc) or attempt == EXPORT_ATTEMPTS:
+                    raise
+                log.warning("ONNX export hit CPython's AST race (%s); retrying (attempt %d of %d)", exc, attempt + 1, EXPORT_ATTEMPTS)
     except Exception as exc:  # the exporter's own error types vary by torch version
         raise StudioError(f"torch could not export this model to ONNX ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                           "please report it with the run's spec.json") from None

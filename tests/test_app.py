@@ -243,6 +243,13 @@ def _wait_for_task(at, tasks):
     at.run()
 
 
+def _task_state(at, tasks) -> str:
+    """What the task and the page show, for assertion messages of tests that wait on a task."""
+    t = next(iter(tasks().values())).snapshot()
+    return (f"task {t.status} {t.message!r} error={t.error!r}; page errors={[e.value for e in at.error]} "
+            f"warnings={[w.value for w in at.warning]} exception={[e.value for e in at.exception]}")
+
+
 def _wait_for_explanation(at):
     _wait_for_task(at, lambda: studio(at).explain_jobs)
 
@@ -312,7 +319,7 @@ def test_export_without_the_runs_data_uses_synthetic_rows_and_says_so(tmp_path, 
     assert "synthetic rows" in " ".join(c.value for c in at.caption)
     at.button(key="export_build").click().run()
     _wait_for_task(at, lambda: studio(at).exports)
-    assert not at.exception and at.success and "synthetic" in at.success[0].value
+    assert not at.exception and at.success and "synthetic" in at.success[0].value, _task_state(at, lambda: studio(at).exports)
     st.cache_resource.clear()
 
 
