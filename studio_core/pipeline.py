@@ -183,11 +183,13 @@ def agree(train_rows: RankRows, val_rows: RankRows, ranks: Ranks) -> tuple[int, 
 
 
 def replicate(model: WideDeep, loss_fn: Callable[..., torch.Tensor], evaluate: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
-              device: str, ranks: Ranks) -> tuple[torch.nn.Module, Callable[..., torch.Tensor], Callable[[torch.Tensor, torch.Tensor], dict[str, float]]]:
+              device: str, ranks: Ranks) -> tuple[torch.nn.Module, Callable[..., torch.Tensor], Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+                                                   Callable[[float], float] | None]:
     """With several ranks: the model wrapped in DistributedDataParallel, the loss scaled to the
-    global batch, and validation metrics computed on every rank's outputs gathered."""
+    global batch, validation metrics computed on every rank's outputs gathered, and the mean
+    of a figure over the ranks (so all ranks judge the loss and the outputs alike)."""
     if ranks.world <= 1:
-        return model, loss_fn, evaluate
+        return model, loss_fn, evaluate, None
     unused = any(p.numel() == 0 for p in model.parameters())  # e.g. attention's numeric vectors when there are no numerics
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
                                                     find_unused_parameters=unused)
@@ -195,7 +197,10 @@ def replicate(model: WideDeep, loss_fn: Callable[..., torch.Tensor], evaluate: C
     def gathered(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         return evaluate(distributed.gather_rows(out), distributed.gather_rows(y))
 
-    return net, distributed_loss(loss_fn, ranks.world), gathered
+    def mean(value: float) -> float:
+        return distributed.all_reduce([value])[0] / ranks.world
+
+    return net, distributed_loss(loss_fn, ranks.world), gathered, mean
 
 
 def train(
@@ -241,10 +246,10 @@ def train(
             torch.manual_seed(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
         optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
         loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
-        net, loss_fn, evaluate = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
+        net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
         config = TrainerConfig(t.epochs, local_batch, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
                                t.plateau_factor, monitor, device, t.mixed_precision, t.seed)
-        trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step)
+        trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step, mean)
         trainer.listeners.extend(listeners)
         if stop_event is not None:
             trainer.stop_event = stop_event

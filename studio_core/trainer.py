@@ -93,9 +93,14 @@ class Trainer:
         evaluate: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
         clip_parameters: Sequence[nn.Parameter] = (),
         after_step: Callable[[], None] | None = None,
+        mean_over_processes: Callable[[float], float] | None = None,
     ):
+        """``mean_over_processes`` averages a figure over the processes training together (the
+        identity in one process): the loss shown is then the global batch's, and a NaN on any
+        process stops every process at the same step instead of leaving the others waiting."""
         self.model, self.loss_fn, self.optimizers, self.config = model, loss_fn, list(optimizers), config
         self.evaluate, self.clip_parameters, self.after_step = evaluate, list(clip_parameters), after_step
+        self.mean_over_processes = mean_over_processes or (lambda value: value)
         self.listeners: list[Callable[[Progress], None]] = []
         self.stop_event = threading.Event()
         self.device = torch.device(config.device)
@@ -168,7 +173,7 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                     output = self.model(*inputs)
                 loss = self.loss_fn(output.float(), target)
-                value = float(loss.detach())
+                value = self.mean_over_processes(float(loss.detach()))
                 if not math.isfinite(value):
                     raise TrainingDiverged(
                         f"the training loss became {value} at epoch {epoch}, step {step + 1}; "
@@ -197,7 +202,7 @@ class Trainer:
             train_time += time.perf_counter() - t0
             rows_done += epoch_rows
             outputs, val_target = self.outputs(val.in_order(cfg.eval_batch_size), n_inputs=len(inputs))
-            if not bool(torch.isfinite(outputs).all()):
+            if self.mean_over_processes(float(bool(torch.isfinite(outputs).all()))) < 1.0:
                 raise TrainingDiverged(
                     f"the model's outputs on validation rows became infinite or NaN at epoch {epoch}; "
                     "lower the learning rates, enable gradient clipping, or check numeric columns for extreme values"

@@ -302,6 +302,29 @@ def test_a_rank_without_validation_rows_and_a_parameter_without_gradient_still_t
     assert all(np.array_equal(params[0][k], params[1][k]) for k in params[0])
 
 
+def test_a_rank_whose_loss_turns_nan_stops_every_rank_at_the_same_step(tmp_path):
+    """Without agreeing on the loss, the NaN rank raised alone and the other waited in DDP's
+    gradient all-reduce until the process group timed out."""
+    import socket
+
+    data = _with_ids(write_synthetic(tmp_path / "d.csv", n=1200))
+    ws = Workspace(threads=1)
+    ws.load(data, "t")
+    spec = suggest(ws, DataSpec(table="t", label="target")).spec
+    spec.train.epochs, spec.train.batch_size = 2, 64
+    (tmp_path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "WORLD_SIZE": "2", "WDSTUDIO_DIST_TIMEOUT_S": "60"}
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "diverging_worker.py"), str(data), str(tmp_path / "spec.json"), str(tmp_path)],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=ROOT, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    ended = [(tmp_path / f"rank{r}.txt").read_text(encoding="utf-8") if (tmp_path / f"rank{r}.txt").exists() else errors[r][-1500:] for r in (0, 1)]
+    assert all(e.startswith("TrainingDiverged: the training loss became nan at epoch 1, step 3") for e in ended), ended
+
+
 def test_an_empty_block_part_still_yields_the_agreed_number_of_empty_batches(tmp_path):
     empty = Encoded(np.zeros((0, 2), np.int64), np.zeros((0, 1), np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32))
     writer = BlockWriter(tmp_path / "none", block_rows=100)
