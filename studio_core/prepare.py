@@ -15,15 +15,19 @@ from .validate import validate
 from .workspace import Workspace
 
 
-def use_out_of_core(t: TrainSpec, ws: Workspace, data: DataSpec) -> bool:
+def count_rows(ws: Workspace, data: DataSpec) -> int | None:
+    """The source's row count, or None when it cannot be read (``make_split`` then reports why)."""
+    try:
+        return int(ws.con.execute(f"SELECT count(*) FROM {source_sql(data)}").fetchall()[0][0])
+    except duckdb.Error:
+        return None
+
+
+def use_out_of_core(t: TrainSpec, n_rows: int | None) -> bool:
     """``train.out_of_core``: "always", "never", or "auto" (more rows than ``out_of_core_rows``)."""
     if t.out_of_core != "auto":
         return t.out_of_core == "always"
-    try:
-        n = int(ws.con.execute(f"SELECT count(*) FROM {source_sql(data)}").fetchall()[0][0])
-    except duckdb.Error:
-        return False  # make_split reports the problem with the rows
-    return n > t.out_of_core_rows
+    return n_rows is not None and n_rows > t.out_of_core_rows
 
 
 def prepare(spec: Spec, ws: Workspace, world: int = 1) -> tuple[Split, bool]:
@@ -33,10 +37,11 @@ def prepare(spec: Spec, ws: Workspace, world: int = 1) -> tuple[Split, bool]:
     problems = validate(spec, ws.source(spec.data.table, spec.data.sql))
     if problems:
         raise SpecError(problems)
-    streaming = use_out_of_core(spec.train, ws, spec.data)
+    n_rows = count_rows(ws, spec.data) if spec.train.out_of_core == "auto" else None
+    streaming = use_out_of_core(spec.train, n_rows)
     if streaming or world > 1:
         return stream_split(ws, spec.data, columns=used_columns(spec)), streaming
-    return make_split(ws, spec.data), streaming
+    return make_split(ws, spec.data, n_rows=n_rows), streaming
 
 
 def fit_preprocessor(spec: Spec, split: Split) -> Preprocessor:

@@ -86,19 +86,21 @@ def source_sql(data: DataSpec) -> str:
     return qi(data.table)
 
 
-def make_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE) -> Split:
-    """Materialise the spec's rows with a deterministic validation flag."""
+def make_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, n_rows: int | None = None) -> Split:
+    """Materialise the spec's rows with a deterministic validation flag.  ``n_rows``: the
+    source's row count when the caller has just counted it (a ``data.sql`` join is not run
+    again for it)."""
     con = ws.con
     src = source_sql(data)
     _clear(con, table)
     try:
-        n = int(con.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])
         if data.split_column:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {qi(table)} AS SELECT row_number() OVER () - 1 AS __wd_row, *, "
                 f"{_marker_expr(data.split_column)} AS __wd_is_val FROM {src}"
             )
         else:
+            n = n_rows if n_rows is not None else int(con.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0])
             rng = np.random.default_rng(data.split_seed)
             is_val = np.zeros(n, dtype=bool)
             is_val[rng.permutation(n)[: int(round(n * data.validation_fraction))]] = True
@@ -115,13 +117,13 @@ def make_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE) -> Split
         for part, cond in (("train", "NOT __wd_is_val"), ("val", "__wd_is_val")):
             con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(table + '_' + part)} AS SELECT * FROM {qi(table)} WHERE {cond} ORDER BY __wd_row")
         types = dict(con.sql(f"SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = '{table}' ORDER BY column_index").fetchall())
-        n_val = int(con.execute(f"SELECT count(*) FROM {qi(table + '_val')}").fetchall()[0][0])
+        n_train, n_val = (int(con.execute(f"SELECT count(*) FROM {qi(table + '_' + part)}").fetchall()[0][0]) for part in ("train", "val"))
         con.execute(f"DROP TABLE {qi(table)}")
     except duckdb.Error as exc:
         raise StudioError(f"could not read the training rows: {_one_line(exc)}; check data.table / data.sql") from None
     types.pop("__wd_row", None)
     types.pop("__wd_is_val", None)
-    return Split(con, table, types, n - n_val, n_val)
+    return Split(con, table, types, n_train, n_val)
 
 
 def used_columns(spec: Spec) -> list[str]:
