@@ -17,6 +17,7 @@ from sklearn import metrics as skm
 
 from .errors import StudioError
 from .pipeline import tensors
+from .preprocess import BATCH_ROWS
 from .runs import RUN_FILES, Run, predict_raw
 from .split import split_for
 from .workspace import Workspace
@@ -31,16 +32,22 @@ class Holdout:
     task: str
 
 
-def holdout(run: Run, ws: Workspace) -> Holdout:
-    """Re-create the run's validation split (same seed) and predict it."""
+def holdout(run: Run, ws: Workspace, batch_rows: int = BATCH_ROWS) -> Holdout:
+    """Re-create the run's validation split (same seed) and predict it, one record batch at a
+    time: only labels and predictions are kept, so the holdout of a run trained out of core
+    (millions of validation rows) costs two floats a row, not its encoded rows."""
     try:
         split = split_for(ws.fork(), run.spec, run.metrics)
     except StudioError as exc:
         raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
-    enc = run.preprocessor.transform(split.val)
-    raw = predict_raw(run.model, tensors(enc)[:3])
     prep = run.preprocessor
-    y = enc.y if prep.task == "binary" else prep.decode_label(enc.y)
+    ys, raws = [np.zeros(0, np.float32)], [np.zeros(0, np.float32)]
+    for enc in prep.transform_batches(split.val, batch_rows=batch_rows):
+        if len(enc):
+            ys.append(enc.y)
+            raws.append(predict_raw(run.model, tensors(enc)[:3]))
+    y, raw = np.concatenate(ys), np.concatenate(raws)
+    y = y if prep.task == "binary" else prep.decode_label(y)
     return Holdout(np.asarray(y, dtype=np.float64), prep.decode_label(raw), prep.task)
 
 

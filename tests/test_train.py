@@ -151,3 +151,27 @@ def test_a_diverging_run_names_the_column_with_extreme_values(synthetic_csv, tmp
         pipeline.train(spec, ws)
     message = str(info.value)
     assert "lower the learning rate" in message and "suspect column(s): x2" in message
+
+
+@pytest.mark.parametrize("label", ["binary", "regression"])
+def test_inspect_holdout_scores_the_runs_own_validation_rows_batch_by_batch(tmp_path, label):
+    """Inspect re-creates the validation split and streams it: its metric equals the run's,
+    and record batches of 97 rows give the same predictions as one batch."""
+    from conftest import write_synthetic
+    from sklearn.metrics import mean_squared_error, roc_auc_score
+
+    from studio_core.inspect import holdout
+
+    ws = Workspace()
+    ws.load(write_synthetic(tmp_path / "d.csv", label=label), name="d")
+    spec = suggest(ws, DataSpec(table="d", label="target")).spec
+    spec.train.epochs, spec.train.batch_size = 2, 64
+    out = pipeline.train(spec, ws, tmp_path / "run")
+    run = load_run(out.run_dir)
+    whole, pieces = holdout(run, ws), holdout(run, ws, batch_rows=97)
+    assert len(whole.y) == out.metrics["n_val"] > 97
+    assert np.array_equal(whole.y, pieces.y) and np.allclose(whole.pred, pieces.pred, atol=1e-6)
+    if label == "binary":
+        assert abs(roc_auc_score(whole.y, whole.pred) - out.metrics["auc"]) < 1e-6
+    else:
+        assert abs(mean_squared_error(whole.y, whole.pred) ** 0.5 - out.metrics["rmse"]) < 1e-4 * max(1.0, out.metrics["rmse"])
