@@ -3,13 +3,15 @@
 In memory (``make_split``) the training rows (a table, or the result of the spec's SQL) are
 materialised once with a row number and an ``__wd_is_val`` flag -- drawn from a seeded NumPy
 permutation (same seed, same split, whatever DuckDB version) or taken from a user-named split
-column.  Out of core and with several processes (``stream_split``) nothing is copied: views
-assign each row by a seeded hash of its values -- its low 32 bits choose validation, its high
-bits the distributed shard -- so the assignment does not depend on the order in which a query
-returns rows (a GROUP BY or join in ``data.sql`` may return them in any order), every rank and
-every pass over the data agree, and identical rows stay on one side.  It is stable for one
-DuckDB version (``hash`` may change between versions).  Encoders fit on the ``train`` relation
-only; ``val`` is the holdout.  ``shard`` gives one distributed rank its disjoint share.
+column.  Out of core and with several processes (``stream_split``) views number the rows in
+the order the table or file holds them and assign each row by a seeded hash of its number: the
+low 32 bits choose validation, the high bits the distributed shard.  Every rank and every pass
+over the data agree, each row is drawn on its own (identical rows, and rows that differ only
+in their label, are split like any others), and the validation share is the one asked for.
+A ``data.sql`` may return rows in any order (a GROUP BY or a join), so its result is first
+stored sorted by the columns the spec uses -- rows that tie there are the same to the model.
+It is stable for one DuckDB version (``hash`` may change between versions).  Encoders fit on
+the ``train`` relation only; ``val`` is the holdout.  ``shard`` gives one rank its share.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Split:
 
 def _clear(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Drop an earlier split's tables or views (the two kinds cannot replace each other)."""
-    for name in (f"{table}_train", f"{table}_val", table):
+    for name in (f"{table}_train", f"{table}_val", table, f"{table}_rows"):
         for kind in ("VIEW", "TABLE"):
             try:
                 con.execute(f"DROP {kind} IF EXISTS {qi(name)}")
@@ -132,16 +134,20 @@ def used_columns(spec: Spec) -> list[str]:
 
 
 def stream_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, columns: Sequence[str] = ()) -> Split:
-    """The split without copies: views over the rows, each row assigned by a seeded hash of
-    its values in ``columns`` (default: all of them); see the module docstring."""
+    """The split as views over the rows, each row assigned by a seeded hash of its position;
+    ``columns`` (default: all) are the ones a ``data.sql`` result is stored and sorted by.
+    See the module docstring."""
     con = ws.con
     src = source_sql(data)
     _clear(con, table)
     try:
-        cols = list(columns) or list(con.sql(f"SELECT * FROM {src} LIMIT 0").columns)
-        row_hash = f"hash({int(data.split_seed)}, {', '.join(qi(c) for c in cols)})"
-        # __wd_row only names rows (explanations pick rows by it); no decision depends on it
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {qi(table)} AS SELECT row_number() OVER () - 1 AS __wd_row, {row_hash} AS __wd_hash, * FROM {src}")
+        if data.sql.strip():
+            keep = [*columns, data.split_column] if data.split_column else list(columns)
+            cols = ", ".join(qi(c) for c in dict.fromkeys(keep)) if columns else "*"
+            con.execute(f"CREATE TEMP TABLE {qi(table + '_rows')} AS SELECT {cols} FROM {src} ORDER BY ALL")
+            src = qi(table + "_rows")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {qi(table)} AS SELECT *, hash({int(data.split_seed)}, __wd_row) AS __wd_hash "
+                    f"FROM (SELECT row_number() OVER () - 1 AS __wd_row, * FROM {src})")
         if data.split_column:
             is_val = _marker_expr(data.split_column)
         else:
