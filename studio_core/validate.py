@@ -27,6 +27,8 @@ from .spec import (
 from .sqlutil import is_boolean_type, is_numeric_type, qi
 from .workspace import Table
 
+RESERVED_PREFIX = "__wd_"
+
 
 def _choice(problems: list[Problem], field: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -132,6 +134,11 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
     p: list[Problem] = []
     d, cols = spec.data, set(table.columns)
     hint = ", ".join(table.columns[:12]) + (" …" if len(table.columns) > 12 else "")
+    reserved = [c for c in table.columns if c.lower().startswith(RESERVED_PREFIX)]
+    if reserved:  # the split adds __wd_row / __wd_hash / __wd_is_val beside the rows: a user's column would be shadowed
+        names = ", ".join(repr(c) for c in reserved)
+        p.append(Problem("data", f"column name(s) {names} start with {RESERVED_PREFIX!r}, which the studio keeps for its own columns",
+                         f"rename them, e.g. data.sql: SELECT * EXCLUDE ({qi(reserved[0])}), {qi(reserved[0])} AS {qi(reserved[0].lstrip('_'))} FROM …"))
     if d.label and d.label not in cols:
         p.append(Problem("data.label", f"column {d.label!r} does not exist", f"choose one of: {hint}"))
     if d.split_column and d.split_column not in cols:

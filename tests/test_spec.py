@@ -81,3 +81,27 @@ def test_column_rows_round_trip_and_numeric_embedding_edits_take_effect(small_sp
     assert "colour" not in edited.feature_names() and all("colour" not in x.columns for x in edited.features.crosses)
     layout = train(edited, ws).preprocessor.layout()
     assert layout.deep_embedding_dims[layout.deep_fields.index("x1 (bucket)")] == 7
+
+
+def test_columns_named_like_the_studios_own_are_refused_with_a_working_rename(tmp_path, capsys):
+    """The split adds __wd_row / __wd_hash / __wd_is_val beside the rows: a user's column of that
+    name was silently replaced by the row number (or used as the split flag)."""
+    from studio_core.cli import main
+    from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec
+
+    p = tmp_path / "w.csv"
+    p.write_text("__wd_row,__WD_hash,c,y\n" + "".join(f"{i % 7},{i % 3},{'ab'[i % 2]},{i % 2}\n" for i in range(200)))
+    ws = Workspace()
+    ws.load(p, name="w")
+    spec = Spec(data=DataSpec(table="w", label="y", positive_class="1"),
+                features=FeatureSpec(categorical=[CategoricalFeature("__wd_row"), CategoricalFeature("c")]))
+    problems = [q for q in validate(spec, ws.table("w")) if q.field == "data"]
+    assert len(problems) == 1 and "'__wd_row', '__WD_hash'" in problems[0].message and "__wd_" in problems[0].message
+    fix_sql = problems[0].fix.split("data.sql: ", 1)[1].replace("…", "w")
+    ws.con.execute(f"CREATE VIEW fixed AS {fix_sql}")
+    assert "wd_row" in ws.con.sql("SELECT * FROM fixed LIMIT 0").columns  # the suggested rename runs
+    (tmp_path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    code = main(["train", "--data", str(p), "--table", "w", "--spec", str(tmp_path / "spec.json"), "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 2 and not (tmp_path / "run").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "__wd_row" in err[0]
