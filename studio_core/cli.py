@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import json
 import os
 import shutil
@@ -192,18 +193,78 @@ def _read_json(path: str, option: str) -> dict[str, Any]:
         raise StudioError(f"cannot read {option} {path} ({exc.__class__.__name__}); pass the JSON file it names") from None
 
 
+def _check_out(out: str) -> None:
+    """Refuse an unusable ``--out`` before any training (the same rule ``write_run`` applies)."""
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or (not (path / "metrics.json").is_file() and any(path.iterdir()))):
+        raise StudioError(f"--out {out} exists and is not a run directory; choose another --out")
+    parent = next((a for a in (path, *path.parents) if a.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise StudioError(f"--out {out} cannot be created ({parent} is not a writable folder); choose another --out")
+
+
+def _check_nproc(n: int) -> None:
+    cores = os.cpu_count() or 1
+    if n < 0:
+        raise StudioError(f"--nproc {n} is not a number of processes; pass 1 or more")
+    if n > cores:
+        raise StudioError(f"--nproc {n} is more than this machine's {cores} CPU cores; pass at most {cores} "
+                          "(more processes than cores only slow training down)")
+
+
+def _shipped_preprocessing(args: argparse.Namespace, spec: Spec) -> dict[str, Any] | None:
+    """``--preprocessing``: a fitted state that must belong to ``spec`` (same label, task and
+    features), or None to fit here."""
+    if not args.preprocessing:
+        return None
+    from .preprocess import Preprocessor
+
+    state = _read_json(args.preprocessing, "--preprocessing")
+    try:
+        prep = Preprocessor.from_state(state)
+    except Exception as exc:  # noqa: BLE001 - any malformed state: one message naming the file
+        raise StudioError(f"--preprocessing {args.preprocessing} is not a preprocess.json written by wdstudio "
+                          f"({type(exc).__name__}: {str(exc)[:80]}); pass the preprocess.json of a run") from None
+    d = spec.data
+    theirs, ours = (prep.label, prep.task, dataclasses.asdict(prep.features)), (d.label, d.task, dataclasses.asdict(spec.features))
+    if theirs != ours:
+        what = [n for n, a, b in zip(("label", "task", "features"), theirs, ours) if a != b]
+        raise StudioError(f"--preprocessing {args.preprocessing} was fitted for another spec (its {', '.join(what)} differ); "
+                          "pass the spec.json it was fitted with, or leave --preprocessing out to fit it here")
+    return state
+
+
+def _interrupt_on_termination() -> None:
+    """SIGTERM / SIGHUP stop this process like Ctrl-C: through every cleanup (block files, the
+    DuckDB spill folder, the launcher's folder) and with an ``error:`` line."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _raise_interrupt)
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:  # not a torchrun rank (rank 0 writes, after the launcher checked)
+        _check_nproc(args.nproc)
+        _check_out(args.out)
     if args.nproc and args.nproc > 1:
-        return _launch(args)
+        _interrupt_on_termination()
+        return _launch(args)  # this process never imports torch: the ranks do
     from .distributed import ranks_from_env, stop
     from .pipeline import train
 
     ranks = ranks_from_env()
+
     if ranks is not None and threading.current_thread() is threading.main_thread():
         # torchrun stops the other ranks with SIGTERM when one fails: exit through the cleanup (block files)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    elif ranks is None:
+        _interrupt_on_termination()
     spec, ws, _paths = _train_spec(args)
-    preprocessing = _read_json(args.preprocessing, "--preprocessing") if args.preprocessing else None
+    preprocessing = _shipped_preprocessing(args, spec)
     main_rank = ranks is None or ranks.is_main
     stop_event = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop_event.set()) if threading.current_thread() is threading.main_thread() and ranks is None else None
@@ -232,11 +293,13 @@ def _launch(args: argparse.Namespace) -> int:
     torchrun on this machine, shipping the spec and the fitted state to every rank as JSON.
     A rank's ``error: …`` line is passed on as this command's one error line."""
     from .prepare import check_processes, fit_preprocessor, prepare  # no torch in this process: the ranks load it
+    from .preprocess import Preprocessor
 
     spec, ws, paths = _train_spec(args)
     check_processes(spec, int(args.nproc))
-    split, _streaming = prepare(spec, ws, int(args.nproc))
-    prep = fit_preprocessor(spec, split)
+    shipped = _shipped_preprocessing(args, spec)
+    split, _streaming = prepare(spec, ws, int(args.nproc))  # validates the spec against the data
+    prep = Preprocessor.from_state(shipped) if shipped else fit_preprocessor(spec, split)
     ws.con.close()
     with tempfile.TemporaryDirectory(prefix="wdstudio-launch-") as tmp:  # the ranks' temporary files live here too
         spec_path, prep_path = Path(tmp, "spec.json"), Path(tmp, "preprocess.json")
@@ -252,11 +315,19 @@ def _launch(args: argparse.Namespace) -> int:
                "TMPDIR": tmp, LAUNCHED_ENV: "1"}
         errors: list[str] = []
         with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) as proc:
-            for line in proc.stderr or []:
-                if line.startswith("error: "):
-                    errors.append(line[7:].split("error: ")[0].strip())
-                elif line.startswith(("epoch ", "warning: ", "note: ", "\repoch ")):
-                    sys.stderr.write(line)
+            try:
+                for line in proc.stderr or []:
+                    if line.startswith("error: "):
+                        errors.append(line[7:].split("error: ")[0].strip())
+                    elif line.startswith(("epoch ", "warning: ", "note: ", "\repoch ")):
+                        sys.stderr.write(line)
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP here: stop the ranks, wait for their cleanup, then ours
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                raise
         if proc.returncode:
             # the rank that failed first says why; the others then report lost connections (internal errors)
             cause = next((e for e in errors if not e.startswith("internal error")), errors[0] if errors else "")
@@ -292,6 +363,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .encoders import Source
     from .metrics import binary_metrics, regression_metrics
     from .pipeline import tensors
+    from .preprocess import check_columns
     from .runs import load_run, predict_raw
 
     run = load_run(args.run)
@@ -301,6 +373,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     prep = run.preprocessor
     if prep.label not in table.columns:
         raise StudioError(f"the data has no label column {prep.label!r}; evaluate needs labelled rows (use predict otherwise)")
+    missing = check_columns(prep, set(table.columns))
+    if missing:
+        _warn([f"column(s) missing from the input, treated as missing values: {', '.join(missing)}"])
     enc = prep.transform(Source(ws.con, table.ref), with_label=True, available=set(table.columns))
     if len(enc) == 0:
         raise StudioError("no rows with a label to evaluate; load labelled rows")

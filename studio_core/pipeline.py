@@ -12,6 +12,7 @@ proximal step; Adam-family for the deep part) and a ``Trainer``, then writes the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import threading
@@ -226,9 +227,10 @@ def train(
         device = distributed.start(ranks, device)
     split, streaming = prepare(spec, ws, ranks.world)
     prep = Preprocessor.from_state(preprocessing) if preprocessing else fit_once(spec, split, ranks)
-    with tempfile.TemporaryDirectory(prefix="wdstudio-blocks-") as spill:
+    # block files only when streaming (no empty folder for in-memory training)
+    with tempfile.TemporaryDirectory(prefix="wdstudio-blocks-") if streaming else contextlib.nullcontext() as spill:
         local_batch = math.ceil(t.batch_size / ranks.world)  # the global batch stays train.batch_size
-        folder = (lambda part: Path(spill, part)) if streaming else (lambda part: None)
+        folder = (lambda part: Path(spill, part)) if spill else (lambda part: None)
         train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"), stop_event)
         val_rows = rank_rows(prep, split.shard("val", ranks.rank, ranks.world), local_batch, t.seed, folder("val"), stop_event)
         n_train, n_val, y_lo, y_hi = agree(train_rows, val_rows, ranks)

@@ -110,3 +110,109 @@ def test_query_goes_through_the_sandbox_and_the_gate(capsys, synthetic_csv, tmp_
                 "ATTACH '/tmp/x.db'", "SELECT 1; SELECT 2", "SET threads = 8", "INSTALL httpfs"):
         rc, out, err = run_cli(capsys, "query", "--data", synthetic_csv, "--sql", sql)
         assert rc == 2 and err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, (sql, err)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--nproc", "-1"], "--nproc -1 is not a number of processes"),
+    (["--nproc", "4096"], "more than this machine's"),
+])
+def test_train_refuses_a_bad_process_count(capsys, synthetic_csv, tmp_path, extra, needle):
+    rc, out, err = run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--out", tmp_path / "o", *extra)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and needle in lines[0] and not (tmp_path / "o").exists()
+
+
+def test_train_checks_out_before_reading_any_data(capsys, tmp_path):
+    """A missing data file is not even looked at: --out is refused first, so a long training
+    can no longer end in 'choose another --out'."""
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    for out, needle in ((taken, "exists and is not a run directory"), (tmp_path / "file.txt" / "run", "cannot be created")):
+        (tmp_path / "file.txt").write_text("x")
+        rc, _, err = run_cli(capsys, "train", "--data", tmp_path / "missing.csv", "--label", "y", "--out", out)
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and "--out" in lines[0] and needle in lines[0], lines
+    assert (taken / "notes.txt").read_text() == "mine"
+
+
+def test_preprocessing_that_is_not_a_runs_or_belongs_to_another_spec_is_refused(capsys, synthetic_csv, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", run, "--quiet")[0] == 0
+    other = json.loads((run / "spec.json").read_text())
+    other["features"]["crosses"] = []
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    for content, spec, needle in (('{"a": 1}', run / "spec.json", "is not a preprocess.json"), ("{}", run / "spec.json", "is not a preprocess.json"),
+                                  ("[]", run / "spec.json", "is not a preprocess.json"),
+                                  ((run / "preprocess.json").read_text(), tmp_path / "other.json", "its features differ")):
+        (tmp_path / "p.json").write_text(content)
+        rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--spec", spec, "--preprocessing", tmp_path / "p.json",
+                             "--out", tmp_path / "again", "--quiet")
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and needle in lines[0], (content[:20], lines)
+    (tmp_path / "p.json").write_text((run / "preprocess.json").read_text())  # its own: used as given
+    rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--spec", run / "spec.json", "--preprocessing", tmp_path / "p.json",
+                         "--out", tmp_path / "again", "--quiet")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "again" / "preprocess.json").read_text()) == json.loads((run / "preprocess.json").read_text())
+
+
+def test_evaluate_warns_about_feature_columns_missing_from_the_data(capsys, synthetic_csv, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", run, "--quiet")[0] == 0
+    rows = list(csv.DictReader(synthetic_csv.open()))
+    fewer = tmp_path / "fewer.csv"
+    with fewer.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, ["colour", "x1", "x2", "target"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    rc, out, err = run_cli(capsys, "evaluate", "--run", run, "--data", fewer)
+    assert rc == 0 and json.loads(out)["rows"] == 1200
+    assert err.strip().splitlines() == ["warning: column(s) missing from the input, treated as missing values: size"]
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_sigterm_stops_training_with_an_error_line_and_leaves_no_temporary_files(tmp_path, synthetic_csv, nproc):
+    """A scheduler's SIGTERM (or a closed terminal's SIGHUP) used to kill the CLI outright,
+    leaving block files, the DuckDB spill folder and the launcher's folder behind."""
+    import os
+    import signal
+    import time
+
+    from studio_core.spec import DataSpec
+    from studio_core.suggest import suggest
+    from studio_core.workspace import Workspace
+
+    ws = Workspace()
+    ws.load(synthetic_csv, name="synthetic")
+    spec = suggest(ws, DataSpec(table="synthetic", label="target")).spec
+    spec.train.epochs, spec.train.early_stopping_patience, spec.train.out_of_core = 10_000, 0, "always"
+    (tmp_path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "studio_core", "train", "--data", str(synthetic_csv), "--spec", str(tmp_path / "spec.json"),
+                             "--out", str(tmp_path / "run"), "--nproc", str(nproc), "--quiet"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp.rglob("wdstudio-blocks-*/train")) and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # training, not just encoding
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err, err[-2000:]
+    assert [line for line in err.strip().splitlines() if line.startswith("error: ")] == ["error: interrupted"]
+    assert not list(tmp.iterdir()), [p.name for p in tmp.iterdir()]
+    assert not (tmp_path / "run").exists()
+
+
+def test_in_memory_training_makes_no_block_folder(tmp_path, small_spec, monkeypatch):
+    import tempfile
+
+    from studio_core.pipeline import train
+
+    ws, spec = small_spec
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spec.train.epochs = 1
+    assert train(spec, ws).metrics["out_of_core"] is False
+    assert not list(tmp_path.glob("wdstudio-blocks-*"))
