@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -43,6 +44,22 @@ def _name_and_path(item: str) -> tuple[str, Path]:
     return "", Path(item)
 
 
+MEMORY_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+MIN_DUCKDB_MEMORY = 128 * 10**6
+
+
+def _duckdb_memory() -> str:
+    """``WDSTUDIO_DUCKDB_MEMORY`` (default 2GB): DuckDB's memory limit while training large data."""
+    import re
+
+    text = os.environ.get("WDSTUDIO_DUCKDB_MEMORY", "2GB").strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", text)
+    size = float(m.group(1)) * MEMORY_UNITS[m.group(2).upper()] if m and m.group(2).upper() in MEMORY_UNITS else None
+    if size is None or size < MIN_DUCKDB_MEMORY:
+        raise StudioError(f"WDSTUDIO_DUCKDB_MEMORY={text!r} is not a memory size of at least 128MB; set it like 2GB or 512MB, or unset it")
+    return text
+
+
 def _load(paths: list[str], sandbox: bool = False, large: bool = False) -> tuple[Workspace, list[str], list[str]]:
     """A workspace with the files loaded.  ``large`` (training) leaves Parquet files and CSV
     files over ``VIEW_BYTES`` in place as views, caps DuckDB's memory and lets it spill to
@@ -54,8 +71,7 @@ def _load(paths: list[str], sandbox: bool = False, large: bool = False) -> tuple
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # processes on this machine under torchrun
         spill = tempfile.mkdtemp(prefix="wdstudio-duckdb-")
         atexit.register(shutil.rmtree, spill, True)
-        ws = Workspace(threads=max(1, (os.cpu_count() or 1) // local), memory_limit=os.environ.get("WDSTUDIO_DUCKDB_MEMORY", "2GB"),
-                       temp_directory=spill)
+        ws = Workspace(threads=max(1, (os.cpu_count() or 1) // local), memory_limit=_duckdb_memory(), temp_directory=spill)
     else:
         ws = Workspace()
     names, notes = [], []
@@ -85,6 +101,9 @@ def _data_spec(args: argparse.Namespace, tables: list[str], base: DataSpec | Non
         data.table = args.table
     elif not data.table and not data.sql:
         data.table = tables[0] if tables else ""
+    elif data.table and not data.sql and tables and data.table not in tables:
+        raise StudioError(f"the spec reads table {data.table!r}, but the data loaded is {', '.join(map(repr, tables))}; "
+                          f"name it with --data {data.table}=PATH, or pass --table {tables[0]}")
     if getattr(args, "label", None):
         data.label = args.label
     if not data.label:
@@ -516,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # data problems surfacing from a library: still one line, no traceback
         import duckdb
 
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            _error(f"no space left on the disk of {exc.filename or tempfile.gettempdir()}; free some space, "
+                   "or point TMPDIR (temporary files) or --out at a bigger disk")
+            return 2
         if isinstance(exc, (duckdb.Error, UnicodeError, OSError, MemoryError)):
             _error(f"{' '.join(str(exc).split())[:300]}; check the input files")
             return 2

@@ -134,6 +134,12 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
     p: list[Problem] = []
     d, cols = spec.data, set(table.columns)
     hint = ", ".join(table.columns[:12]) + (" …" if len(table.columns) > 12 else "")
+    try:
+        empty = not table.con.sql(f"SELECT 1 FROM {table.ref} LIMIT 1").fetchall()
+    except duckdb.Error as exc:
+        return p + [Problem("data", f"the rows cannot be read ({str(exc).splitlines()[0]})", "fix data.table or data.sql")]
+    if empty:  # column types of an empty file are guesses: say what is really wrong, and only that
+        return p + [Problem("data", "the table has no rows", "load a file with rows, or fix data.sql's WHERE")]
     reserved = [c for c in table.columns if c.lower().startswith(RESERVED_PREFIX)]
     if reserved:  # the split adds __wd_row / __wd_hash / __wd_is_val beside the rows: a user's column would be shadowed
         names = ", ".join(repr(c) for c in reserved)

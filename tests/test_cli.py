@@ -216,3 +216,31 @@ def test_in_memory_training_makes_no_block_folder(tmp_path, small_spec, monkeypa
     spec.train.epochs = 1
     assert train(spec, ws).metrics["out_of_core"] is False
     assert not list(tmp_path.glob("wdstudio-blocks-*"))
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "1KB", "12 parsecs"])
+def test_a_bad_duckdb_memory_setting_is_named_in_the_error(capsys, synthetic_csv, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("WDSTUDIO_DUCKDB_MEMORY", value)
+    rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--out", tmp_path / "o")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: WDSTUDIO_DUCKDB_MEMORY=") and "like 2GB" in lines[0], lines
+
+
+def test_a_memory_setting_in_other_units_is_accepted(capsys, synthetic_csv, tmp_path, monkeypatch):
+    monkeypatch.setenv("WDSTUDIO_DUCKDB_MEMORY", "768MiB")
+    rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", tmp_path / "o", "--quiet")
+    assert rc == 0, err
+
+
+def test_messages_name_the_real_problem(capsys, synthetic_csv, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", run, "--quiet")[0] == 0
+    header_only = tmp_path / "header.csv"
+    header_only.write_text(synthetic_csv.read_text().splitlines()[0] + "\n")
+    other_name = tmp_path / "renamed.csv"
+    other_name.write_text(synthetic_csv.read_text())
+    for data, needle in ((f"synthetic={header_only}", "the table has no rows"),
+                         (other_name, "name it with --data synthetic=PATH, or pass --table renamed")):
+        rc, _, err = run_cli(capsys, "train", "--data", data, "--spec", run / "spec.json", "--out", tmp_path / "again")
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and needle in lines[0], lines
