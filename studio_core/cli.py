@@ -63,7 +63,9 @@ def _duckdb_memory() -> str:
 def _load(paths: list[str], sandbox: bool = False, large: bool = False) -> tuple[Workspace, list[str], list[str]]:
     """A workspace with the files loaded.  ``large`` (training) leaves Parquet files and CSV
     files over ``VIEW_BYTES`` in place as views, caps DuckDB's memory and lets it spill to
-    the temporary folder, so tables larger than memory can be trained on."""
+    the temporary folder, so tables larger than memory can be trained on.  DuckDB may read
+    only the given files: a spec's ``data.sql`` (perhaps written by someone else) cannot read
+    other files into a run's vocabularies and so into its bundle."""
     files = [_name_and_path(item)[1] for item in paths]
     if sandbox:
         ws = Workspace(allowed_files=files, query_timeout_s=QUERY_TIMEOUT_S)
@@ -71,9 +73,10 @@ def _load(paths: list[str], sandbox: bool = False, large: bool = False) -> tuple
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # processes on this machine under torchrun
         spill = tempfile.mkdtemp(prefix="wdstudio-duckdb-")
         atexit.register(shutil.rmtree, spill, True)
-        ws = Workspace(threads=max(1, (os.cpu_count() or 1) // local), memory_limit=_duckdb_memory(), temp_directory=spill)
+        ws = Workspace(threads=max(1, (os.cpu_count() or 1) // local), memory_limit=_duckdb_memory(), temp_directory=spill,
+                       allowed_files=files)
     else:
-        ws = Workspace()
+        ws = Workspace(allowed_files=files)
     names, notes = [], []
     for item in paths:
         name, path = _name_and_path(item)

@@ -244,3 +244,21 @@ def test_messages_name_the_real_problem(capsys, synthetic_csv, tmp_path):
         rc, _, err = run_cli(capsys, "train", "--data", data, "--spec", run / "spec.json", "--out", tmp_path / "again")
         lines = err.strip().splitlines()
         assert rc == 2 and len(lines) == 1 and needle in lines[0], lines
+
+
+def test_a_specs_sql_reads_only_the_files_given_on_the_command_line(capsys, synthetic_csv, tmp_path):
+    """A spec from someone else could otherwise copy /etc/passwd into a run's vocabulary."""
+    secret = tmp_path / "secret.csv"
+    secret.write_text("c,target\nhunter2,1\nswordfish,0\n" * 50)
+    rc, _, _ = run_cli(capsys, "suggest", "--data", synthetic_csv, "--label", "target", "--out", tmp_path / "spec.json")
+    assert rc == 0
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    for sql in (f"SELECT s.*, p.c AS leak FROM synthetic s, read_csv('{secret}') p", "SELECT s.*, p.* FROM synthetic s, read_text('/etc/passwd') p"):
+        spec["data"].update(sql=sql, table="")
+        (tmp_path / "hostile.json").write_text(json.dumps(spec))
+        for nproc in ("1", "2"):
+            rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--spec", tmp_path / "hostile.json", "--out", tmp_path / "run",
+                                 "--nproc", nproc, "--quiet")
+            lines = err.strip().splitlines()
+            assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "ermission" in lines[0], lines
+            assert not (tmp_path / "run").exists()
