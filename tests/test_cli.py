@@ -155,6 +155,10 @@ def test_preprocessing_that_is_not_a_runs_or_belongs_to_another_spec_is_refused(
                          "--out", tmp_path / "again", "--quiet")
     assert rc == 0, err
     assert json.loads((tmp_path / "again" / "preprocess.json").read_text()) == json.loads((run / "preprocess.json").read_text())
+    rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--spec", run / "spec.json", "--preprocessing", tmp_path / "p.json",
+                         "--out", tmp_path / "two", "--quiet", "--nproc", "2")  # the launcher ships it, rather than fitting its own
+    assert rc == 0, err
+    assert json.loads((tmp_path / "two" / "preprocess.json").read_text()) == json.loads((run / "preprocess.json").read_text())
 
 
 def test_evaluate_warns_about_feature_columns_missing_from_the_data(capsys, synthetic_csv, tmp_path):
