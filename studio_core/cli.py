@@ -256,42 +256,52 @@ def _shipped_preprocessing(args: argparse.Namespace, spec: Spec) -> dict[str, An
     return state
 
 
-def _interrupt_on_termination() -> None:
-    """SIGTERM / SIGHUP stop this process like Ctrl-C: through every cleanup (block files, the
-    DuckDB spill folder, the launcher's folder) and with an ``error:`` line."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _raise_interrupt)
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so every ``finally`` and ``with`` cleans up.
+    Not a KeyboardInterrupt: CPython gives those special treatment at exit (a process once
+    printed its error line and then died by SIGINT)."""
 
 
-def _raise_interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+def _raise_terminated(*_: object) -> None:
+    raise Terminated
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:  # not a torchrun rank (rank 0 writes, after the launcher checked)
+    """SIGTERM / SIGHUP stop training like Ctrl-C: through every cleanup (block files, the
+    DuckDB spill folder, the launcher's folder) and with an ``error:`` line.  A torchrun rank
+    instead exits 143 on SIGTERM (torchrun stops the other ranks so when one fails), also
+    through the cleanup."""
+    rank = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    if not rank:  # the launcher (or one process) checks; rank 0 writes
         _check_nproc(args.nproc)
         _check_out(args.out)
-    if args.nproc and args.nproc > 1:
-        _interrupt_on_termination()
-        return _launch(args)  # this process never imports torch: the ranks do
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM,) if rank else (signal.SIGTERM, signal.SIGHUP):
+            handlers[sig] = signal.signal(sig, (lambda *_: sys.exit(143)) if rank else _raise_terminated)
+    try:
+        return _launch(args) if args.nproc and args.nproc > 1 else _train_here(args)  # the launcher never imports torch
+    finally:
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
+
+
+def _train_here(args: argparse.Namespace) -> int:
     from .distributed import ranks_from_env, stop
     from .pipeline import train
 
     ranks = ranks_from_env()
-
-    if ranks is not None and threading.current_thread() is threading.main_thread():
-        # torchrun stops the other ranks with SIGTERM when one fails: exit through the cleanup (block files)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    elif ranks is None:
-        _interrupt_on_termination()
     spec, ws, _paths = _train_spec(args)
     preprocessing = _shipped_preprocessing(args, spec)
     main_rank = ranks is None or ranks.is_main
     stop_event = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop_event.set()) if threading.current_thread() is threading.main_thread() and ranks is None else None
+    printer = _progress_printer()
+    if ranks is not None:  # rank 0 prints: its rate times the ranks (their shards differ by a row or so)
+        world, show = ranks.world, printer
+        printer = lambda p: show(dataclasses.replace(p, rows_per_s=p.rows_per_s * world))  # noqa: E731
     try:
-        outcome = train(spec, ws, args.out, [] if args.quiet or not main_rank else [_progress_printer()], stop_event, ranks, preprocessing)
+        outcome = train(spec, ws, args.out, [] if args.quiet or not main_rank else [printer], stop_event, ranks, preprocessing)
     except Cancelled:
         raise StudioError("training interrupted; nothing was written") from None
     finally:
@@ -343,7 +353,7 @@ def _launch(args: argparse.Namespace) -> int:
                         errors.append(line[7:].split("error: ")[0].strip())
                     elif line.startswith(("epoch ", "warning: ", "note: ", "\repoch ")):
                         sys.stderr.write(line)
-            except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP here: stop the ranks, wait for their cleanup, then ours
+            except (KeyboardInterrupt, Terminated):  # Ctrl-C, SIGTERM or SIGHUP here: stop the ranks, wait for their cleanup, then ours
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(60)
@@ -535,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated (SIGTERM or SIGHUP)", file=sys.stderr)
+        return 143
     except Exception as exc:  # data problems surfacing from a library: still one line, no traceback
         import duckdb
 

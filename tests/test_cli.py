@@ -204,9 +204,10 @@ def test_sigterm_stops_training_with_an_error_line_and_leaves_no_temporary_files
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err, err[-2000:]
-    assert [line for line in err.strip().splitlines() if line.startswith("error: ")] == ["error: interrupted"]
-    assert not list(tmp.iterdir()), [p.name for p in tmp.iterdir()]
+    assert proc.returncode == 143 and "Traceback" not in err, (proc.returncode, err[-2000:])
+    assert [line for line in err.strip().splitlines() if line.startswith("error: ")] == ["error: terminated (SIGTERM or SIGHUP)"]
+    ours = [p.name for p in tmp.iterdir() if p.name.startswith(("wdstudio-", "torchelastic_"))]  # torch's own caches may stay
+    assert not ours, ours
     assert not (tmp_path / "run").exists()
 
 
