@@ -8,8 +8,9 @@ the order the table or file holds them and assign each row by a seeded hash of i
 low 32 bits choose validation, the high bits the distributed shard.  Every rank and every pass
 over the data agree, each row is drawn on its own (identical rows, and rows that differ only
 in their label, are split like any others), and the validation share is the one asked for.
-A ``data.sql`` may return rows in any order (a GROUP BY or a join), so its result is first
-stored sorted by the columns the spec uses -- rows that tie there are the same to the model.
+A ``data.sql`` -- or a view other than a file read in place -- may return rows in any order
+(a GROUP BY or a join), so its result is first stored sorted by the columns the spec uses;
+rows that tie there are the same to the model.
 It is stable for one DuckDB version (``hash`` may change between versions).  Encoders fit on
 the ``train`` relation only; ``val`` is the holdout.  ``shard`` gives one rank its share.
 """
@@ -141,7 +142,7 @@ def stream_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, column
     src = source_sql(data)
     _clear(con, table)
     try:
-        if data.sql.strip():
+        if data.sql.strip() or ws.view_sql(data.table) not in (None, ws.file_views.get(data.table)):
             keep = [*columns, data.split_column] if data.split_column else list(columns)
             cols = ", ".join(qi(c) for c in dict.fromkeys(keep)) if columns else "*"
             con.execute(f"CREATE TEMP TABLE {qi(table + '_rows')} AS SELECT {cols} FROM {src} ORDER BY ALL")

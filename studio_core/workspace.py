@@ -158,6 +158,7 @@ class Workspace:
         self.allowed_dirs = tuple(Path(d).resolve() for d in (allowed_dirs or ())) if sandbox else None
         self.allowed_files = tuple(Path(f).resolve() for f in allowed_files)
         self.query_timeout_s = query_timeout_s
+        self.file_views: dict[str, str] = {}  # views that read a file in place -> their SQL (rows in file order)
         if sandbox:
             folders = ", ".join(ql(str(d).rstrip(os.sep) + os.sep) for d in self.allowed_dirs)
             self.con.execute(f"SET allowed_directories = [{folders}]")
@@ -176,6 +177,7 @@ class Workspace:
         other = Workspace.__new__(Workspace)
         other.con = self.con.cursor()
         other.allowed_dirs, other.allowed_files, other.query_timeout_s = self.allowed_dirs, self.allowed_files, self.query_timeout_s
+        other.file_views = self.file_views
         return other
 
     # ---- loading -------------------------------------------------------------------------
@@ -200,8 +202,16 @@ class Workspace:
             warnings = self._clean_numeric(name, view_of=f"read_parquet({ql(str(path))})" if as_view else None)
         else:
             warnings = self._load_csv(path, name, as_view)
+        self.file_views.pop(name, None)
+        if as_view:
+            self.file_views[name] = self.view_sql(name)
         table = self.table(name)
         return LoadResult(name, table.n_rows(), len(table.columns), tuple(warnings))
+
+    def view_sql(self, name: str) -> str | None:
+        """The SQL of view ``name``, or None when ``name`` is not a view (a table)."""
+        row = self.con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]).fetchall()
+        return row[0][0] if row else None
 
     def _load_csv(self, path: Path, name: str, as_view: bool = False) -> list[str]:
         with path.open("rb") as fh:

@@ -83,6 +83,15 @@ def test_stream_split_copies_no_table_and_a_query_splits_alike_whatever_order_it
         b = stream_split(ws, DataSpec(sql=f"SELECT id, colour, size, x1, x2, target FROM {source} GROUP BY ALL", label="target", split_seed=3), columns=cols)
         found.append((sorted(_ids(ws, b.val.relation)), sorted(_ids(ws, b.shard("train", 1, 2).relation))))
     assert found[0] == found[1] and len(found[0][0]) > 300
+    for source in ("s", "shuffled"):  # a view made in the studio's query box is a query too
+        ws.con.execute(f"CREATE OR REPLACE VIEW grouped AS SELECT id, colour, size, x1, x2, target FROM {source} GROUP BY ALL")
+        b = stream_split(ws, DataSpec(table="grouped", label="target", split_seed=3), columns=cols)
+        assert (sorted(_ids(ws, b.val.relation)), sorted(_ids(ws, b.shard("train", 1, 2).relation))) == found[0]
+    pq = tmp_path / "s.parquet"
+    ws.con.execute(f"COPY s TO '{pq}' (FORMAT parquet)")
+    ws.load(pq, "from_file", as_view=True)  # a file read in place keeps its order: not copied
+    stream_split(ws, DataSpec(table="from_file", label="target", split_seed=3), columns=cols)
+    assert not ws.con.sql("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__wd_data%'").fetchall()
     make_split(ws, DataSpec(table="s", label="target"))  # a later in-memory split replaces the views
     assert a.column_types == make_split(ws, DataSpec(table="s", label="target")).column_types
 
