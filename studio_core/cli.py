@@ -215,16 +215,6 @@ def _read_json(path: str, option: str) -> dict[str, Any]:
         raise StudioError(f"cannot read {option} {path} ({exc.__class__.__name__}); pass the JSON file it names") from None
 
 
-def _check_out(out: str) -> None:
-    """Refuse an unusable ``--out`` before any training (the same rule ``write_run`` applies)."""
-    path = Path(out)
-    if path.exists() and (not path.is_dir() or (not (path / "metrics.json").is_file() and any(path.iterdir()))):
-        raise StudioError(f"--out {out} exists and is not a run directory; choose another --out")
-    parent = next((a for a in (path, *path.parents) if a.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise StudioError(f"--out {out} cannot be created ({parent} is not a writable folder); choose another --out")
-
-
 def _check_nproc(n: int) -> None:
     cores = os.cpu_count() or 1
     if n < 0:
@@ -271,10 +261,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     DuckDB spill folder, the launcher's folder) and with an ``error:`` line.  A torchrun rank
     instead exits 143 on SIGTERM (torchrun stops the other ranks so when one fails), also
     through the cleanup."""
+    from .prepare import check_out_dir
+
     rank = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
     if not rank:  # the launcher (or one process) checks; rank 0 writes
         _check_nproc(args.nproc)
-        _check_out(args.out)
+        check_out_dir(args.out)
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM,) if rank else (signal.SIGTERM, signal.SIGHUP):
@@ -395,7 +387,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .encoders import Source
     from .metrics import binary_metrics, regression_metrics
     from .pipeline import tensors
-    from .preprocess import check_columns
+    from .preprocess import missing_columns_warning
     from .runs import load_run, predict_raw
 
     run = load_run(args.run)
@@ -405,9 +397,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     prep = run.preprocessor
     if prep.label not in table.columns:
         raise StudioError(f"the data has no label column {prep.label!r}; evaluate needs labelled rows (use predict otherwise)")
-    missing = check_columns(prep, set(table.columns))
-    if missing:
-        _warn([f"column(s) missing from the input, treated as missing values: {', '.join(missing)}"])
+    _warn(missing_columns_warning(prep, set(table.columns)))
     enc = prep.transform(Source(ws.con, table.ref), with_label=True, available=set(table.columns))
     if len(enc) == 0:
         raise StudioError("no rows with a label to evaluate; load labelled rows")

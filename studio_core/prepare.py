@@ -1,9 +1,13 @@
-"""Before training, and without torch: validate a spec, split its rows, fit its preprocessing.
+"""Before training, and without torch: check the run folder, validate a spec, split its rows,
+fit its preprocessing.
 
 ``wdstudio train --nproc N`` runs these in the launching process, which never imports torch,
 so it holds little memory while its N ranks train."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import duckdb
 
@@ -13,6 +17,18 @@ from .spec import DataSpec, Spec, TrainSpec
 from .split import Split, make_split, source_sql, stream_split, used_columns
 from .validate import validate
 from .workspace import Workspace
+
+
+def check_out_dir(out: str | Path) -> None:
+    """Refuse a run folder that cannot take a run: an existing file or non-run folder (a run
+    there is replaced), or a place that cannot be created.  ``write_run`` applies it when it
+    writes; the CLI applies it before any training."""
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or (not (path / "metrics.json").is_file() and any(path.iterdir()))):
+        raise StudioError(f"{out} exists and is not a run directory; choose another --out")
+    parent = next((a for a in (path, *path.parents) if a.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise StudioError(f"{out} cannot be created ({parent} is not a writable folder); choose another --out")
 
 
 def count_rows(ws: Workspace, data: DataSpec) -> int | None:

@@ -23,7 +23,8 @@ from .encoders import Source
 from .errors import StudioError
 from .jsonsafe import json_safe
 from .model import WideDeep
-from .preprocess import Preprocessor, check_columns
+from .prepare import check_out_dir
+from .preprocess import Preprocessor, missing_columns_warning
 from .spec import Spec
 from .workspace import Table, Workspace
 
@@ -33,9 +34,8 @@ RUN_FILES = ("spec.json", "preprocess.json", "model.pt", "history.jsonl", "metri
 def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDeep, history: list[dict], metrics: dict) -> Path:
     """Write the run atomically; an existing run at ``out_dir`` is replaced only once complete."""
     out = Path(out_dir).resolve()
+    check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not (out / "metrics.json").is_file() and any(out.iterdir()):
-        raise StudioError(f"{out} exists and is not a run directory; choose another --out")
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -70,8 +70,7 @@ class Run:
         """Predictions for every row of ``table`` in order, and warnings about its columns."""
         from .pipeline import tensors
 
-        missing = check_columns(self.preprocessor, set(table.columns))
-        warnings = [f"column(s) missing from the input, treated as missing values: {', '.join(missing)}"] if missing else []
+        warnings = missing_columns_warning(self.preprocessor, set(table.columns))
         enc = self.preprocessor.transform(Source(table.con, table.ref), with_label=False, available=set(table.columns))
         raw = predict_raw(self.model, tensors(enc))
         return self.preprocessor.decode_label(raw), warnings

@@ -17,7 +17,7 @@ import numpy as np
 from .encoders import Source
 from .errors import StudioError
 from .onnx_run import run_model, run_raw, session
-from .preprocess import Preprocessor, check_columns
+from .preprocess import Preprocessor, missing_columns_warning
 from .workspace import Table, Workspace
 
 FORMAT = "wdstudio-bundle"
@@ -47,8 +47,7 @@ class Bundle:
     def predict(self, table: Table, int8: bool = False, threads: int | None = None) -> tuple[np.ndarray, list[str]]:
         """Predictions for every row of ``table`` in order, and warnings about its columns."""
         prep = self.preprocessor
-        missing = check_columns(prep, set(table.columns))
-        warnings = [f"column(s) missing from the input, treated as missing values: {', '.join(missing)}"] if missing else []
+        warnings = missing_columns_warning(prep, set(table.columns))
         name = self.graph_name(int8)
         try:
             sess = session(self.graphs[name], threads)
