@@ -38,7 +38,7 @@ SESSION_TTL_S = float(os.environ.get("WDSTUDIO_SESSION_TTL_S", str(2 * 3600)))  
 @dataclass
 class StudioSession:
     owner: str
-    ws: Workspace
+    base: Workspace  # the session's DuckDB database; pages reach it through ``ws``
     spool: Path  # the only folder (besides the samples) this session's DuckDB may read: uploads land here
     table: str = ""
     spec: Spec | None = None
@@ -50,6 +50,17 @@ class StudioSession:
     exports: dict[str, Task] = field(default_factory=dict)  # run id -> its latest bundle export
     last_seen: float = field(default_factory=time.time)
     closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
+    _cursors: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    @property
+    def ws(self) -> Workspace:
+        """The workspace as this thread sees it: its own DuckDB cursor on the session's database.
+        Two tabs on one token run their scripts on two threads at once, and one connection
+        shared between threads hands one thread's result to the other."""
+        ws = getattr(self._cursors, "ws", None)
+        if ws is None:
+            ws = self._cursors.ws = self.base.fork()
+        return ws
 
     def touch(self) -> None:
         """Mark the session as in use (every page run and every poll of a live view)."""
@@ -96,7 +107,7 @@ def release(s: StudioSession) -> None:
         task.cancel()
     shutil.rmtree(s.spool, ignore_errors=True)
     try:  # its tables go with the connection (a tab still holding the object gets a fresh session)
-        s.ws.con.close()
+        s.base.con.close()
     except Exception:  # noqa: BLE001 - already closed, or in use by a job that is stopping
         pass
 

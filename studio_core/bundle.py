@@ -156,8 +156,8 @@ def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | No
     finally:
         with contextlib.suppress(Exception):
             if ws is not None:  # leave the user's workspace as it was
-                for t in (parity_rel, f"{SPLIT_TABLE}_train", f"{SPLIT_TABLE}_val"):
-                    con.execute(f"DROP TABLE IF EXISTS {t}")
+                con.execute(f"DROP TABLE IF EXISTS {parity_rel}")
+                split.drop()
             else:
                 con.close()
 

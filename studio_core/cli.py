@@ -302,14 +302,29 @@ def _train_here(args: argparse.Namespace) -> int:
         stop()
     if not main_rank:
         return 0
-    m = outcome.metrics
-    keys = ["auc", "logloss", "accuracy"] if m["task"] == "binary" else ["rmse", "mae", "r2"]
-    for note in m.get("notes", []):
+    for note in outcome.metrics.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
-    print(f"run written to {outcome.run_dir}: best epoch {m['best_epoch']}, " + ", ".join(f"{k} {m[k]:.4f}" for k in keys)
-          + f", {m['train_rows_per_s'] / 1000:.0f}k rows/s, {m['total_seconds']:.1f}s"
-          + (f", {m['processes']} processes" if m["processes"] > 1 else ""))
+    print(result_line(outcome.run_dir, outcome.metrics))
     return 0
+
+
+def result_line(run_dir: Any, m: dict[str, Any]) -> str:
+    """The last line of ``train``: where the run went, the test figures with their 95 % intervals
+    first (scored once, after training), then the validation figure that chose the epoch."""
+    from .metrics import METRIC_KEYS, format_metric, headline
+
+    task = m["task"]
+    main = headline(task)
+    stop = f"best epoch {m['best_epoch']} of {m['epochs_run']}" + (" (stopped early)" if m.get("stopped_early") else "")
+    if m.get("test"):
+        ci = m.get("test_ci", {})
+        test = ", ".join(f"{k} {format_metric(k, m['test'].get(k))}" + (f" [{ci[k][0]:.4f}, {ci[k][1]:.4f}]" if ci.get(k) else "")
+                         for k in METRIC_KEYS[task])
+        test = f"test ({m['n_test']:,} rows, 95% interval): {test}"
+    else:
+        test = "no test rows (data.test_fraction is 0 or the split column names none)"
+    return (f"run written to {run_dir}: {test}; validation {main} {format_metric(main, m.get(main))} ({stop}); "
+            f"{m['train_rows_per_s'] / 1000:.0f}k rows/s, {m['total_seconds']:.1f}s" + (f", {m['processes']} processes" if m["processes"] > 1 else ""))
 
 
 def _launch(args: argparse.Namespace) -> int:
@@ -384,30 +399,68 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Metrics of a run on a labelled file: all its rows, or with ``--part`` the run's own
+    validation or test rows re-created from the file (refused when the file no longer gives them)."""
     from .encoders import Source
-    from .metrics import binary_metrics, regression_metrics
-    from .pipeline import tensors
+    from .evaluation import score_rows
     from .preprocess import missing_columns_warning
-    from .runs import load_run, predict_raw
+    from .runs import load_run
 
     run = load_run(args.run)
-    ws, tables, notes = _load([args.data])
-    _warn(notes)
-    table = ws.table(tables[0])
     prep = run.preprocessor
-    if prep.label not in table.columns:
-        raise StudioError(f"the data has no label column {prep.label!r}; evaluate needs labelled rows (use predict otherwise)")
-    _warn(missing_columns_warning(prep, set(table.columns)))
-    enc = prep.transform(Source(ws.con, table.ref), with_label=True, available=set(table.columns))
-    if len(enc) == 0:
-        raise StudioError("no rows with a label to evaluate; load labelled rows")
-    raw = predict_raw(run.model, tensors(enc)[:3])
-    if prep.task == "binary":
-        metrics = binary_metrics(raw, enc.y)
+    if args.part:
+        ws, table = _run_data(run, [args.data])
+        split = _split_of(run, ws, table)
+        source, columns = split.part(args.part), set(split.column_types)
     else:
-        metrics = regression_metrics(prep.decode_label(raw), prep.decode_label(enc.y))
-    print(json.dumps({"rows": len(enc), **metrics}, indent=2))
+        ws, tables, notes = _load([args.data])
+        _warn(notes)
+        loaded = ws.table(tables[0])
+        source, columns = Source(ws.con, loaded.ref), set(loaded.columns)
+    if prep.label not in columns:
+        raise StudioError(f"the data has no label column {prep.label!r}; evaluate needs labelled rows (use predict otherwise)")
+    _warn(missing_columns_warning(prep, columns))
+    scored = score_rows(run.model, prep, source, available=columns)
+    if len(scored) == 0:
+        raise StudioError("no rows with a label to evaluate; load labelled rows")
+    out = {"rows": len(scored), **({"part": args.part} if args.part else {}), **scored.metrics()}
+    print(json.dumps(out, indent=2))
     return 0
+
+
+def _run_data(run: Any, items: list[str]) -> tuple[Workspace, str | None]:
+    """A workspace holding a run's training data from ``--data`` items (a single unnamed file
+    is loaded under the run's table name), and the table to use in place of the spec's."""
+    d = run.spec.data
+    ws = Workspace(allowed_files=[_name_and_path(item)[1] for item in items])
+    notes: list[str] = []
+    loaded = []
+    for item in items:
+        name, path = _name_and_path(item)
+        if not name and len(items) == 1 and d.table and not d.sql.strip():
+            name = d.table  # the training table's name, so the spec's data section applies as is
+        result = ws.load(path, name or None)
+        loaded.append(result.table)
+        notes += list(result.warnings)
+    _warn(notes)
+    table = None
+    if not d.sql.strip() and d.table not in loaded:
+        if len(loaded) != 1:
+            raise StudioError(f"the run trained on table {d.table!r}; name it in --data, e.g. --data {d.table}=PATH")
+        table = loaded[0]
+    return ws, table
+
+
+def _split_of(run: Any, ws: Workspace, table: str | None) -> Any:
+    """The run's split re-created from the loaded data (refused when the rows differ)."""
+    import copy
+
+    from .split import split_for
+
+    data = copy.deepcopy(run.spec.data)
+    if table:
+        data.table, data.sql = table, ""
+    return split_for(ws, run.spec, run.metrics, data=data)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -419,24 +472,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".zip":
         raise StudioError(f"--out {out} should be a .zip file name; pass e.g. --out bundle.zip")
     run = load_run(args.run)
-    ws, table = None, None
-    if args.data:
-        d = run.spec.data
-        ws = Workspace()
-        notes: list[str] = []
-        loaded = []
-        for item in args.data:
-            name, path = _name_and_path(item)
-            if not name and len(args.data) == 1 and d.table and not d.sql.strip():
-                name = d.table  # the training table's name, so the spec's data section applies as is
-            result = ws.load(path, name or None)
-            loaded.append(result.table)
-            notes += list(result.warnings)
-        _warn(notes)
-        if not d.sql.strip() and d.table not in loaded:
-            if len(loaded) != 1:
-                raise StudioError(f"the run trained on table {d.table!r}; name it in --data, e.g. --data {d.table}=PATH")
-            table = loaded[0]
+    ws, table = _run_data(run, args.data) if args.data else (None, None)
     figures = export_bundle(run, out, ws, table, int8=args.int8)
     print(figures_text(figures))
     parity = figures["parity"]
@@ -499,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics of a run on a labelled file")
     p.add_argument("--run", required=True)
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="a labelled file; with --part, the run's training data")
+    p.add_argument("--part", choices=["validation", "test"], help="score only the run's own validation or test rows of the file")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="write a run as a bundle zip (ONNX graphs, manifest, model card)")

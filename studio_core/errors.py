@@ -37,6 +37,10 @@ class SpecError(StudioError):
         super().__init__(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
 
 
+class SplitMismatch(StudioError):
+    """The data no longer gives the rows a run was split on (or the run recorded no split)."""
+
+
 class TrainingDiverged(StudioError):
     """The loss became NaN or infinite; training stopped cleanly."""
 

@@ -29,6 +29,10 @@ from .runs import Run, predict_raw
 from .sqlutil import qi
 
 DEFAULT_ROWS, DEFAULT_BACKGROUND = 200, 100
+# shap's permutation explainer draws from NumPy's process-wide generator (it seeds it itself): one
+# chunk of rows at a time holds it, re-seeded per chunk, so two explanations on two threads give
+# the same values as each alone
+_SHAP_RNG = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -178,13 +182,16 @@ def explain_codes(
     x = np.repeat(np.arange(n)[:, None], m, axis=1)
     bg = np.repeat(n + np.arange(nb)[:, None], m, axis=1)
     evals = max(int(max_evals or 10 * (2 * m + 1)), 2 * m + 1)
-    explainer = shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=nb), seed=seed)
+    with _SHAP_RNG:
+        explainer = shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=nb), seed=seed)
     values = np.zeros((n, m))
     base = float(f(bg).mean())
     for start in range(0, n, chunk):
         if stop_event is not None and stop_event.is_set():
             raise Cancelled()
-        values[start : start + chunk] = explainer(x[start : start + chunk], max_evals=evals, silent=True).values
+        with _SHAP_RNG:
+            np.random.seed((seed * 1_000_003 + start) % 2**32)
+            values[start : start + chunk] = explainer(x[start : start + chunk], max_evals=evals, silent=True).values
         if progress is not None:
             progress(min(n, start + chunk), n)
     outputs = f(x) if n else np.zeros(0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .errors import StudioError
+from .errors import SplitMismatch, StudioError
 from .explain import DEFAULT_BACKGROUND, DEFAULT_ROWS, Explanation, encode_background, explain, sample_relation
 from .preprocess import ColumnCodes
 from .runs import Run
@@ -36,11 +36,16 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
         report(0, rows, "preparing rows")
         try:
             split = split_for(ws, run.spec, run.metrics)
+        except SplitMismatch:
+            raise
         except StudioError as exc:
             raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
-        picked = sample_relation(split.val, rows, seed)
-        codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
-        result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
+        try:
+            picked = sample_relation(split.val, rows, seed)
+            codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
+            result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
+        finally:
+            split.drop()  # the rows' copies go; the task's result keeps what it needs
         return ExplainResult(result, codes_b)
 
     return Task("explain", work, slots).start()

@@ -1,75 +1,75 @@
-"""What a trained run learned: holdout predictions, curves, and the wide part's weights.
+"""What a trained run learned: held-out predictions, curves, and the wide part's weights.
 
-Everything here works from a run directory plus the workspace that holds its data, so the
-studio's Inspect page and a notebook get the same numbers.
+The test rows' predictions are read from the run directory (scored once, at training); the
+validation rows are re-scored from the workspace that holds the run's data (its split re-created
+and checked).  The studio's Inspect page and a notebook get the same numbers.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from .errors import StudioError
-from .pipeline import tensors
+from .errors import SplitMismatch, StudioError
+from .evaluation import Scored, score_rows
 from .preprocess import BATCH_ROWS
-from .runs import RUN_FILES, Run, predict_raw
+from .runs import RUN_FILES, TEST_PREDICTIONS, Run
 from .split import split_for
 from .workspace import Workspace
 
 
-@dataclass
-class Holdout:
-    """Predictions on the run's own validation split: ``pred`` on the label's scale."""
-
-    y: np.ndarray
-    pred: np.ndarray
-    task: str
-
-
-def holdout(run: Run, ws: Workspace, batch_rows: int = BATCH_ROWS) -> Holdout:
-    """Re-create the run's validation split (same seed) and predict it, one record batch at a
-    time: only labels and predictions are kept, so the holdout of a run trained out of core
-    (millions of validation rows) costs two floats a row, not its encoded rows."""
+def holdout(run: Run, ws: Workspace, part: str = "validation", batch_rows: int = BATCH_ROWS) -> Scored:
+    """The run's held-out rows scored: ``test`` as stored at training (no data needed), or
+    ``validation`` re-created from ``ws`` (same split, fingerprint checked) and predicted one
+    record batch at a time, so millions of rows cost two floats each, not their encoded rows."""
+    if part == "test":
+        stored = run.test_scores()
+        if stored is None:
+            raise StudioError("this run has no stored test predictions (trained without a test part); look at the validation rows")
+        return stored
+    fork = ws.fork()
     try:
-        split = split_for(ws.fork(), run.spec, run.metrics)
+        split = split_for(fork, run.spec, run.metrics)
+    except SplitMismatch:
+        raise
     except StudioError as exc:
-        raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
-    prep = run.preprocessor
-    ys, raws = [np.zeros(0, np.float32)], [np.zeros(0, np.float32)]
-    for enc in prep.transform_batches(split.val, batch_rows=batch_rows):
-        if len(enc):
-            ys.append(enc.y)
-            raws.append(predict_raw(run.model, tensors(enc)[:3]))
-    y, raw = np.concatenate(ys), np.concatenate(raws)
-    y = y if prep.task == "binary" else prep.decode_label(y)
-    return Holdout(np.asarray(y, dtype=np.float64), prep.decode_label(raw), prep.task)
+        what = f"table {run.spec.data.table!r}" if run.spec.data.table and not run.spec.data.sql.strip() else "the tables its data.sql reads"
+        raise StudioError(f"the run's data is not loaded in this session ({exc}); load {what} first") from None
+    try:
+        return score_rows(run.model, run.preprocessor, split.val, key=True, batch_rows=batch_rows)
+    finally:
+        split.drop()
 
 
-def roc_frame(h: Holdout) -> pd.DataFrame:
-    fpr, tpr, thr = skm.roc_curve(h.y, h.pred)
+def two_classes(h: Scored) -> bool:
+    """Whether a binary holdout holds both classes (ROC, PR and AUC need them)."""
+    return h.task == "binary" and 0 < float(np.sum(h.y >= 0.5)) < len(h.y)
+
+
+def roc_frame(h: Scored) -> pd.DataFrame:
+    fpr, tpr, thr = skm.roc_curve(h.y, h.prediction)
     return pd.DataFrame({"false_positive_rate": fpr, "true_positive_rate": tpr, "threshold": np.clip(thr, 0, 1)})
 
 
-def pr_frame(h: Holdout) -> pd.DataFrame:
-    precision, recall, _ = skm.precision_recall_curve(h.y, h.pred)
+def pr_frame(h: Scored) -> pd.DataFrame:
+    precision, recall, _ = skm.precision_recall_curve(h.y, h.prediction)
     return pd.DataFrame({"recall": recall, "precision": precision})
 
 
-def calibration_frame(h: Holdout, bins: int = 10) -> pd.DataFrame:
+def calibration_frame(h: Scored, bins: int = 10) -> pd.DataFrame:
     edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(h.pred, edges) - 1, 0, bins - 1)
-    df = pd.DataFrame({"bin": idx, "pred": h.pred, "y": h.y}).groupby("bin").agg(predicted=("pred", "mean"), observed=("y", "mean"), rows=("y", "size"))
+    idx = np.clip(np.digitize(h.prediction, edges) - 1, 0, bins - 1)
+    df = pd.DataFrame({"bin": idx, "pred": h.prediction, "y": h.y}).groupby("bin").agg(predicted=("pred", "mean"), observed=("y", "mean"), rows=("y", "size"))
     return df.reset_index(drop=True)
 
 
-def confusion(h: Holdout, threshold: float) -> dict[str, int]:
-    p = h.pred >= threshold
+def confusion(h: Scored, threshold: float) -> dict[str, int]:
+    p = h.prediction >= threshold
     t = h.y >= 0.5
     return {"tp": int((p & t).sum()), "fp": int((p & ~t).sum()), "fn": int((~p & t).sum()), "tn": int((~p & ~t).sum())}
 
@@ -109,6 +109,7 @@ def run_zip(run_dir: str | Path) -> bytes:
     run_dir = Path(run_dir)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in RUN_FILES:
-            zf.write(run_dir / name, f"{run_dir.name}/{name}")
+        for name in (*RUN_FILES, TEST_PREDICTIONS):
+            if (run_dir / name).is_file():
+                zf.write(run_dir / name, f"{run_dir.name}/{name}")
     return buf.getvalue()

@@ -116,6 +116,7 @@ class TrainingJob:
         from .pipeline import train
 
         if self._slots is not None and not self._slots.acquire(self, self._stop):
+            self._close_workspace()
             self._end("cancelled", "", {})
             return
         with self._lock:
@@ -137,7 +138,17 @@ class TrainingJob:
         finally:
             if self._slots is not None:
                 self._slots.release()
+            self._close_workspace()
         self._end(status, error, metrics)
+
+    def _close_workspace(self) -> None:
+        """A finished job keeps no cursor on the session's database (nor its temp tables)."""
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.con.close()
+            except Exception:  # noqa: BLE001 - the session's connection was closed under it already
+                pass
 
     def _end(self, status: str, error: str, metrics: dict[str, Any]) -> None:
         finished = time.time()

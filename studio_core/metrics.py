@@ -1,9 +1,16 @@
-"""Validation metrics, computed exactly with scikit-learn (AUC on logits: no sigmoid ties)."""
+"""Metrics, computed exactly with scikit-learn (AUC on logits: no sigmoid ties), and which
+metric heads a task -- the one answer every page, command and report uses."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn import metrics as skm
+
+METRIC_KEYS = {"binary": ("auc", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2")}
+MAXIMISE = {"auc", "accuracy", "r2"}
+UNDEFINED = {"auc": "not defined (one class)", "r2": "not defined (one value)"}
 
 
 def binary_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -11,8 +18,8 @@ def binary_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
     y = np.asarray(y, dtype=np.float64)
     p = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
     out = {
-        "logloss": float(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0.0, 1.0])),
-        "accuracy": float(np.mean((p >= 0.5) == (y >= 0.5))),
+        "logloss": float(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0.0, 1.0])) if len(y) else float("nan"),
+        "accuracy": float(np.mean((p >= 0.5) == (y >= 0.5))) if len(y) else float("nan"),
         "auc": float(skm.roc_auc_score(y, logits)) if len(np.unique(y)) == 2 else float("nan"),
     }
     return out
@@ -22,12 +29,31 @@ def regression_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """RMSE, MAE and R² on the label's own scale (callers unscale first)."""
     pred = np.asarray(pred, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    if not len(y):
+        return dict.fromkeys(METRIC_KEYS["regression"], float("nan"))
     return {
         "rmse": float(np.sqrt(skm.mean_squared_error(y, pred))),
         "mae": float(skm.mean_absolute_error(y, pred)),
-        "r2": float(skm.r2_score(y, pred)) if len(y) > 1 else float("nan"),
+        "r2": float(skm.r2_score(y, pred)) if len(y) > 1 and np.ptp(y) > 0 else float("nan"),
     }
 
 
+def task_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """The task's metrics of ``output`` -- logits (binary) or predictions on the label's scale."""
+    return binary_metrics(output, y) if task == "binary" else regression_metrics(output, y)
+
+
+def headline(task: str) -> str:
+    """The metric a task is judged by first: AUC for binary, RMSE for regression."""
+    return METRIC_KEYS[task][0]
+
+
 def default_monitor(task: str) -> str:
-    return "auc" if task == "binary" else "rmse"
+    return headline(task)
+
+
+def format_metric(name: str, value: float | None, digits: int = 4) -> str:
+    """A metric for people: its value, or why it has none (AUC of one class)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return UNDEFINED.get(name, "not defined")
+    return f"{value:.{digits}f}"

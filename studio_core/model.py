@@ -9,6 +9,8 @@ The output is one logit (binary) or one value (regression): wide + deep.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from .preprocess import Layout
 from .spec import ModelSpec
 
 SPARSE_WIDE_MIN = 200_000
+_INIT_LOCK = threading.Lock()  # initial weights come from torch's process-wide generator: one model at a time
 
 
 class _ScaledMask(torch.autograd.Function):
@@ -33,28 +36,59 @@ class _ScaledMask(torch.autograd.Function):
         return grad * mask, None
 
 
+class DropoutRandom:
+    """The random stream of one model's dropout masks: its own generators, never torch's or
+    NumPy's process-wide ones, so two trainings on two threads with the same seed draw the same
+    masks (a studio server trains several models at once)."""
+
+    def __init__(self, seed: int = 0):
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.numpy = np.random.default_rng(seed)
+        self.seed, self.devices = int(seed), {}
+
+    def on(self, device: torch.device) -> torch.Generator:
+        """A torch generator on ``device`` (CUDA draws), seeded from this stream."""
+        gen = self.devices.get(str(device))
+        if gen is None:
+            gen = self.devices[str(device)] = torch.Generator(device).manual_seed(self.seed)
+        return gen
+
+
 class FastDropout(nn.Module):
     """Inverted dropout with a cheaper mask.  On CPU, ``nn.Dropout``'s Bernoulli sampling took a
     quarter of a training step here; the mask now comes from NumPy's PCG64 random bytes (16-bit
-    thresholds, seeded from torch's generator so ``torch.manual_seed`` still fixes it), built
-    once as ``keep / (1 - p)`` in float32 and applied by one multiply each way (585 us against
-    917 us for bool-mask-then-scale on a 1024 x 256 batch, forward + backward).  On other
-    devices torch's own uniform draw is used."""
+    thresholds) of the model's own ``DropoutRandom``, built once as ``keep / (1 - p)`` in
+    float32 and applied by one multiply each way (585 us against 917 us for
+    bool-mask-then-scale on a 1024 x 256 batch, forward + backward).  On other devices torch's
+    uniform draw is used, from a generator of the same stream."""
 
-    def __init__(self, p: float):
+    def __init__(self, p: float, random: DropoutRandom):
         super().__init__()
         self.p = float(p)
+        self.random = random
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         if x.device.type == "cpu" and x.dtype == torch.float32:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-            bits = np.frombuffer(np.random.default_rng(seed).bytes(2 * x.numel()), dtype=np.uint16).reshape(x.shape)
+            bits = np.frombuffer(self.random.numpy.bytes(2 * x.numel()), dtype=np.uint16).reshape(x.shape)
             mask = torch.from_numpy((bits >= round(self.p * 65536)).astype(np.float32)).mul_(1.0 / (1.0 - self.p))
             return _ScaledMask.apply(x, mask)
-        keep = torch.empty_like(x).uniform_() >= self.p
+        keep = torch.empty_like(x).uniform_(generator=self.random.on(x.device)) >= self.p
         return x * keep / (1.0 - self.p)
+
+
+class StableBatchNorm(nn.BatchNorm1d):
+    """Batch normalisation that also takes a batch of one row while training (the last batch of
+    an epoch can be one row): that row is normalised with the running statistics instead of
+    failing, and the statistics are left as they are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
 
 
 class _BagSum(torch.autograd.Function):
@@ -79,23 +113,39 @@ class _BagSum(torch.autograd.Function):
 class FieldAttention(nn.Module):
     """Self-attention over per-field vectors (AutoInt): residual multi-head layers."""
 
-    def __init__(self, dim: int, heads: int, layers: int, dropout: float):
+    def __init__(self, dim: int, heads: int, layers: int, dropout: float, random: DropoutRandom):
         super().__init__()
-        self.layers = nn.ModuleList(nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True) for _ in range(layers))
+        # dropout on each layer's output from the model's own stream (nn.MultiheadAttention's
+        # own dropout would draw from torch's process-wide generator)
+        self.layers = nn.ModuleList(nn.MultiheadAttention(dim, heads, dropout=0.0, batch_first=True) for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
+        self.dropout = FastDropout(dropout, random)
 
     def forward(self, fields: torch.Tensor) -> torch.Tensor:  # (batch, n_fields, dim)
         for attn, norm in zip(self.layers, self.norms):
             out, _ = attn(fields, fields, fields, need_weights=False)
-            fields = norm(fields + out)
+            fields = norm(fields + self.dropout(out))
         return fields
 
 
 class WideDeep(nn.Module):
     """Wide (sparse linear) + deep (embeddings -> [attention] -> MLP), outputs summed."""
 
-    def __init__(self, layout: Layout, spec: ModelSpec, sparse_wide: bool | None = None):
+    def __init__(self, layout: Layout, spec: ModelSpec, sparse_wide: bool | None = None, seed: int | None = None):
+        """``seed`` fixes the initial weights and the dropout masks (``reseed_dropout`` gives a
+        distributed rank its own masks); None (a model about to load saved weights) leaves
+        torch's generator as it is."""
         super().__init__()
+        with _INIT_LOCK:
+            if seed is not None:
+                torch.manual_seed(seed)
+            self._build(layout, spec, sparse_wide, seed or 0)
+
+    def reseed_dropout(self, seed: int) -> None:
+        self.dropout_random.reseed(seed)
+
+    def _build(self, layout: Layout, spec: ModelSpec, sparse_wide: bool | None, seed: int) -> None:
+        self.dropout_random = DropoutRandom(seed)
         self.use_wide = bool(spec.wide and layout.wide_dim)
         self.use_deep = bool(spec.deep and (layout.deep_fields or layout.numeric_inputs))
         self.bias = nn.Parameter(torch.zeros(1))
@@ -115,7 +165,7 @@ class WideDeep(nn.Module):
                 d = spec.attention_dim
                 self.field_proj = nn.ModuleList(nn.Linear(e.embedding_dim, d, bias=False) for e in self.embeddings)
                 self.num_vectors = nn.Parameter(torch.randn(n_num, d) * 0.05)
-                self.attention = FieldAttention(d, spec.attention_heads, spec.attention_layers, spec.dropout)
+                self.attention = FieldAttention(d, spec.attention_heads, spec.attention_layers, spec.dropout, self.dropout_random)
                 width = d * (len(self.embeddings) + n_num)
             else:
                 width = sum(layout.deep_embedding_dims) + n_num
@@ -123,8 +173,8 @@ class WideDeep(nn.Module):
             for units in spec.hidden_units:
                 layers.append(nn.Linear(width, units))
                 if spec.batch_norm:
-                    layers.append(nn.BatchNorm1d(units))
-                layers += [nn.ReLU(), FastDropout(spec.dropout)]
+                    layers.append(StableBatchNorm(units))
+                layers += [nn.ReLU(), FastDropout(spec.dropout, self.dropout_random)]
                 width = units
             layers.append(nn.Linear(width, 1))
             self.mlp = nn.Sequential(*layers)

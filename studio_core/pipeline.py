@@ -30,6 +30,7 @@ from .batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches, to_te
 from .distributed import Ranks
 from .encoders import Source
 from .errors import Cancelled, StudioError, TrainingDiverged
+from .evaluation import Scored, score_rows
 from .metrics import binary_metrics, default_monitor, regression_metrics
 from .model import WideDeep
 from .prepare import check_processes, fit_preprocessor, prepare
@@ -48,6 +49,7 @@ class Outcome:
     history: list[dict[str, Any]]
     model: WideDeep
     preprocessor: Preprocessor
+    test: Scored | None = None  # the test rows, scored once after training (the main process only)
 
 
 def resolve_device(name: str) -> str:
@@ -226,54 +228,61 @@ def train(
         check_processes(spec, ranks.world)
         device = distributed.start(ranks, device)
     split, streaming = prepare(spec, ws, ranks.world)
-    prep = Preprocessor.from_state(preprocessing) if preprocessing else fit_once(spec, split, ranks)
-    # block files only when streaming (no empty folder for in-memory training)
-    with tempfile.TemporaryDirectory(prefix="wdstudio-blocks-") if streaming else contextlib.nullcontext() as spill:
-        local_batch = math.ceil(t.batch_size / ranks.world)  # the global batch stays train.batch_size
-        folder = (lambda part: Path(spill, part)) if spill else (lambda part: None)
-        train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"), stop_event)
-        val_rows = rank_rows(prep, split.shard("val", ranks.rank, ranks.world), local_batch, t.seed, folder("val"), stop_event)
-        n_train, n_val, y_lo, y_hi = agree(train_rows, val_rows, ranks)
-        if n_train == 0:
-            raise StudioError("no training rows have a label; load labelled rows or lower data.validation_fraction")
-        if n_val == 0:
-            raise StudioError("no validation rows have a label; raise data.validation_fraction or fix data.split_column")
-        monitor = default_monitor(prep.task) if t.monitor == "auto" else t.monitor
-        if monitor == "auc" and not y_lo < y_hi:
-            monitor = "logloss"
-        torch.manual_seed(t.seed)
-        nccl = ranks.world > 1 and device.startswith("cuda")  # nccl has no sparse all-reduce
-        model = WideDeep(prep.layout(), spec.model, sparse_wide=True if t.wide_optimizer == "sparse_adam" else (False if nccl else None)).to(device)
-        if ranks.world > 1:
-            torch.manual_seed(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
-        optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
-        loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
-        net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
-        config = TrainerConfig(t.epochs, local_batch, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
-                               t.plateau_factor, monitor, device, t.mixed_precision, t.seed)
-        trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step, mean)
-        trainer.listeners.extend(listeners)
-        if stop_event is not None:
-            trainer.stop_event = stop_event
-        try:
-            result = trainer.fit(train_rows.batches, val_rows.batches)
-        except TrainingDiverged as exc:
-            suspects = extreme_columns(prep, train_rows.sample)
-            raise TrainingDiverged(f"{exc}{'; suspect column(s): ' + ', '.join(suspects) if suspects else ''}") from None
-    rows_per_s = result.rows_per_s if ranks.world <= 1 else distributed.all_reduce([result.rows_per_s])[0]
-    model.cpu()
-    metrics = {
-        "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
-        "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
-        "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
-        "split": "hash" if split.hashed else "permutation",
-        "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype is not None else None,
-        **{k: v for k, v in result.best_metrics.items() if k != "loss"},
-    }
-    if prep.notes_:
-        metrics["notes"] = list(prep.notes_)
-    run_dir = write_run(out_dir, spec, prep, model, result.history, metrics) if out_dir is not None and ranks.is_main else None
-    if run_dir is not None:
-        metrics["total_seconds"] = round(time.perf_counter() - started, 3)
-    return Outcome(run_dir, metrics, result.history, model, prep)
+    try:  # the split's copies of the rows go when training ends, whatever the outcome
+        prep = Preprocessor.from_state(preprocessing) if preprocessing else fit_once(spec, split, ranks)
+        # block files only when streaming (no empty folder for in-memory training)
+        with tempfile.TemporaryDirectory(prefix="wdstudio-blocks-") if streaming else contextlib.nullcontext() as spill:
+            local_batch = math.ceil(t.batch_size / ranks.world)  # the global batch stays train.batch_size
+            folder = (lambda part: Path(spill, part)) if spill else (lambda part: None)
+            train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"), stop_event)
+            val_rows = rank_rows(prep, split.shard("validation", ranks.rank, ranks.world), local_batch, t.seed, folder("val"), stop_event)
+            n_train, n_val, y_lo, y_hi = agree(train_rows, val_rows, ranks)
+            if n_train == 0:
+                raise StudioError("no training rows have a label; load labelled rows or lower data.validation_fraction and data.test_fraction")
+            if n_val == 0:
+                raise StudioError("no validation rows have a label; raise data.validation_fraction, or fix data.split / data.split_column")
+            monitor = default_monitor(prep.task) if t.monitor == "auto" else t.monitor
+            if monitor == "auc" and not y_lo < y_hi:
+                monitor = "logloss"
+            nccl = ranks.world > 1 and device.startswith("cuda")  # nccl has no sparse all-reduce
+            model = WideDeep(prep.layout(), spec.model, sparse_wide=True if t.wide_optimizer == "sparse_adam" else (False if nccl else None),
+                             seed=t.seed).to(device)
+            if ranks.world > 1:
+                model.reseed_dropout(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
+            optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
+            loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
+            net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
+            config = TrainerConfig(t.epochs, local_batch, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
+                                   t.plateau_factor, monitor, device, t.mixed_precision, t.seed)
+            trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step, mean)
+            trainer.listeners.extend(listeners)
+            if stop_event is not None:
+                trainer.stop_event = stop_event
+            try:
+                result = trainer.fit(train_rows.batches, val_rows.batches)
+            except TrainingDiverged as exc:
+                suspects = extreme_columns(prep, train_rows.sample)
+                raise TrainingDiverged(f"{exc}{'; suspect column(s): ' + ', '.join(suspects) if suspects else ''}") from None
+        rows_per_s = result.rows_per_s if ranks.world <= 1 else distributed.all_reduce([result.rows_per_s])[0]
+        model.cpu()
+        test = score_rows(model, prep, split.test, key=True, stop_event=stop_event) if ranks.is_main else None
+        metrics = {
+            "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
+            "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
+            "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
+            "split": split.record,
+            "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype is not None else None,
+            **{k: v for k, v in result.best_metrics.items() if k != "loss"},
+        }
+        if test is not None:  # scored once, after every decision was taken on the validation rows
+            metrics.update(n_test=len(test), test=test.metrics() if len(test) else {}, test_ci=test.intervals(seed=t.seed) if len(test) else {})
+        if prep.notes_:
+            metrics["notes"] = list(prep.notes_)
+        run_dir = (write_run(out_dir, spec, prep, model, result.history, metrics, test.table() if test is not None else None)
+                   if out_dir is not None and ranks.is_main else None)
+        if run_dir is not None:
+            metrics["total_seconds"] = round(time.perf_counter() - started, 3)
+        return Outcome(run_dir, metrics, result.history, model, prep, test)
+    finally:
+        split.drop()

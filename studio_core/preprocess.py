@@ -59,6 +59,8 @@ class Encoded:
     cat: np.ndarray  # int64 (n, n_deep_fields), per-field ids
     num: np.ndarray  # float32 (n, n_numeric_inputs)
     y: np.ndarray | None = None  # float32 (n,)
+    key: np.ndarray | None = None  # int64 (n,) the rows' ``__wd_row`` numbers, when asked for
+    label: np.ndarray | None = None  # float64 (n,) the label as read (0/1, or the value): batches of transform_batches only
 
     def __len__(self) -> int:
         return len(self.wide)
@@ -239,8 +241,9 @@ class Preprocessor:
                 + [f"cross:{i}" for i in range(len(f.crosses))])
 
     # ---- transform ------------------------------------------------------------------------
-    def select_sql(self, relation: str, with_label: bool, available: set[str] | None = None) -> str:
-        """The SELECT feeding ``transform``: one column per encoder input (NULL if absent)."""
+    def select_sql(self, relation: str, with_label: bool, available: set[str] | None = None, key: bool = False) -> str:
+        """The SELECT feeding ``transform``: one column per encoder input (NULL if absent), the
+        label, and with ``key`` the row number ``__wd_row`` of a split part."""
         cols = []
         for i, name in enumerate(self.input_columns()):
             present = available is None or name in available
@@ -250,6 +253,8 @@ class Preprocessor:
                 cols.append(f"{self._text(name) if present else 'CAST(NULL AS VARCHAR)'} AS t{i}")
         if with_label:
             cols.append(f"{self.label_expr()} AS y")
+        if key:
+            cols.append("__wd_row AS __key")
         where = f" WHERE {self.label_filter()}" if with_label else ""
         return f"SELECT {', '.join(cols) or '1 AS dummy'} FROM {relation}{where}"
 
@@ -263,21 +268,23 @@ class Preprocessor:
         return Encoded(*(np.concatenate([p[i] for p in parts]) if parts[0][i] is not None else None for i in range(4)))
 
     def transform_batches(self, source: Source, with_label: bool = True, available: set[str] | None = None,
-                          batch_rows: int = BATCH_ROWS) -> Iterator[Encoded]:
-        """Encode ``source`` one Arrow record batch at a time: memory stays at one batch."""
+                          batch_rows: int = BATCH_ROWS, key: bool = False) -> Iterator[Encoded]:
+        """Encode ``source`` one Arrow record batch at a time: memory stays at one batch.  With
+        ``key`` each batch carries its rows' ``__wd_row`` numbers."""
         keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self.input_columns())}
-        reader = source.con.sql(self.select_sql(source.relation, with_label, available)).to_arrow_reader(batch_rows)
+        reader = source.con.sql(self.select_sql(source.relation, with_label, available, key)).to_arrow_reader(batch_rows)
         for batch in reader:
-            yield Encoded(*self._encode_batch(batch, keys, with_label))
+            yield self._encode_batch(batch, keys, with_label, key)
 
-    def _encode_batch(self, batch: Any, keys: dict[str, str], with_label: bool) -> tuple:
+    def _encode_batch(self, batch: Any, keys: dict[str, str], with_label: bool, key: bool = False) -> Encoded:
         wide, cat, num = self.assemble(self.column_codes({name: batch.column(k) for name, k in keys.items()}, batch.num_rows))
-        y = None
+        y = label = None
         if with_label:
-            y = batch.column("y").to_numpy(zero_copy_only=False).astype(np.float32)
-            if self.task == "regression":
-                y = ((y - self.label_mean_) / self.label_std_).astype(np.float32)
-        return wide, cat, num, y
+            label = batch.column("y").to_numpy(zero_copy_only=False).astype(np.float64)
+            # centred in float64, then narrowed: a label near 1e9 keeps its digits
+            y = (label if self.task == "binary" else (label - self.label_mean_) / self.label_std_).astype(np.float32)
+        rows = batch.column("__key").to_numpy(zero_copy_only=False).astype(np.int64) if key else None
+        return Encoded(wide, cat, num, y, rows, label)
 
     def column_codes(self, col: dict[str, Any], n: int) -> ColumnCodes:
         """Stage 1 of encoding: everything that depends on one column at a time (ids, hash

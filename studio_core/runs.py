@@ -1,4 +1,6 @@
-"""A run is a directory: spec.json, preprocess.json, model.pt, history.jsonl, metrics.json.
+"""A run is a directory: spec.json, preprocess.json, model.pt, history.jsonl, metrics.json and
+test_predictions.parquet (row number, label and prediction of every test row, for paired
+comparisons of runs on the same rows).
 
 It is written into a temporary sibling directory and renamed into place, so a reader never sees
 half a run and a crash never leaves one.  Weights are a ``state_dict`` read back with
@@ -17,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
+from .batches import to_tensors
 from .encoders import Source
 from .errors import StudioError
+from .evaluation import Scored, predict_raw
 from .jsonsafe import json_safe
 from .model import WideDeep
 from .prepare import check_out_dir
@@ -28,11 +34,14 @@ from .preprocess import Preprocessor, missing_columns_warning
 from .spec import Spec
 from .workspace import Table, Workspace
 
-RUN_FILES = ("spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json")
+RUN_FILES = ("spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json")  # what every run has
+TEST_PREDICTIONS = "test_predictions.parquet"  # runs trained with a test part
 
 
-def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDeep, history: list[dict], metrics: dict) -> Path:
-    """Write the run atomically; an existing run at ``out_dir`` is replaced only once complete."""
+def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDeep, history: list[dict], metrics: dict,
+              test: pa.Table | None = None) -> Path:
+    """Write the run atomically; an existing run at ``out_dir`` is replaced only once complete.
+    ``test``: the test predictions (``Scored.table()``)."""
     out = Path(out_dir).resolve()
     check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +53,8 @@ def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDe
         torch.save(model.state_dict(), tmp / "model.pt")
         (tmp / "history.jsonl").write_text("".join(json.dumps(json_safe(h)) + "\n" for h in history), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2), encoding="utf-8")
+        if test is not None:
+            pq.write_table(test, tmp / TEST_PREDICTIONS)
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -68,21 +79,20 @@ class Run:
 
     def predict(self, table: Table) -> tuple[np.ndarray, list[str]]:
         """Predictions for every row of ``table`` in order, and warnings about its columns."""
-        from .pipeline import tensors
-
         warnings = missing_columns_warning(self.preprocessor, set(table.columns))
         enc = self.preprocessor.transform(Source(table.con, table.ref), with_label=False, available=set(table.columns))
-        raw = predict_raw(self.model, tensors(enc))
+        raw = predict_raw(self.model, tuple(to_tensors((enc.wide, enc.cat, enc.num))))
         return self.preprocessor.decode_label(raw), warnings
 
-
-def predict_raw(model: WideDeep, inputs: tuple[torch.Tensor, ...], batch: int = 65536) -> np.ndarray:
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for start in range(0, len(inputs[0]), batch):
-            outs.append(model(*(t[start : start + batch] for t in inputs)).float().numpy())
-    return np.concatenate(outs) if outs else np.zeros(0, np.float32)
+    def test_scores(self) -> Scored | None:
+        """The test rows' labels and predictions stored at training (None for a run without them)."""
+        path = self.path / TEST_PREDICTIONS
+        if not path.is_file():
+            return None
+        try:
+            return Scored.from_table(self.preprocessor.task, pq.read_table(path))
+        except Exception as exc:  # noqa: BLE001 - a damaged file: say so, keep the rest of the run usable
+            raise StudioError(f"{path}: the test predictions are damaged ({str(exc).splitlines()[0][:160]}); train the run again") from None
 
 
 def load_run(path: str | Path) -> Run:

@@ -27,6 +27,7 @@ WIDE_OPTIMIZERS = ("adagrad", "sparse_adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 MONITORS = ("auto", "auc", "logloss", "accuracy", "rmse", "mae", "r2", "loss")
 OUT_OF_CORE = ("auto", "always", "never")
+SPLITS = ("random", "time", "group", "column")
 
 
 @dataclass
@@ -39,8 +40,11 @@ class DataSpec:
     label: str = ""
     task: str = "binary"  # "binary" or "regression"
     positive_class: str = ""  # binary only: the label value (as text) that counts as 1
-    split_column: str = ""  # optional: rows whose value means validation go to validation
-    validation_fraction: float = 0.2
+    split: str = "random"  # "random" (stratified for classification), "time", "group" or "column" (see split.py)
+    split_column: str = ""  # time: the column ordering the rows; group: the group column; column: names each row's part
+    validation_fraction: float = 0.15  # rows that make every decision (early stopping, crosses, INT8, ...)
+    test_fraction: float = 0.15  # rows scored once after training, for the reported figures
+    max_test_rows: int = 200_000  # huge tables: the test part holds at most this many rows (0: no cap)
     split_seed: int = 42
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from .encoders import embedding_dim_for
 from .errors import StudioError
 from .spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
-from .split import Split, make_split, source_sql
+from .split import SPLIT_TABLE, Split, clear_split, make_split, source_sql
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
 from .workspace import Workspace
 
@@ -168,7 +168,18 @@ def _bucket_expr(split: Split, col: str) -> str:
 
 
 def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool = False) -> Suggestion:
-    """Suggest task, roles, encodings, embedding sizes and ranked crosses for ``data``."""
+    """Suggest task, roles, encodings, embedding sizes and ranked crosses for ``data``, judged on
+    its training and validation rows (never its test rows).  The spec always validates against
+    the data; a table with no usable feature column is a StudioError saying why."""
+    try:
+        return _suggest(ws, data, max_crosses, triples)
+    finally:  # leave the workspace as it was: no copies of the rows stay behind
+        for name in ("__wd_data_ltrain", "__wd_data_lval"):
+            ws.con.execute(f"DROP TABLE IF EXISTS {qi(name)}")
+        clear_split(ws.con, SPLIT_TABLE)
+
+
+def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> Suggestion:
     from .preprocess import number_expr, text_expr
 
     con = ws.con
@@ -194,6 +205,8 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
     candidates = [c for c in types if c != data.label and c != data.split_column]
     stats = _column_stats(con, train, candidates, types)
     roles: list[ColumnRole] = [ColumnRole(data.label, "label", "the label", len(values), 0.0)]
+    if data.split_column and data.split_column in types:
+        roles.append(ColumnRole(data.split_column, "ignored", f"used by the split (data.split = {data.split!r})", 0, 0.0))
     numeric: list[NumericFeature] = []
     categorical: list[CategoricalFeature] = []
     comp_expr: dict[str, str] = {}
@@ -264,6 +277,16 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
     crosses = [CrossCandidate(g, float(s), int(k), _unseen_share(con, split, [comp_expr[c] for c in g])) for s, g, k in scored[:20]]
     chosen = [c for c in crosses if c.score > MIN_CROSS_GAIN][:max_crosses]
     cross_specs = [CrossFeature(list(c.columns), "hash", int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(2 * c.cardinality)))))), 1) for c in chosen]
+    if not numeric and not categorical:
+        why = "; ".join(f"{r.name}: {r.reason}" for r in final_roles if r.role == "ignored")
+        raise StudioError(f"no column can be a feature for label {data.label!r} ({why or 'the table has only the label'}); "
+                          "add columns that describe the rows, or derive some with SQL")
+    if not any(c.wide for c in categorical) and not cross_specs:
+        # a table of numbers only: their quantile buckets make the wide (linear) part a step function of each
+        for f in numeric:
+            f.wide = True
+        final_roles = [ColumnRole(r.name, r.role, f"{r.reason}; its quantile buckets feed the wide part (no categorical column to do so)", r.distinct,
+                                  r.null_share, r.gain) if r.role == "numeric" else r for r in final_roles]
     spec = Spec(data=data, features=FeatureSpec(numeric, categorical, cross_specs))
     return Suggestion(spec, task_reason, final_roles, crosses)
 

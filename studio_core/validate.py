@@ -20,6 +20,7 @@ from .spec import (
     NUMERIC_TRANSFORMS,
     OUT_OF_CORE,
     SPEC_VERSION,
+    SPLITS,
     TASKS,
     WIDE_OPTIMIZERS,
     Spec,
@@ -53,7 +54,21 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
     _choice(p, "data.task", d.task, TASKS)
     if d.task == "binary" and not d.positive_class:
         p.append(Problem("data.positive_class", "no positive class chosen", "pick the label value that counts as 1"))
-    _number(p, "data.validation_fraction", d.validation_fraction, 0.0, 0.9, low_open=not d.split_column)
+    _choice(p, "data.split", d.split, SPLITS)
+    if d.split != "column":
+        _number(p, "data.validation_fraction", d.validation_fraction, 0.0, 0.9, low_open=True)
+        _number(p, "data.test_fraction", d.test_fraction, 0.0, 0.9)
+        if d.validation_fraction + d.test_fraction >= 0.95:
+            p.append(Problem("data.test_fraction", f"validation ({d.validation_fraction}) and test ({d.test_fraction}) leave almost no training rows",
+                             "keep validation_fraction + test_fraction below 0.95, e.g. 0.15 and 0.15"))
+    _number(p, "data.max_test_rows", d.max_test_rows, 0)
+    if d.split in ("time", "group", "column") and not d.split_column:
+        p.append(Problem("data.split_column", f"a {d.split!r} split needs a column", {
+            "time": "name the column that orders the rows (a date or time)", "group": "name the column whose values must stay together (e.g. a user id)",
+            "column": "name the column whose values say train, validation or test"}[d.split]))
+    if d.split == "random" and d.split_column:
+        p.append(Problem("data.split_column", f"{d.split_column!r} is set but data.split is 'random'",
+                         "set data.split to 'time', 'group' or 'column', or clear data.split_column"))
     if not d.table and not d.sql.strip():
         p.append(Problem("data.table", "no table chosen", "pick a loaded table or write data.sql"))
 
@@ -135,13 +150,13 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
     d, cols = spec.data, set(table.columns)
     hint = ", ".join(table.columns[:12]) + (" …" if len(table.columns) > 12 else "")
     try:
-        empty = not table.con.sql(f"SELECT 1 FROM {table.ref} LIMIT 1").fetchall()
+        empty = not table.guard(lambda: table.con.sql(f"SELECT 1 FROM {table.ref} LIMIT 1").fetchall())
     except duckdb.Error as exc:
         return p + [Problem("data", f"the rows cannot be read ({str(exc).splitlines()[0]})", "fix data.table or data.sql")]
     if empty:  # column types of an empty file are guesses: say what is really wrong, and only that
         return p + [Problem("data", "the table has no rows", "load a file with rows, or fix data.sql's WHERE")]
     reserved = [c for c in table.columns if c.lower().startswith(RESERVED_PREFIX)]
-    if reserved:  # the split adds __wd_row / __wd_hash / __wd_is_val beside the rows: a user's column would be shadowed
+    if reserved:  # the split adds __wd_row / __wd_hash / __wd_part beside the rows: a user's column would be shadowed
         names = ", ".join(repr(c) for c in reserved)
         p.append(Problem("data", f"column name(s) {names} start with {RESERVED_PREFIX!r}, which the studio keeps for its own columns",
                          f"rename them, e.g. data.sql: SELECT * EXCLUDE ({qi(reserved[0])}), {qi(reserved[0])} AS {qi(reserved[0].lstrip('_'))} FROM …"))
@@ -149,6 +164,13 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
         p.append(Problem("data.label", f"column {d.label!r} does not exist", f"choose one of: {hint}"))
     if d.split_column and d.split_column not in cols:
         p.append(Problem("data.split_column", f"column {d.split_column!r} does not exist", f"choose one of: {hint} or leave it empty"))
+    elif d.split == "column" and d.split_column:
+        from .split import check_split_column
+
+        bad = table.guard(lambda: check_split_column(table.con, table.ref, d.split_column))
+        if bad:
+            p.append(Problem("data.split_column", f"column {d.split_column!r} has value(s) {', '.join(bad)}",
+                             "make every value train, validation or test (any case), e.g. with CASE in data.sql"))
     for kind, feats in (("numeric", spec.features.numeric), ("categorical", spec.features.categorical)):
         for i, feat in enumerate(feats):
             if feat.name not in cols:
@@ -159,8 +181,8 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
         from .preprocess import text_expr
 
         try:
-            values = [r[0] for r in table.con.sql(
-                f"SELECT DISTINCT {text_expr(d.label, table.types[d.label])} FROM {table.ref} WHERE {qi(d.label)} IS NOT NULL LIMIT 3").fetchall()]
+            values = [r[0] for r in table.guard(lambda: table.con.sql(
+                f"SELECT DISTINCT {text_expr(d.label, table.types[d.label])} FROM {table.ref} WHERE {qi(d.label)} IS NOT NULL LIMIT 3").fetchall())]
         except duckdb.Error as exc:
             return p + [Problem("data", f"the rows cannot be read ({str(exc).splitlines()[0]})", "fix data.table or data.sql")]
         if len(values) < 2:

@@ -13,7 +13,7 @@ import codecs
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,13 +69,14 @@ class Table:
     columns: list[str] = field(default_factory=list)
     types: dict[str, str] = field(default_factory=dict)
     sql: str = ""  # set when the rows come from a query rather than a stored table
+    guard: Callable[[Callable[[], Any]], Any] = field(default=lambda work: work(), repr=False, compare=False)  # the workspace's query timeout
 
     @property
     def ref(self) -> str:
         return f"(\n{self.sql}\n)" if self.sql else qi(self.name)
 
     def n_rows(self) -> int:
-        return int(self.con.execute(f"SELECT count(*) FROM {self.ref}").fetchall()[0][0])
+        return int(self.guard(lambda: self.con.execute(f"SELECT count(*) FROM {self.ref}").fetchall()[0][0]))
 
     def is_numeric(self, column: str) -> bool:
         return is_numeric_type(self.types.get(column, ""))
@@ -306,7 +307,7 @@ class Workspace:
         if not info:
             known = ", ".join(self.tables()) or "none loaded"
             raise StudioError(f"table {name!r} does not exist; load it first (tables: {known})")
-        return Table(self.con, name, [c for c, _ in info], {c: t for c, t in info})
+        return Table(self.con, name, [c for c, _ in info], {c: t for c, t in info}, guard=self.timed)
 
     def source(self, table: str = "", sql: str = "") -> Table:
         """The rows a spec trains on: a stored table, or the result of a query."""
@@ -314,10 +315,10 @@ class Workspace:
             return self.table(table)
         sql = single_select(sql, "data.sql")
         try:
-            rel = self.con.sql(f"SELECT * FROM (\n{sql}\n) LIMIT 0")
+            rel = self.timed(lambda: self.con.sql(f"SELECT * FROM (\n{sql}\n) LIMIT 0"))
         except duckdb.Error as exc:
             raise StudioError(f"data.sql: {_one_line(exc)}; fix the query") from None
-        return Table(self.con, "query", list(rel.columns), {c: str(t) for c, t in zip(rel.columns, rel.types)}, sql)
+        return Table(self.con, "query", list(rel.columns), {c: str(t) for c, t in zip(rel.columns, rel.types)}, sql, guard=self.timed)
 
     def run_sql(self, sql: str, save_as: str | None = None, limit: int | None = None) -> Any:
         """Run one read-only statement; return a DataFrame (``limit`` rows at most) or a Table.
@@ -363,8 +364,9 @@ class Workspace:
 
         return self.guarded(run)
 
-    def guarded(self, work: Any) -> Any:
-        """Run ``work()`` with the query timeout, turning DuckDB errors into one-line StudioErrors."""
+    def timed(self, work: Callable[[], Any]) -> Any:
+        """Run ``work()`` (DuckDB calls on this connection) under the query timeout: past it the
+        query is interrupted and a StudioError says so; other DuckDB errors pass through."""
         timer = threading.Timer(self.query_timeout_s, self.con.interrupt) if self.query_timeout_s else None
         if timer is not None:
             timer.daemon = True
@@ -373,17 +375,24 @@ class Workspace:
             return work()
         except duckdb.InterruptException:
             raise StudioError(f"the query ran longer than {self.query_timeout_s:g} s and was stopped; add filters or a LIMIT") from None
-        except duckdb.Error as exc:
-            raise StudioError(f"SQL error: {_one_line(exc)}; fix the query") from None
         finally:
             if timer is not None:
                 timer.cancel()
 
+    def guarded(self, work: Callable[[], Any]) -> Any:
+        """``timed``, turning DuckDB errors into one-line StudioErrors."""
+        try:
+            return self.timed(work)
+        except duckdb.Error as exc:
+            raise StudioError(f"SQL error: {_one_line(exc)}; fix the query") from None
+
     # ---- profiles -------------------------------------------------------------------------
     def profile(self, name: str, top: int = 5) -> list[ColumnProfile]:
         """Per-column type, NULLs, distinct count, min/max/mean/std or top values (SQL only)."""
-        table = self.table(name)
-        rows = table.n_rows()
+        return self.guarded(lambda: self._profile(self.table(name), top))
+
+    def _profile(self, table: Table, top: int) -> list[ColumnProfile]:
+        rows = int(self.con.execute(f"SELECT count(*) FROM {table.ref}").fetchall()[0][0])
         distinct = "count(DISTINCT {c})" if rows <= EXACT_DISTINCT_MAX_ROWS else "approx_count_distinct({c})"
         out: list[ColumnProfile] = []
         for start in range(0, len(table.columns), 100):

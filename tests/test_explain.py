@@ -36,7 +36,7 @@ def test_shap_is_per_original_column_and_additive(trained):
     # the outputs are the run's own log-odds for those rows
     raw = split.con.sql(f"SELECT * FROM {sample_relation(split.val, 25, 0).relation}").df()
     ws2 = Workspace()
-    ws2.register_frame("rows", raw.drop(columns=["__wd_row", "__wd_is_val"]))
+    ws2.register_frame("rows", raw.drop(columns=["__wd_row"]))
     probs, _ = run.predict(ws2.table("rows"))
     np.testing.assert_allclose(1 / (1 + np.exp(-e.outputs)), probs, atol=1e-5)
     imp = e.importance()

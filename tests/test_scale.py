@@ -53,16 +53,16 @@ def test_rank_shards_are_disjoint_and_cover_each_part(tmp_path, splitter, world)
     ws = Workspace()
     ws.load(_with_ids(write_synthetic(tmp_path / "s.csv", n=3001)), "s")
     split = splitter(ws, DataSpec(table="s", label="target", validation_fraction=0.25))
-    for part, total in (("train", split.n_train), ("val", split.n_val)):
-        whole = set(_ids(ws, (split.train if part == "train" else split.val).relation))
+    for part, total in (("train", split.n_train), ("val", split.n_val), ("test", split.n_test)):
+        whole = set(_ids(ws, split.part(part).relation))
         shards = [_ids(ws, split.shard(part, k, world).relation) for k in range(world)]
         flat = [row for shard in shards for row in shard]
         assert len(flat) == len(set(flat)) == total  # disjoint, nothing repeated
         assert set(flat) == whole  # together they are the part
         spread = max(map(len, shards)) - min(map(len, shards))
         assert spread <= (1 if splitter is make_split else 0.2 * total / world), (part, [len(x) for x in shards])
-    assert split.n_train + split.n_val == 3001
-    assert abs(split.n_val / 3001 - 0.25) < 0.03
+    assert split.n_train + split.n_val + split.n_test == 3001
+    assert abs(split.n_val / 3001 - 0.25) < 0.03 and abs(split.n_test / 3001 - 0.15) < 0.03
 
 
 def test_stream_split_copies_no_table_and_a_query_splits_alike_whatever_order_it_returns_rows_in(tmp_path):
@@ -73,7 +73,7 @@ def test_stream_split_copies_no_table_and_a_query_splits_alike_whatever_order_it
     a = stream_split(ws, DataSpec(table="s", label="target", split_seed=3), columns=cols)
     val_a = sorted(_ids(ws, a.val.relation))
     kinds = {r[0] for r in ws.con.sql("SELECT view_name FROM duckdb_views() WHERE view_name LIKE '__wd_data%'").fetchall()}
-    assert kinds == {"__wd_data", "__wd_data_train", "__wd_data_val"}
+    assert kinds == {"__wd_data", "__wd_data_train", "__wd_data_val", "__wd_data_test"}
     assert not ws.con.sql("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '__wd_data%'").fetchall()  # a table is read in place
     c = stream_split(ws, DataSpec(table="s", label="target", split_seed=4), columns=cols)
     assert sorted(_ids(ws, c.val.relation)) != val_a
@@ -110,8 +110,8 @@ def test_stream_split_draws_each_row_even_when_rows_repeat_and_ignores_the_label
     ws.con.register("raw", pa.table({"device": device.astype(str), "country": country.astype(str), "pos": pos.astype(str), "y": y}))
     ws.con.execute("CREATE TABLE lc AS SELECT * FROM raw")
     data = DataSpec(sql="SELECT * FROM lc", label="y") if query else DataSpec(table="lc", label="y")
-    split = stream_split(ws, data, columns=["device", "country", "pos", "y"])
-    assert abs(split.n_val / n - 0.2) < 0.015
+    split = stream_split(ws, DataSpec(**{**data.__dict__, "validation_fraction": 0.2}), columns=["device", "country", "pos", "y"])
+    assert abs(split.n_val / n - 0.2) < 0.015 and abs(split.n_test / n - 0.15) < 0.015
     rate = {part: ws.con.sql(f"SELECT avg(y), count(DISTINCT (device, country, pos)) FROM {rel.relation}").fetchall()[0]
             for part, rel in (("train", split.train), ("val", split.val))}
     assert abs(rate["val"][0] - rate["train"][0]) < 0.02, rate
@@ -213,15 +213,17 @@ def test_out_of_core_training_matches_in_memory_quality(tmp_path):
     spec.train.out_of_core = "never"
     in_memory = train(spec, ws)
     assert streamed.metrics["out_of_core"] is True and in_memory.metrics["out_of_core"] is False
-    assert abs(streamed.metrics["n_train"] + streamed.metrics["n_val"] - 48842) == 0
+    assert streamed.metrics["n_train"] + streamed.metrics["n_val"] + streamed.metrics["n_test"] == 48842
     assert abs(streamed.metrics["auc"] - in_memory.metrics["auc"]) < 0.01
     assert streamed.metrics["auc"] > 0.9
     run = load_run(tmp_path / "streamed")  # an out-of-core run is an ordinary run
     preds, _ = run.predict(ws.table("adult"))
     assert len(preds) == 48842 and np.isfinite(preds).all()
     h = holdout(run, ws)  # Inspect's holdout is the hashed split the run trained with, not the in-memory one
-    assert run.metrics["split"] == "hash" and len(h.y) == streamed.metrics["n_val"]
-    assert abs(roc_auc_score(h.y, h.pred) - streamed.metrics["auc"]) < 1e-6
+    assert run.metrics["split"]["method"] == "hash" and len(h.y) == streamed.metrics["n_val"]
+    assert abs(roc_auc_score(h.y, h.prediction) - streamed.metrics["auc"]) < 1e-6
+    test = holdout(run, ws, "test")  # scored once at training, on rows of the same hashed split
+    assert len(test.y) == streamed.metrics["n_test"] > 5000 and abs(roc_auc_score(test.y, test.prediction) - streamed.metrics["test"]["auc"]) < 1e-9
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("wdstudio-blocks-*/train"))  # the block files are gone
 
 
@@ -320,8 +322,8 @@ def test_a_rank_without_validation_rows_and_a_parameter_without_gradient_still_t
     without numeric columns (its numeric vectors are an empty parameter that gets no gradient)."""
     data = _with_ids(write_synthetic(tmp_path / "d.csv", n=600))
     lines = data.read_text(encoding="utf-8").splitlines()
-    data.write_text("\n".join([lines[0] + ",part"] + [f"{line},{'val' if i == 0 else 'train'}" for i, line in enumerate(lines[1:])]) + "\n")
-    spec = Spec(data=DataSpec(table="t", label="target", positive_class="1", split_column="part"),
+    data.write_text("\n".join([lines[0] + ",part"] + [f"{line},{'validation' if i == 0 else 'test' if i < 50 else 'train'}" for i, line in enumerate(lines[1:])]) + "\n")
+    spec = Spec(data=DataSpec(table="t", label="target", positive_class="1", split="column", split_column="part"),
                 features=FeatureSpec(categorical=[CategoricalFeature("colour"), CategoricalFeature("size")]))
     spec.model.attention, spec.model.hidden_units = True, [8]
     spec.train.epochs, spec.train.batch_size, spec.train.out_of_core = 2, 64, "always"
@@ -381,7 +383,7 @@ def test_cli_nproc_2_trains_out_of_core_and_writes_one_run(tmp_path):
     assert "2 processes" in done.stdout and "Traceback" not in done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["out_of_core"] is True and metrics["auc"] > 0.8
-    assert metrics["n_train"] + metrics["n_val"] == 3000
+    assert metrics["n_train"] + metrics["n_val"] + metrics["n_test"] == 3000 and metrics["test"]["auc"] > 0.8
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run"]
 
     spec["train"]["wide_optimizer"] = "sparse_adam"  # refused before any rank starts

@@ -84,7 +84,7 @@ def test_column_rows_round_trip_and_numeric_embedding_edits_take_effect(small_sp
 
 
 def test_columns_named_like_the_studios_own_are_refused_with_a_working_rename(tmp_path, capsys):
-    """The split adds __wd_row / __wd_hash / __wd_is_val beside the rows: a user's column of that
+    """The split adds __wd_row / __wd_hash / __wd_part beside the rows: a user's column of that
     name was silently replaced by the row number (or used as the split flag)."""
     from studio_core.cli import main
     from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec

@@ -63,7 +63,8 @@ def test_save_load_gives_identical_predictions(small_spec, tmp_path):
     p2, _ = load_run(out.run_dir).predict(table)
     np.testing.assert_array_equal(p1, p2)
     assert len(p1) == table.n_rows() and ((p1 > 0) & (p1 < 1)).all()
-    assert sorted(f.name for f in out.run_dir.iterdir()) == sorted(["spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json"])
+    assert sorted(f.name for f in out.run_dir.iterdir()) == sorted(["spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json",
+                                                                    "test_predictions.parquet"])
     assert not list(tmp_path.glob(".run.tmp-*"))
 
 
@@ -136,14 +137,18 @@ def test_damaged_weights_file_gives_a_clear_error(small_spec, tmp_path):
         load_run(out.run_dir)
 
 
-def test_a_diverging_run_names_the_column_with_extreme_values(synthetic_csv, tmp_path):
+def test_a_diverging_run_names_the_column_with_extreme_values(tmp_path):
+    """Squared error with a learning rate of 10 grows without bound (a binary run's log-loss can
+    calm down when ReLUs die); the message names the column far from its mean."""
     import pandas as pd
+    from conftest import write_synthetic
 
-    frame = pd.read_csv(synthetic_csv)
-    frame.loc[7, "x2"] = 1e15  # one absurd value: ~35 standard deviations out after scaling
+    frame = pd.read_csv(write_synthetic(tmp_path / "r.csv", label="regression"))
+    frame.loc[7, "x2"] = 1e15  # one absurd value: ~30 standard deviations out after scaling
+    frame["part"] = ["validation" if i % 10 == 0 else "test" if i % 10 == 1 else "train" for i in range(len(frame))]  # row 7 trains
     ws = Workspace()
     ws.register_frame("spiky", frame)
-    spec = suggest(ws, DataSpec(table="spiky", label="target")).spec
+    spec = suggest(ws, DataSpec(table="spiky", label="target", split="column", split_column="part")).spec
     for n in spec.features.numeric:
         n.transform, n.embed, n.wide = "standardize", False, False
     spec.train.deep_optimizer, spec.train.deep_lr, spec.train.grad_clip, spec.train.warmup_steps = "sgd", 10.0, 0.0, 0
@@ -170,8 +175,8 @@ def test_inspect_holdout_scores_the_runs_own_validation_rows_batch_by_batch(tmp_
     run = load_run(out.run_dir)
     whole, pieces = holdout(run, ws), holdout(run, ws, batch_rows=97)
     assert len(whole.y) == out.metrics["n_val"] > 97
-    assert np.array_equal(whole.y, pieces.y) and np.allclose(whole.pred, pieces.pred, atol=1e-6)
+    assert np.array_equal(whole.y, pieces.y) and np.allclose(whole.prediction, pieces.prediction, atol=1e-6)
     if label == "binary":
-        assert abs(roc_auc_score(whole.y, whole.pred) - out.metrics["auc"]) < 1e-6
+        assert abs(roc_auc_score(whole.y, whole.prediction) - out.metrics["auc"]) < 1e-6
     else:
-        assert abs(mean_squared_error(whole.y, whole.pred) ** 0.5 - out.metrics["rmse"]) < 1e-4 * max(1.0, out.metrics["rmse"])
+        assert abs(mean_squared_error(whole.y, whole.prediction) ** 0.5 - out.metrics["rmse"]) < 1e-4 * max(1.0, out.metrics["rmse"])

@@ -3,8 +3,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from studio_core.errors import StudioError
-from studio_core.spec import DataSpec
-from studio_core.split import make_split
 from studio_core.workspace import Workspace
 
 
@@ -30,22 +28,6 @@ def test_profile_uses_sql_aggregates(synthetic_csv):
     assert prof["x1"].numeric and prof["x1"].min < 0 < prof["x1"].max and prof["x1"].std > 0.5
     assert prof["x2"].nulls == len([i for i in range(1200) if i % 17 == 0])
     assert prof["colour"].distinct == 4 and sum(n for _, n in prof["colour"].top_values) == 1200
-
-
-def test_split_is_deterministic_by_seed_and_honours_split_column(synthetic_csv, tmp_path):
-    ws = Workspace()
-    ws.load(synthetic_csv)
-
-    def val_rows(seed: int) -> list[int]:
-        split = make_split(ws, DataSpec(table="synthetic", label="target", split_seed=seed, validation_fraction=0.25))
-        assert split.n_val == 300 and split.n_train == 900
-        return [r[0] for r in ws.con.execute(f"SELECT __wd_row FROM {split.val.relation}").fetchall()]
-
-    assert val_rows(1) == val_rows(1) and val_rows(1) != val_rows(2)
-    ws.run_sql("SELECT *, CASE WHEN size = 'S' THEN 'test' ELSE 'train' END AS part FROM synthetic", save_as="parted")
-    split = make_split(ws, DataSpec(table="parted", label="target", split_column="part"))
-    sizes = ws.con.execute(f"SELECT DISTINCT size FROM {split.val.relation}").fetchall()
-    assert sizes == [("S",)]
 
 
 def test_unknown_table_names_what_exists(synthetic_csv):
