@@ -21,6 +21,7 @@ import streamlit as st
 
 from studio_core.errors import StudioError
 from studio_core.jobs import JobRegistry, JobSnapshot, configure_threads
+from studio_core.results import run_label
 from studio_core.runs import Run, load_run
 from studio_core.spec import Spec
 from studio_core.suggest import Suggestion
@@ -157,11 +158,7 @@ def pick_finished_run(s: StudioSession, key: str) -> tuple[JobSnapshot, Run]:
         st.info("Runs still training appear here when they finish." if s.job_ids else "Train a model on the Train page first.")
         st.stop()
 
-    def label(d: JobSnapshot) -> str:
-        metric = "auc" if d.metrics.get("task") == "binary" else "rmse"
-        return f"run {s.job_ids.index(d.id) + 1} · {metric.upper()} {d.metrics.get(metric, float('nan')):.4f}"
-
-    names = {d.id: label(d) for d in done}
+    names = {d.id: run_label(s.job_ids.index(d.id) + 1, d.status, d.metrics) for d in done}
     pick = st.selectbox("Run", list(names), index=len(names) - 1, format_func=names.get, key=key)
     snap = next(d for d in done if d.id == pick)
     try:

@@ -47,8 +47,10 @@ def column_chart(values: pd.DataFrame, name: str, numeric: bool) -> alt.Chart:
         x=alt.X("rows:Q"), y=alt.Y("value:N", sort="-x", title=name)).properties(height=160)
 
 
-def roc_chart(df: pd.DataFrame, auc: float) -> alt.Chart:
-    line = alt.Chart(df, title=f"ROC (AUC {auc:.4f})").mark_line().encode(x="false_positive_rate:Q", y="true_positive_rate:Q")
+def roc_chart(df: pd.DataFrame, auc: float | None) -> alt.Chart:
+    from .metrics import format_metric
+
+    line = alt.Chart(df, title=f"ROC (AUC {format_metric('auc', auc)})").mark_line().encode(x="false_positive_rate:Q", y="true_positive_rate:Q")
     diag = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(x="x", y="y")
     return line + diag
 
@@ -93,15 +95,17 @@ def importance_chart(df: pd.DataFrame, output_name: str) -> alt.Chart:
 
 def beeswarm_chart(long: pd.DataFrame, order: list[str], output_name: str) -> alt.Chart:
     """One dot per (row, column): SHAP value across, coloured by the value's percentile among
-    the explained rows (grey for text columns), jittered within the column's band."""
+    the explained rows (grey for text columns), jittered within the column's band.  Text columns
+    have no percentile: it is -1 here, since Vega-Lite drops a point whose colour field is null."""
+    long = long.assign(percentile=long.percentile.fillna(-1.0))
     return alt.Chart(long, title="Every explained row, column by column").mark_circle(size=28, opacity=0.75).encode(
         x=alt.X("shap:Q", title=f"SHAP ({output_name})"), y=alt.Y("feature:N", sort=order, title=None),
         yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[0, 1])),
-        color=alt.condition("isValid(datum.percentile)",  # text columns have no percentile: grey, not hidden
+        color=alt.condition("datum.percentile >= 0",  # text columns have no percentile: grey, not hidden
                             alt.Color("percentile:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[0, 1]), title="value percentile"),
                             alt.value("#8d99ae")),
         tooltip=["row", "feature", "value", alt.Tooltip("shap:Q", format="+.4f")],
-    ).transform_calculate(jitter="random()").properties(height=max(160, 28 * len(order)))
+    ).transform_calculate(jitter="random()").properties(height=alt.Step(26))  # a band per column, however many
 
 
 def waterfall_chart(df: pd.DataFrame, base: float, output: float, output_name: str, top: int = 12) -> alt.Chart:
@@ -127,4 +131,4 @@ def split_chart(wide: float, deep: float, bias: float) -> alt.Chart:
     return alt.Chart(df, title="Wide + deep + bias").mark_bar().encode(
         x=alt.X("logit:Q", title="contribution to the output"), y=alt.Y("part:N", sort=["wide", "deep", "bias"], title=None),
         color=alt.Color("part:N", legend=None, scale=alt.Scale(domain=["wide", "deep", "bias"], range=["#f4a261", "#264653", "#adb5bd"])),
-        tooltip=["part", alt.Tooltip("logit:Q", format="+.4f")]).properties(height=110)
+        tooltip=["part", alt.Tooltip("logit:Q", format="+.4f")])  # no fixed height: Streamlit squeezed a nominal axis into it

@@ -304,27 +304,10 @@ def _train_here(args: argparse.Namespace) -> int:
         return 0
     for note in outcome.metrics.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
+    from .results import result_line
+
     print(result_line(outcome.run_dir, outcome.metrics))
     return 0
-
-
-def result_line(run_dir: Any, m: dict[str, Any]) -> str:
-    """The last line of ``train``: where the run went, the test figures with their 95 % intervals
-    first (scored once, after training), then the validation figure that chose the epoch."""
-    from .metrics import METRIC_KEYS, format_metric, headline
-
-    task = m["task"]
-    main = headline(task)
-    stop = f"best epoch {m['best_epoch']} of {m['epochs_run']}" + (" (stopped early)" if m.get("stopped_early") else "")
-    if m.get("test"):
-        ci = m.get("test_ci", {})
-        test = ", ".join(f"{k} {format_metric(k, m['test'].get(k))}" + (f" [{ci[k][0]:.4f}, {ci[k][1]:.4f}]" if ci.get(k) else "")
-                         for k in METRIC_KEYS[task])
-        test = f"test ({m['n_test']:,} rows, 95% interval): {test}"
-    else:
-        test = "no test rows (data.test_fraction is 0 or the split column names none)"
-    return (f"run written to {run_dir}: {test}; validation {main} {format_metric(main, m.get(main))} ({stop}); "
-            f"{m['train_rows_per_s'] / 1000:.0f}k rows/s, {m['total_seconds']:.1f}s" + (f", {m['processes']} processes" if m["processes"] > 1 else ""))
 
 
 def _launch(args: argparse.Namespace) -> int:

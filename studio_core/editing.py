@@ -13,8 +13,10 @@ ROLES = ("numeric", "categorical", "ignored")
 
 
 def _numeric_dim(f: NumericFeature) -> int:
-    """A numeric column's bucket-embedding size: its own, or the rule's (buckets + missing)."""
-    return int(f.embedding_dim) or embedding_dim_for(f.buckets + 2)
+    """A numeric column's bucket-embedding size: its own, or the rule's for the ids a fitted
+    bucketizer gives a continuous column: ``buckets - 1`` boundaries make ``buckets`` buckets,
+    plus id 0 for missing (what ``Preprocessor.layout`` sizes the embedding from)."""
+    return int(f.embedding_dim) or embedding_dim_for(f.buckets + 1)
 
 
 def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> list[dict[str, Any]]:

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .int8 import BATCH_CHECK_ROWS
+from .metrics import METRIC_KEYS, format_metric
 from .onnx_run import PARITY_TOL
 from .preprocess import Preprocessor
+from .results import interval_text
 
 if TYPE_CHECKING:  # runs.py imports torch: only for type hints here
     from .runs import Run
@@ -32,8 +34,9 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
              "## Data", f"- Rows: {source}; files: {files}",
              f"- Task: {prep.task}" + (f", positive class `{prep.positive_class}` (prediction = its probability)" if prep.task == "binary"
                                         else f", prediction on the label's scale (training mean {prep.label_mean_:.4g}, std {prep.label_std_:.4g})"),
-             f"- Split: {m.get('n_train', 'n/a')} training / {m.get('n_val', 'n/a')} validation rows "
-             + (f"(split column `{d.split_column}`)" if d.split_column else f"(random {d.validation_fraction:.0%}, seed {d.split_seed})"), "",
+             f"- Split: {m.get('n_train', 'n/a')} training / {m.get('n_val', 'n/a')} validation / {m.get('n_test', 'n/a')} test rows "
+             + _split_text(m.get("split")), "",
+             *_test_lines(m, prep.task), "",
              "## Features"]
     for n in f.numeric:
         extra = [x for x, on in (("bucket embedding", n.embed), ("wide bucket", n.wide)) if on]
@@ -56,9 +59,9 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
               + (f" with {m['processes']} processes" if m.get("processes", 1) > 1 else "")
               + (", streamed out of core" if m.get("out_of_core") else "") + (f", autocast {m['amp']}" if m.get("amp") else ""),
               *[f"- Note: {note}" for note in prep.notes_], "",
-              "## Validation metrics (from training)"]
+              "## Validation metrics (these rows chose the best epoch and the learning-rate steps)"]
     keys = ["auc", "logloss", "accuracy"] if prep.task == "binary" else ["rmse", "mae", "r2"]
-    lines += [f"- {k}: {fmt(m.get(k))}" for k in keys if k in m]
+    lines += [f"- {k}: {format_metric(k, m.get(k))}" for k in keys if k in m]
     p = figures["parity"]
     lines += ["", "## ONNX export and parity",
               f"- Graphs: {', '.join(f'`{g}`' for g in figures['graphs'])}; score with `{figures['score_with']}`; opset {manifest['opset']}",
@@ -97,8 +100,30 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
               "- A text value equal to the sentinel U+0000 is read as missing by `raw.onnx`.",
               "- INT8 graphs trade small score changes (see above) for size, and their scores depend slightly on the other rows "
               "of the same call; use the float graphs when exact or reproducible scores matter.",
-              "- Validation figures are those of one random split; they are estimates, not guarantees."]
+              "- Test figures are estimates from one split, with their 95 % bootstrap intervals; they are not guarantees for other data."]
     return "\n".join(lines) + "\n"
+
+
+def _split_text(record: Any) -> str:
+    if not isinstance(record, dict):
+        return "(not recorded)"
+    kind = {"random": "random" + (", stratified by the label" if record.get("stratified") else ""),
+            "time": f"time-ordered by `{record.get('column')}` (validation and test are the latest rows)",
+            "group": f"grouped by `{record.get('column')}` (each value in one part)",
+            "column": f"named by column `{record.get('column')}`"}.get(record.get("kind"), str(record.get("kind")))
+    return f"({kind}; seed {record.get('seed')}; fingerprints {', '.join(f'{k} {v}' for k, v in record.get('fingerprints', {}).items())})"
+
+
+def _test_lines(m: dict[str, Any], task: str) -> list[str]:
+    """The card's lead figures: the test rows, scored once after training, with 95 % intervals."""
+    out = ["## Test metrics (held-out rows, scored once after training; no decision used them)"]
+    if not m.get("test"):
+        return out + ["- No test rows: the validation figures below are the only ones, and they are optimistic (they chose the epoch)."]
+    ci = m.get("test_ci", {})
+    for k in METRIC_KEYS[task]:
+        iv = interval_text(ci.get(k))
+        out.append(f"- {k}: {format_metric(k, m['test'].get(k))}" + (f" (95% bootstrap interval {iv})" if iv else ""))
+    return out + [f"- Test rows: {m.get('n_test', 0):,}"]
 
 
 def figures_text(figures: dict[str, Any]) -> str:

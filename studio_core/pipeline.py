@@ -237,10 +237,13 @@ def train(
             train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"), stop_event)
             val_rows = rank_rows(prep, split.shard("validation", ranks.rank, ranks.world), local_batch, t.seed, folder("val"), stop_event)
             n_train, n_val, y_lo, y_hi = agree(train_rows, val_rows, ranks)
+            counts = f"{sum(split.counts.values()):,} rows: {split.n_train:,} training, {split.n_val:,} validation, {split.n_test:,} test"
             if n_train == 0:
-                raise StudioError("no training rows have a label; load labelled rows or lower data.validation_fraction and data.test_fraction")
+                raise StudioError(f"no training rows have a label ({counts}); load more labelled rows, or lower data.validation_fraction "
+                                  "and data.test_fraction")
             if n_val == 0:
-                raise StudioError("no validation rows have a label; raise data.validation_fraction, or fix data.split / data.split_column")
+                raise StudioError(f"no validation rows have a label ({counts}); load more labelled rows, raise data.validation_fraction, "
+                                  "or fix data.split / data.split_column")
             monitor = default_monitor(prep.task) if t.monitor == "auto" else t.monitor
             if monitor == "auc" and not y_lo < y_hi:
                 monitor = "logloss"

@@ -188,6 +188,8 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
     if data.label not in types:
         raise StudioError(f"label column {data.label!r} does not exist; choose one of: {', '.join(list(types)[:20])}")
     label_numeric = is_numeric_type(types[data.label])
+    if not con.execute(f"SELECT 1 FROM {src} LIMIT 1").fetchall():
+        raise StudioError("the table has no rows; load a file with data rows under its header")
     values = _label_values(ws, src, data.label, types[data.label])
     task, positive, task_reason = choose_task(values, label_numeric, data.label)
     if data.task == "binary" and task == "binary" and data.positive_class in values:

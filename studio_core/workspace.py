@@ -224,7 +224,12 @@ class Workspace:
         encoding = _detect_encoding(path)
         args = f"{ql(str(path))}, encoding={ql(encoding)}, nullstr=[{', '.join(ql(m) for m in NULL_MARKERS)}]"
         try:
-            sniff = self.con.execute(f"SELECT Delimiter, SkipRows FROM sniff_csv({ql(str(path))}, encoding={ql(encoding)})").fetchall()[0]
+            sniff = self.con.execute(f"SELECT Delimiter, SkipRows, len(Columns) FROM sniff_csv({ql(str(path))}, encoding={ql(encoding)})").fetchall()[0]
+            first = re.sub(rb'"[^"]*"', b"", head.split(b"\n", 1)[0])  # the header outside quoted names
+            if sniff and sniff[2] == 1 and any(first.count(d) for d in (b",", b";", b"\t", b"|")):
+                # the header has delimiters, yet no delimiter fits every row: the rows disagree on their number of fields
+                raise StudioError(f"{path.name}: the rows do not all have the header's number of fields (ragged rows); "
+                                  "make every row have as many fields as the header")
             if sniff and sniff[1]:
                 raise StudioError(
                     f"{path.name}: the first {sniff[1]} line(s) do not have the same number of fields as the rest "

@@ -48,6 +48,35 @@ def suggest_income(at):
     at.button(key="suggest").click().run()
 
 
+def charts(at) -> list[dict]:
+    """Every Altair chart on the page: title, marks, encoded fields, and its data rows (the
+    layers' inline datasets), read from the Vega-Lite spec Streamlit sends to the browser."""
+    import json
+
+    out = []
+    for el in at.get("vega_lite_chart"):
+        spec = json.loads(el.proto.spec)
+        layers = spec.get("layer", [spec])
+        title = spec.get("title") or next((lay.get("title") for lay in layers if lay.get("title")), "")
+        title = title.get("text", "") if isinstance(title, dict) else title
+        marks = [lay["mark"]["type"] if isinstance(lay.get("mark"), dict) else lay.get("mark") for lay in layers]
+        fields = [{ch: e.get("field") for ch, e in lay.get("encoding", {}).items() if isinstance(e, dict)} for lay in layers]
+        datasets = {d.name: d.data for d in el.proto.datasets}
+        rows = []
+        for lay in ([spec] if "layer" in spec else []) + layers:
+            name = (lay.get("data") or {}).get("name")
+            if name in datasets:
+                rows.append(_arrow_rows(datasets[name]))
+        out.append({"title": title, "marks": marks, "fields": fields, "data": rows})
+    return out
+
+
+def _arrow_rows(data) -> list[dict]:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(data.data).read_all().to_pylist()
+
+
 def selected_job(at):
     """The session's selected training job, as the registry holds it."""
     from state import registry
@@ -60,7 +89,13 @@ def test_happy_path_sample_to_export(app):
     load_sample(at)
     assert "adult" in studio(at).ws.tables() and at.dataframe
     at.toggle(key="show_profile").set_value(True).run()
-    assert len(at.get("vega_lite_chart")) == 15 and not at.exception  # one small chart per column
+    profile = charts(at)  # one small chart per column, drawing that column's values
+    assert not at.exception and len(profile) == 15
+    for col, chart in zip(studio(at).ws.profile("adult"), profile):  # in column order
+        if col.numeric:  # a histogram of a sample of the column's values
+            assert chart["fields"][0]["x"] == col.name and len(chart["data"][0]) == 5000
+        else:  # its top values with their counts
+            assert [(r["value"], r["rows"]) for r in chart["data"][0]] == list(col.top_values)
     suggest_income(at)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert studio(at).spec.data.label == "income" and at.get("graphviz_chart")
@@ -70,18 +105,27 @@ def test_happy_path_sample_to_export(app):
     assert not at.error, [e.value for e in at.error]
     _wait_for_task(at, lambda: {0: selected_job(at)})
     assert not at.exception
-    assert at.success and "validation AUC" in at.success[0].value
-    assert len(at.get("vega_lite_chart")) >= 2
+    metrics = selected_job(at).snapshot().metrics
+    result = at.success[0].value  # the test figure leads, with its interval; validation comes after
+    assert result.startswith(f"Test AUC {metrics['test']['auc']:.4f} (95% interval {metrics['test_ci']['auc'][0]:.4f}–") and "validation AUC" in result
+    epochs = {c["title"]: c for c in charts(at)}
+    assert len(epochs["Loss per epoch"]["data"][0]) == 2 * metrics["epochs_run"]  # train and validation loss per epoch
+    assert [r["auc"] for r in epochs["Validation AUC"]["data"][0]] == [p.val["auc"] for p in selected_job(at).snapshot().epochs]
     at.switch_page("pages/inspect.py").run()
     assert not at.exception and not at.error
-    assert len(at.get("vega_lite_chart")) >= 4  # ROC, PR, calibration, weights
+    drawn = {c["title"].split(" (")[0]: c for c in charts(at)}
+    assert drawn["ROC"]["title"] == f"ROC (AUC {metrics['test']['auc']:.4f})" and len(drawn["ROC"]["data"][0]) > 50  # the test rows' curve
+    assert drawn["Precision-recall"]["marks"] == ["line"] and len(drawn["Precision-recall"]["data"][0]) > 50
+    assert sum(r["rows"] for r in drawn["Calibration"]["data"][0]) == metrics["n_test"]
+    assert len(drawn["Wide weights: what pushes the score up or down"]["data"][0]) == 30
+    assert [m.label for m in at.metric][:3] == ["test AUC", "test logloss", "test accuracy"]
     at.switch_page("pages/export.py").run()
-    assert not at.exception
+    assert not at.exception and "Download run (zip)" in [b.proto.label for b in at.get("download_button")]
     from studio_core.inspect import run_zip
 
     snap_dir = selected_job(at).snapshot().run_dir
     names = zipfile.ZipFile(io.BytesIO(run_zip(snap_dir))).namelist()
-    assert {n.split("/")[-1] for n in names} == {"spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json"}
+    assert {n.split("/")[-1] for n in names} == {"spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json", "test_predictions.parquet"}
 
 
 def test_bad_sql_shows_error_and_keeps_data(app):
@@ -104,6 +148,7 @@ def test_hostile_sql_in_the_query_box_is_refused_and_the_session_keeps_working(a
     at.text_area(key="sql_text").set_value("SELECT count(*) AS n FROM adult")
     at.button(key="run_sql").click().run()
     assert not at.error and studio(at).ws.tables() == ["adult"]
+    assert at.dataframe[-1].value["n"].tolist() == [48842]  # the session still answers, with the right figure
 
 
 def test_invalid_spec_edit_is_reported(app):
@@ -118,9 +163,10 @@ def test_invalid_spec_edit_is_reported(app):
 
 def test_pages_before_data_explain_what_to_do(app):
     at = app
-    for page in ("pages/features.py", "pages/train.py", "pages/inspect.py", "pages/explain.py", "pages/export.py"):
+    for page, hint in (("pages/features.py", "Data page"), ("pages/train.py", "Features page"), ("pages/inspect.py", "Train page"),
+                       ("pages/explain.py", "Train page"), ("pages/export.py", "Train page")):
         at.switch_page(page).run()
-        assert not at.exception and at.info, page
+        assert not at.exception and any(hint in i.value for i in at.info), (page, [i.value for i in at.info])
 
 
 def test_server_restart_reads_finished_runs_back(tmp_path, monkeypatch, small_spec):
@@ -136,7 +182,9 @@ def test_server_restart_reads_finished_runs_back(tmp_path, monkeypatch, small_sp
     at.run()
     at.switch_page("pages/export.py").run()
     assert not at.exception and [o.split(" · ")[0] for o in at.selectbox(key="export_run").options] == ["run 1"]
-    at.switch_page("pages/inspect.py").run()  # its data is gone with the old server: say what to do
+    at.switch_page("pages/inspect.py").run()  # the test rows' predictions are in the run: no data needed
+    assert not at.exception and not at.error and "ROC" in " ".join(c["title"] for c in charts(at))
+    at.radio(key="inspect_part").set_value("validation").run()  # re-scoring needs the data, gone with the old server
     assert not at.exception and at.error and "load table 'synthetic' first" in at.error[0].value
     other = AppTest.from_file(APP, default_timeout=120)
     other.run()
@@ -200,7 +248,16 @@ def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatc
     load_file(at, csv)
     at.switch_page("pages/inspect.py").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert len(at.get("vega_lite_chart")) >= 3  # scatter, residuals, wide weights
+    drawn = {c["title"]: c for c in charts(at)}
+    run = load_run_of(at)
+    scatter = drawn["Predicted vs actual"]
+    assert scatter["marks"] == ["circle"] and scatter["fields"][0] == {"x": "actual", "y": "predicted"}
+    stored = run.test_scores()
+    assert sorted(r["actual"] for r in scatter["data"][0]) == pytest.approx(sorted(stored.y))  # the test rows, on the label's scale
+    assert len(drawn["Residuals (predicted - actual)"]["data"][0]) == len(stored.y) == run.metrics["n_test"]
+    assert [m.label for m in at.metric][:3] == ["test rmse", "test mae", "test r2"]
+    at.radio(key="inspect_part").set_value("validation").run()  # the data is loaded: validation rows re-scored
+    assert not at.exception and len({c["title"]: c for c in charts(at)}["Residuals (predicted - actual)"]["data"][0]) == run.metrics["n_val"]
     st.cache_resource.clear()
 
 
@@ -217,6 +274,16 @@ def test_uploads_bad_file_shows_error_and_keeps_loaded_tables(app):
     assert at.error and "broken.csv" in at.error[0].value and "not a text CSV" in at.error[0].value
     assert {"adult", "shop_sales"} <= set(studio(at).ws.tables())
     assert set(studio(at).spool.glob("wd-upload-*")) == spools_before  # the spool folder is gone
+
+
+def load_run_of(at):
+    """The session's only finished run, loaded."""
+    import sys
+
+    from studio_core.runs import load_run
+
+    state = sys.modules["state"]
+    return load_run(state.registry().get(studio(at).job_ids[0], studio(at).owner).snapshot().run_dir)
 
 
 def _session_with_run(tmp_path, monkeypatch, ws_and_spec, token):
@@ -264,7 +331,15 @@ def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, 
     at.button(key="explain_start").click().run()
     _wait_for_explanation(at)
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert len(at.get("vega_lite_chart")) >= 4  # importance, beeswarm, waterfall, wide/deep split
+    drawn = {c["title"].split(" (")[0]: c for c in charts(at)}
+    importance = drawn["Which columns move the score"]["data"][0]
+    assert sorted(r["feature"] for r in importance) == ["colour", "size", "x1", "x2"] and all(r["mean_abs_shap"] > 0 for r in importance)
+    swarm = drawn["Every explained row, column by column"]["data"][0]
+    assert len(swarm) == 20 * 4 and {r["feature"] for r in swarm} == {"colour", "size", "x1", "x2"}
+    waterfall = next(c for t, c in drawn.items() if t.startswith("From the average"))
+    assert sorted(r["feature"] for r in waterfall["data"][0]) == ["colour", "size", "x1", "x2"]
+    parts = {r["part"]: r["logit"] for r in drawn["Wide + deep + bias"]["data"][0]}
+    assert set(parts) == {"wide", "deep", "bias"} and parts["wide"] != 0 and parts["deep"] != 0
     prob = at.metric[0]
     before = float(prob.value)
     row = at.selectbox(key="explain_row").value
@@ -464,9 +539,10 @@ def test_out_of_core_training_from_the_studio_notes_hashed_columns_and_inspects(
     _wait_for_task(at, lambda: {0: selected_job(at)})
     assert not at.exception and at.success, [e.value for e in at.error]
     metrics = selected_job(at).snapshot().metrics
-    assert metrics["out_of_core"] is True and metrics["split"] == "hash"
+    assert metrics["out_of_core"] is True and metrics["split"]["method"] == "hash"
     notes = [i.value for i in at.info]
     assert any("native_country" in n and "max_vocabulary" in n for n in notes), notes  # 41 countries > 20
     at.switch_page("pages/inspect.py").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert len(at.get("vega_lite_chart")) >= 4
+    drawn = {c["title"].split(" (")[0]: c for c in charts(at)}
+    assert {"ROC", "Precision-recall", "Calibration"} <= set(drawn) and sum(r["rows"] for r in drawn["Calibration"]["data"][0]) == metrics["n_test"]

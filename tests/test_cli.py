@@ -18,9 +18,15 @@ def test_train_predict_evaluate_end_to_end(capsys, adult_slice, tmp_path):
     run = tmp_path / "run"
     rc, out, err = run_cli(capsys, "train", "--data", adult_slice, "--label", "income", "--epochs", "2", "--out", run)
     assert rc == 0, err
-    assert "run written to" in out and "epoch 1/2" in err
+    assert "epoch 1/2" in err
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["task"] == "binary" and metrics["auc"] > 0.8
+    assert metrics["task"] == "binary" and metrics["auc"] > 0.8 and metrics["test"]["auc"] > 0.8
+    lo, hi = metrics["test_ci"]["auc"]
+    # the last line leads with the test figures and their intervals, then the validation figure
+    assert out.strip().splitlines()[-1].startswith(f"run written to {run}: test ({metrics['n_test']:,} rows, 95% interval): "
+                                                   f"auc {metrics['test']['auc']:.4f} [{lo:.4f}–{hi:.4f}], logloss ")
+    assert f"; validation auc {metrics['auc']:.4f} (best epoch {metrics['best_epoch']} of 2" in out
+    assert (run / "test_predictions.parquet").is_file() and metrics["split"]["counts"]["test"] == metrics["n_test"]
 
     # predict on rows without the label, in input order, one row per input row
     unlabelled = tmp_path / "new.csv"
@@ -47,7 +53,32 @@ def test_train_predict_evaluate_end_to_end(capsys, adult_slice, tmp_path):
     assert rev == [r["prediction"] for r in got][::-1]
 
     rc, out, err = run_cli(capsys, "evaluate", "--run", run, "--data", adult_slice)
-    assert rc == 0 and json.loads(out)["rows"] == 3000
+    assert rc == 0
+    figures = json.loads(out)
+    labels, scores = _labels_and_scores(capsys, run, adult_slice, tmp_path)
+    from sklearn.metrics import roc_auc_score
+
+    assert figures["rows"] == 3000 and figures["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-6) and figures["auc"] > 0.8
+    assert {"logloss", "accuracy"} <= set(figures)
+    # the run's own test rows, re-created from the file: the figure training reported
+    rc, out, err = run_cli(capsys, "evaluate", "--run", run, "--data", adult_slice, "--part", "test")
+    assert rc == 0, err
+    part = json.loads(out)
+    assert part["rows"] == metrics["n_test"] and part["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-9)
+    # other rows under the same name: refused, saying what changed
+    other = tmp_path / "other.csv"
+    other.write_text("\n".join(adult_slice.read_text().splitlines()[:2001]) + "\n")
+    rc, out, err = run_cli(capsys, "evaluate", "--run", run, "--data", other, "--part", "test")
+    assert rc == 2 and err.startswith("error: table 'adult_slice' no longer gives the rows") and len(err.strip().splitlines()) == 1
+
+
+def _labels_and_scores(capsys, run, data, tmp_path):
+    """The file's labels (1 = the run's positive class) and the run's predictions for it, via `predict`."""
+    rows = list(csv.DictReader(data.open()))
+    positive = json.loads((run / "spec.json").read_text())["data"]["positive_class"]
+    preds = tmp_path / "all_preds.csv"
+    assert run_cli(capsys, "predict", "--run", run, "--data", data, "--out", preds)[0] == 0
+    return [int(r["income"] == positive) for r in rows], [float(r["prediction"]) for r in csv.DictReader(preds.open())]
 
 
 def test_predict_warns_about_missing_columns(capsys, small_spec, tmp_path):
@@ -67,7 +98,9 @@ def test_suggest_and_profile(capsys, synthetic_csv, tmp_path):
     report = json.loads(out)
     assert report["task"] == "binary" and report["crosses"][0]["columns"] in (["colour", "size"], ["size", "colour"])
     rc, out, _ = run_cli(capsys, "train", "--data", synthetic_csv, "--spec", tmp_path / "s.json", "--epochs", "1", "--out", tmp_path / "r", "--quiet")
-    assert rc == 0
+    assert rc == 0 and (tmp_path / "r" / "metrics.json").is_file()
+    trained = json.loads((tmp_path / "r" / "spec.json").read_text())
+    assert trained["features"] == json.loads((tmp_path / "s.json").read_text())["features"]  # the given spec, not a new suggestion
     rc, out, _ = run_cli(capsys, "profile", "--data", synthetic_csv)
     prof = {c["name"]: c for c in json.loads(out)["synthetic"]}
     assert prof["x2"]["nulls"] > 0 and prof["colour"]["distinct"] == 4 and prof["x1"]["mean"] is not None
@@ -101,6 +134,9 @@ def test_query_runs_read_only_sql_over_the_given_files(capsys, synthetic_csv, tm
     rc, out, _ = run_cli(capsys, "query", "--data", synthetic_csv, "--sql", "CREATE VIEW big AS SELECT * FROM synthetic WHERE size = 'L'",
                          "--out", tmp_path / "big.csv")
     assert rc == 0 and (tmp_path / "big.csv").read_text().startswith("colour,size,x1,x2,target")
+    written = list(csv.DictReader((tmp_path / "big.csv").open()))
+    expected = sum(1 for r in csv.DictReader(synthetic_csv.open()) if r["size"] == "L")
+    assert len(written) == expected > 100 and {r["size"] for r in written} == {"L"}
 
 
 def test_query_goes_through_the_sandbox_and_the_gate(capsys, synthetic_csv, tmp_path):
@@ -217,10 +253,20 @@ def test_in_memory_training_makes_no_block_folder(tmp_path, small_spec, monkeypa
     from studio_core.pipeline import train
 
     ws, spec = small_spec
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = []
+    real = tempfile.TemporaryDirectory
+
+    def recording(*args, **kwargs):  # a TemporaryDirectory removes itself: record that one was made at all
+        made.append(kwargs.get("prefix", args[1] if len(args) > 1 else ""))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", recording)
     spec.train.epochs = 1
     assert train(spec, ws).metrics["out_of_core"] is False
-    assert not list(tmp_path.glob("wdstudio-blocks-*"))
+    assert not [p for p in made if str(p).startswith("wdstudio-blocks-")]
+    spec.train.out_of_core = "always"  # the recorder does see a streamed run's folder
+    train(spec, ws)
+    assert [p for p in made if str(p).startswith("wdstudio-blocks-")]
 
 
 @pytest.mark.parametrize("value", ["lots", "0", "1KB", "12 parsecs"])
@@ -235,6 +281,11 @@ def test_a_memory_setting_in_other_units_is_accepted(capsys, synthetic_csv, tmp_
     monkeypatch.setenv("WDSTUDIO_DUCKDB_MEMORY", "768MiB")
     rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", tmp_path / "o", "--quiet")
     assert rc == 0, err
+    from studio_core import cli
+
+    ws, _, _ = cli._load([str(synthetic_csv)], large=True)  # what training's workspace was given
+    limit = ws.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert limit.replace(" ", "") in ("768.0MiB", "768MiB"), limit
 
 
 def test_messages_name_the_real_problem(capsys, synthetic_csv, tmp_path):

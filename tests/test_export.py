@@ -220,8 +220,13 @@ def test_export_cli_prints_figures_and_refuses_bad_input(capsys, tmp_path):
     rc = main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "b.zip"), "--int8", "--data", str(data)])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert "model.onnx vs torch max abs diff" in out and "raw.onnx vs engine" in out and "size ratio" in out and "AUC change" in out
     assert "parity within 1e-05: yes" in out and err == ""
+    with zipfile.ZipFile(tmp_path / "b.zip") as z:  # the printed figures are the manifest's
+        manifest = json.loads(z.read("bundle.json"))
+    p, q = manifest["parity"], manifest["int8"]
+    assert f"model.onnx vs torch max abs diff {p['model_max_abs_diff']:.3g}" in out
+    assert f"raw.onnx vs engine: logit {p['raw_logit_max_abs_diff']:.3g}, prediction {p['raw_prediction_max_abs_diff']:.3g}" in out
+    assert f"size ratio {q['size_ratio']:.3f}, AUC change {q['auc_change']:+.5f}" in out and f"on {q['validation_rows']} validation rows" in out
     rc = main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "nodata.zip")])
     out, _ = capsys.readouterr()
     assert rc == 0 and "synthetic" in out
@@ -241,8 +246,16 @@ def test_bundle_json_is_plain_json(tmp_path):
     run_dir, _ = train_run(tmp_path, mixed_spec(features=FeatureSpec(numeric=[NumericFeature("amount")], categorical=[CategoricalFeature("city")])))
     export_bundle(run_dir, tmp_path / "b.zip")
     with zipfile.ZipFile(tmp_path / "b.zip") as z:
-        for name in ("bundle.json", "preprocess.json", "spec.json", "metrics.json"):
-            json.load(io.BytesIO(z.read(name)))
+        names = z.namelist()
+        assert {"bundle.json", "preprocess.json", "spec.json", "metrics.json", "model_card.md", "model.onnx"} <= set(names)
+        for name in names:  # each file is a graph, JSON or Markdown: nothing else can hide in a bundle
+            blob = z.read(name)
+            if name.endswith(".onnx"):
+                onnx.load_from_string(blob)
+            elif name.endswith(".json"):
+                json.load(io.BytesIO(blob))
+            else:
+                assert name.endswith(".md") and blob.decode("utf-8").startswith("# Model card"), name
 
 
 def _small_run(tmp_path: Path):

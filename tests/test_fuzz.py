@@ -42,7 +42,7 @@ def _load(data: bytes, suffix: str = ".csv") -> None:
         except StudioError as exc:
             assert str(exc) and "\n" not in str(exc).strip()
             return
-        assert res.rows >= 0 and res.columns >= 1
+        assert res.rows == ws.con.execute(f'SELECT count(*) FROM "{res.table}"').fetchall()[0][0] and res.columns == len(ws.table(res.table).columns) >= 1
         ws.profile(res.table)  # a loaded table can always be profiled
 
 

@@ -50,15 +50,19 @@ if s.spec is None:
 
 spec = s.spec
 st.caption(f"Task: **{spec.data.task}**" + (f" · {s.suggestion.task_reason}" if s.suggestion else ""))
+try:  # the spec's rows: a table, or its data.sql
+    src = s.ws.source(spec.data.table, spec.data.sql)
+except StudioError as exc:
+    st.error(f"The spec's rows cannot be read: {exc}")
+    st.stop()
 if spec.data.task == "binary":
-    src = s.ws.table(spec.data.table)
     label_sql = text_expr(spec.data.label, src.types[spec.data.label])
     values = s.ws.run_sql(f"SELECT DISTINCT {label_sql} AS v FROM {src.ref} WHERE {qi(spec.data.label)} IS NOT NULL ORDER BY 1 LIMIT 20")["v"].tolist()
     if spec.data.positive_class in values:
         spec.data.positive_class = st.selectbox("Positive class", values, index=values.index(spec.data.positive_class), key="positive")
 
 reasons = {r.name: r.reason for r in s.suggestion.roles} if s.suggestion else {}
-rows = pd.DataFrame(feature_rows(spec, s.ws.table(spec.data.table).columns, reasons))
+rows = pd.DataFrame(feature_rows(spec, src.columns, reasons))
 edited = st.data_editor(rows, hide_index=True, key="columns_editor", disabled=["column", "reason"], column_config={
     "role": st.column_config.SelectboxColumn(options=list(ROLES), required=True),
     "encoding": st.column_config.SelectboxColumn(options=["vocab", "hash", "standardize", "bucketize"]),
@@ -84,7 +88,7 @@ st.write("In the spec: " + (", ".join(" x ".join(x.columns) for x in spec.featur
 if spec.features.crosses and st.button("Remove all crosses", key="clear_crosses"):
     spec.features.crosses = []
 
-problems = validate(spec, s.ws.table(spec.data.table))
+problems = validate(spec, src)
 for p in problems:
     st.error(str(p))
 

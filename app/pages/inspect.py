@@ -1,37 +1,58 @@
-"""Inspect: metrics, curves and the wide weights of a finished run."""
+"""Inspect: test and validation figures, curves on the held-out rows, and the wide weights of a finished run."""
 
 import streamlit as st
 from state import pick_finished_run, session
 
 from studio_core import charts
 from studio_core.errors import StudioError
-from studio_core.inspect import calibration_frame, confusion, holdout, pr_frame, roc_frame, wide_weights
+from studio_core.inspect import calibration_frame, confusion, holdout, pr_frame, roc_frame, two_classes, wide_weights
+from studio_core.metrics import METRIC_KEYS, UNDEFINED, format_metric
+from studio_core.results import interval_text
 
 s = session()
 st.title("Inspect")
 snap, run = pick_finished_run(s, "inspect_run")
 m = run.metrics
-keys = ["auc", "logloss", "accuracy"] if m["task"] == "binary" else ["rmse", "mae", "r2"]
-for col, k in zip(st.columns(len(keys) + 2), keys + ["best_epoch", "train_rows_per_s"]):
-    col.metric(k.replace("_", " "), f"{m[k]:.4f}" if isinstance(m[k], float) and k != "train_rows_per_s" else f"{m[k]:,.0f}")
+keys = METRIC_KEYS[m["task"]]
+test, ci = m.get("test") or {}, m.get("test_ci") or {}
+if test:
+    st.caption(f"Test: {m.get('n_test', 0):,} rows scored once, after training; nothing was decided on them. The interval is a 95 % bootstrap interval.")
+    for col, k in zip(st.columns(len(keys)), keys):
+        col.metric(f"test {k.upper() if k == 'auc' else k}", format_metric(k, test.get(k)))
+        if interval_text(ci.get(k)):
+            col.caption(f"95% interval {interval_text(ci.get(k))}")
+else:
+    st.info("This run has no test rows: the figures below are validation figures, which also chose the best epoch.")
+c = st.columns(len(keys) + 2)
+for col, k in zip(c, keys):
+    col.metric(f"validation {k.upper() if k == 'auc' else k}", format_metric(k, m.get(k)))
+c[-2].metric("best epoch", f"{m['best_epoch']} of {m['epochs_run']}")
+c[-1].metric("rows per second", f"{m['train_rows_per_s']:,.0f}")
 
+parts = (["test"] if test else []) + ["validation"]
+part = st.radio("Curves on", parts, horizontal=True, key="inspect_part",
+                format_func={"test": "test rows (stored at training)", "validation": "validation rows (re-scored from the loaded data)"}.get)
 try:
-    h = holdout(run, s.ws)
+    h = holdout(run, s.ws, part)
 except StudioError as exc:
     st.error(str(exc))
-    st.stop()
-if h.task == "binary":
+    h = None
+if h is not None and h.task == "binary":
     c1, c2, c3 = st.columns(3)
-    c1.altair_chart(charts.roc_chart(roc_frame(h), m["auc"]), width="stretch")
-    c2.altair_chart(charts.pr_chart(pr_frame(h)), width="stretch")
+    if two_classes(h):
+        auc = float(test.get("auc")) if part == "test" and test.get("auc") is not None else m.get("auc")
+        c1.altair_chart(charts.roc_chart(roc_frame(h), auc), width="stretch")
+        c2.altair_chart(charts.pr_chart(pr_frame(h)), width="stretch")
+    else:
+        c1.info(f"ROC and precision-recall: {UNDEFINED['auc']}: the {part} rows hold only one class.")
     c3.altair_chart(charts.calibration_chart(calibration_frame(h)), width="stretch")
     threshold = st.slider("Threshold", 0.0, 1.0, 0.5, 0.01, key="threshold")
     cm = confusion(h, threshold)
     st.table({"predicted positive": [cm["tp"], cm["fp"]], "predicted negative": [cm["fn"], cm["tn"]]} | {"": ["actual positive", "actual negative"]})
-else:
+elif h is not None:
     c1, c2 = st.columns(2)
-    c1.altair_chart(charts.scatter_chart(h.y, h.pred), width="stretch")
-    c2.altair_chart(charts.residual_chart(h.y, h.pred), width="stretch")
+    c1.altair_chart(charts.scatter_chart(h.y, h.prediction), width="stretch")
+    c2.altair_chart(charts.residual_chart(h.y, h.prediction), width="stretch")
 
 st.subheader("Wide weights")
 weights = wide_weights(run)

@@ -6,8 +6,11 @@ import streamlit as st
 from state import registry, session
 
 from studio_core.charts import loss_chart, metric_chart, step_chart
+from studio_core.errors import StudioError
+from studio_core.metrics import headline
 from studio_core.pipeline import resolve_device
-from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, WIDE_OPTIMIZERS
+from studio_core.results import result_summary, run_label
+from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, SPLITS, WIDE_OPTIMIZERS
 from studio_core.validate import validate
 
 s = session()
@@ -17,8 +20,24 @@ if s.spec is None:
     st.stop()
 
 spec = copy.deepcopy(s.spec)
-t, m = spec.train, spec.model
+t, m, d = spec.train, spec.model, spec.data
+try:
+    columns = s.ws.source(d.table, d.sql).columns
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
 with st.form("train_form"):
+    st.markdown("**Rows** · training fits the model, validation makes every decision (best epoch, learning rate), "
+                "test is scored once at the end and gives the reported figures")
+    r1, r2, r3, r4 = st.columns(4)
+    split_help = {"random": "random (stratified by the label)", "time": "time-ordered: latest rows are validation, then test",
+                  "group": "grouped: each value of a column on one side", "column": "a column says train / validation / test"}
+    d.split = r1.selectbox("Split", SPLITS, SPLITS.index(d.split), format_func=split_help.get, key="split_kind")
+    choices = [""] + [c for c in columns if c != d.label]
+    d.split_column = r2.selectbox("Split column", choices, choices.index(d.split_column) if d.split_column in choices else 0, key="split_column",
+                                  help="time: the column that orders the rows; group: the column whose values stay together; column: train/validation/test")
+    d.validation_fraction = r3.number_input("Validation share", 0.01, 0.9, float(d.validation_fraction), 0.05, key="validation_fraction")
+    d.test_fraction = r4.number_input("Test share", 0.0, 0.9, float(d.test_fraction), 0.05, key="test_fraction")
     c1, c2, c3 = st.columns(3)
     t.epochs = c1.number_input("Epochs", 1, 1000, t.epochs, key="epochs")
     t.batch_size = c2.number_input("Batch size", 1, 1 << 20, t.batch_size, key="batch_size")
@@ -65,7 +84,7 @@ if start:
 jobs = [j for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
 if not jobs:
     st.stop()
-labels = {j.id: f"run {n + 1} · {j.snapshot().status}" for n, j in enumerate(jobs)}
+labels = {j.id: run_label(n + 1, j.snapshot().status, j.snapshot().metrics) for n, j in enumerate(jobs)}
 s.selected_job = st.radio("Runs", list(labels), index=list(labels).index(s.selected_job) if s.selected_job in labels else len(labels) - 1,
                           format_func=labels.get, horizontal=True, key="run_pick")
 job = registry().get(s.selected_job, s.owner)
@@ -96,17 +115,14 @@ def live() -> None:
     elif snap.status == "cancelled":
         st.warning("Training was cancelled.")
     else:
-        m = snap.metrics
-        main = "auc" if m.get("task") == "binary" else "rmse"
-        st.success(f"Done on {m.get('device')}: best epoch {m.get('best_epoch')}, validation {main.upper()} {m.get(main, float('nan')):.4f}, "
-                   f"{m.get('train_rows_per_s', 0):,.0f} rows/s")
-        for note in m.get("notes", []):
+        st.success(result_summary(snap.metrics))
+        for note in snap.metrics.get("notes", []):
             st.info(note)
     c1, c2 = st.columns(2)
     if snap.epochs:
         c1.altair_chart(loss_chart(snap.epochs), width="stretch")
-        metric = "auc" if "auc" in snap.epochs[0].val else "rmse"
-        c2.altair_chart(metric_chart(snap.epochs, metric), width="stretch")
+        metric = headline(job.spec.data.task)
+        c2.altair_chart(metric_chart(snap.epochs, metric if metric in snap.epochs[0].val else "loss"), width="stretch")
     if snap.steps:
         st.altair_chart(step_chart(snap.steps), width="stretch")
     if not snap.active and (was_active or s.polling == job.id):  # finished while we watched: one full rerun stops polling

@@ -53,6 +53,20 @@ def server(tmp_path):
     proc.wait(10)
 
 
+def colour_pixels(locator, hex_colour: str, tolerance: int = 24) -> int:
+    """How many pixels of the element's screenshot are near ``hex_colour``: a drawn chart's
+    marks, not just its frame (an empty chart has axes and labels only)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    locator.scroll_into_view_if_needed()
+    image = np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB")).astype(int)
+    target = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(image - target).max(axis=2) <= tolerance).sum())
+
+
 def no_exception(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
 
@@ -82,7 +96,7 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         epochs.fill("2")
         epochs.press("Tab")
         page.get_by_role("button", name="Start training").click()
-        expect(page.get_by_text(re.compile(r"^Done on .* validation AUC"))).to_be_visible(timeout=180_000)
+        expect(page.get_by_text(re.compile(r"^Test AUC 0\.\d{4} \(95% interval .* validation AUC"))).to_be_visible(timeout=180_000)
         expect(page.locator(".vega-embed").first).to_be_visible(timeout=30_000)
         assert page.locator(".vega-embed").count() >= 2
         no_exception(page)
@@ -101,7 +115,13 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         expect(page.get_by_text("One row: its score, wide vs deep, and what if")).to_be_visible(timeout=120_000)
         expect(page.get_by_text(re.compile(r"40 rows explained"))).to_be_visible(timeout=30_000)
         page.wait_for_timeout(1500)
-        assert page.locator(".vega-embed").count() >= 4  # importance, beeswarm, waterfall, wide/deep split
+        embeds = page.locator(".vega-embed")
+        assert embeds.count() == 4  # importance, beeswarm, waterfall, wide/deep split
+        assert colour_pixels(embeds.nth(0), "#457b9d") > 2000  # importance bars
+        assert colour_pixels(embeds.nth(1), "#8d99ae", 12) > 1200  # the beeswarm's grey dots: text columns are drawn too
+        assert colour_pixels(embeds.nth(2), "#2a9d8f") + colour_pixels(embeds.nth(2), "#e63946") > 500  # waterfall bars
+        for colour in ("#f4a261", "#264653", "#adb5bd"):  # wide, deep and bias bars all drawn
+            assert colour_pixels(embeds.nth(3), colour, 12) > 200, colour
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "5-explain.png"), full_page=True)
 
