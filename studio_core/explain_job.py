@@ -35,17 +35,20 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
 
         report(0, rows, "preparing rows")
         try:
-            split = split_for(ws, run.spec, run.metrics)
-        except SplitMismatch:
-            raise
-        except StudioError as exc:
-            raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
-        try:
-            picked = sample_relation(split.val, rows, seed)
-            codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
-            result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
+            try:
+                split = split_for(ws, run.spec, run.metrics)
+            except SplitMismatch:
+                raise
+            except StudioError as exc:
+                raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
+            try:
+                picked = sample_relation(split.val, rows, seed)
+                codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
+                result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
+            finally:
+                split.drop()  # the rows' copies go; the task's result keeps what it needs
         finally:
-            split.drop()  # the rows' copies go; the task's result keeps what it needs
+            ws.con.close()  # and so does the task's cursor
         return ExplainResult(result, codes_b)
 
     return Task("explain", work, slots).start()

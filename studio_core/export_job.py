@@ -38,7 +38,11 @@ def export_task(run: Run, ws: Workspace | None, int8: bool, slots: Slots | None 
         report(0, 1, "exporting and checking against onnxruntime")
         with tempfile.TemporaryDirectory(prefix="wd-export-") as tmp:
             path = Path(tmp) / "bundle.zip"
-            figures = export_bundle(run, path, ws, None, int8=int8)
+            try:
+                figures = export_bundle(run, path, ws, None, int8=int8)
+            finally:
+                if ws is not None:
+                    ws.con.close()  # the task's cursor on the session's database
             if stop.is_set():
                 raise Cancelled()
             data = path.read_bytes()

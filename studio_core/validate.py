@@ -10,7 +10,7 @@ import math
 
 import duckdb
 
-from .errors import Problem
+from .errors import Problem, StudioError
 from .spec import (
     CATEGORICAL_ENCODINGS,
     CROSS_ENCODINGS,
@@ -151,7 +151,7 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
     hint = ", ".join(table.columns[:12]) + (" …" if len(table.columns) > 12 else "")
     try:
         empty = not table.guard(lambda: table.con.sql(f"SELECT 1 FROM {table.ref} LIMIT 1").fetchall())
-    except duckdb.Error as exc:
+    except (duckdb.Error, StudioError) as exc:  # StudioError: past the query timeout
         return p + [Problem("data", f"the rows cannot be read ({str(exc).splitlines()[0]})", "fix data.table or data.sql")]
     if empty:  # column types of an empty file are guesses: say what is really wrong, and only that
         return p + [Problem("data", "the table has no rows", "load a file with rows, or fix data.sql's WHERE")]
@@ -167,7 +167,10 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
     elif d.split == "column" and d.split_column:
         from .split import check_split_column
 
-        bad = table.guard(lambda: check_split_column(table.con, table.ref, d.split_column))
+        try:
+            bad = table.guard(lambda: check_split_column(table.con, table.ref, d.split_column))
+        except (duckdb.Error, StudioError) as exc:
+            return p + [Problem("data", f"the rows cannot be read ({str(exc).splitlines()[0]})", "fix data.table or data.sql")]
         if bad:
             p.append(Problem("data.split_column", f"column {d.split_column!r} has value(s) {', '.join(bad)}",
                              "make every value train, validation or test (any case), e.g. with CASE in data.sql"))
@@ -183,7 +186,7 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
         try:
             values = [r[0] for r in table.guard(lambda: table.con.sql(
                 f"SELECT DISTINCT {text_expr(d.label, table.types[d.label])} FROM {table.ref} WHERE {qi(d.label)} IS NOT NULL LIMIT 3").fetchall())]
-        except duckdb.Error as exc:
+        except (duckdb.Error, StudioError) as exc:
             return p + [Problem("data", f"the rows cannot be read ({str(exc).splitlines()[0]})", "fix data.table or data.sql")]
         if len(values) < 2:
             p.append(Problem("data.label", f"label {d.label!r} has {len(values)} distinct value(s)", "a model needs at least two: pick another label or load more rows"))

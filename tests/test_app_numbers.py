@@ -106,3 +106,32 @@ def test_two_tabs_on_one_token_each_get_their_own_query_results(app):
         t.join(60)
     assert not errors and not wrong, (errors[:3], wrong[:3])
     assert Path(shared.spool).is_dir() and shared.ws.tables() == ["adult"]
+
+
+def test_a_slow_view_is_stopped_by_the_query_timeout_on_every_page(tmp_path, monkeypatch):
+    """The page's own queries (row counts, previews, profiles, validation, label values) go
+    through the session's query timeout: a view that would scan for minutes cannot hang them."""
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(APP).parent))
+    import state
+
+    monkeypatch.setattr(state, "QUERY_TIMEOUT_S", 1.0)
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    load_sample(at)
+    studio(at).ws.run_sql("CREATE VIEW slow AS SELECT sum(range) AS s, 1 AS target FROM range(10000000000)")
+    at.run()
+    started = time.time()
+    at.selectbox(key="data_table").set_value("slow")
+    at.toggle(key="show_profile").set_value(True).run()
+    assert not at.exception and any("slow" in w.value and "query timeout" in w.value for w in at.warning)
+    assert any("longer than 1 s" in e.value for e in at.error)
+    studio(at).spec = Spec(data=DataSpec(table="slow", label="target", positive_class="1"), features=FeatureSpec([NumericFeature("s")]))
+    at.switch_page("pages/features.py").run()
+    assert not at.exception and any("longer than 1 s" in e.value for e in at.error)
+    assert time.time() - started < 30
+    st.cache_resource.clear()

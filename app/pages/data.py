@@ -42,15 +42,36 @@ if not tables:
     st.info("No tables yet: upload a file or load a sample.")
     st.stop()
 
+def rows_of(name: str) -> int | None:
+    """A table's row count, or None when counting it takes longer than the query timeout."""
+    try:
+        return s.ws.table(name).n_rows()
+    except StudioError:
+        return None
+
+
 st.subheader("Tables")
-st.dataframe([{"table": t, "rows": s.ws.table(t).n_rows(), "columns": len(s.ws.table(t).columns)} for t in tables], hide_index=True)
+listed = [{"table": t, "rows": rows_of(t), "columns": len(s.ws.table(t).columns)} for t in tables]
+st.dataframe(listed, hide_index=True)
+slow = [t["table"] for t in listed if t["rows"] is None]
+if slow:
+    st.warning(f"Counting the rows of {', '.join(slow)} took longer than the query timeout and was stopped; "
+               "a view that is this slow will be slow to train on too.")
 table = st.selectbox("Table", tables, index=tables.index(s.table) if s.table in tables else 0, key="data_table")
 s.table = table
 st.caption("First 50 rows")
-st.dataframe(s.ws.run_sql(f"SELECT * FROM {qi(table)}", limit=50), hide_index=True)
+try:
+    st.dataframe(s.ws.run_sql(f"SELECT * FROM {qi(table)}", limit=50), hide_index=True)
+except StudioError as exc:
+    st.error(str(exc))
 
+profile = []
 if st.toggle("Column profile", key="show_profile"):  # computed only when shown: SQL over every column
-    for col in s.ws.profile(table):
+    try:
+        profile = s.ws.profile(table)
+    except StudioError as exc:
+        st.error(str(exc))
+    for col in profile:
         c1, c2 = st.columns([1, 2])
         c1.markdown(f"**{col.name}** · `{col.type}`  \nmissing {col.null_share:.1%} · {col.distinct:,} distinct")
         if col.numeric:

@@ -57,7 +57,11 @@ except StudioError as exc:
     st.stop()
 if spec.data.task == "binary":
     label_sql = text_expr(spec.data.label, src.types[spec.data.label])
-    values = s.ws.run_sql(f"SELECT DISTINCT {label_sql} AS v FROM {src.ref} WHERE {qi(spec.data.label)} IS NOT NULL ORDER BY 1 LIMIT 20")["v"].tolist()
+    try:
+        values = s.ws.run_sql(f"SELECT DISTINCT {label_sql} AS v FROM {src.ref} WHERE {qi(spec.data.label)} IS NOT NULL ORDER BY 1 LIMIT 20")["v"].tolist()
+    except StudioError as exc:
+        st.error(str(exc))
+        values = []
     if spec.data.positive_class in values:
         spec.data.positive_class = st.selectbox("Positive class", values, index=values.index(spec.data.positive_class), key="positive")
 
