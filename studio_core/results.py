@@ -50,7 +50,7 @@ def result_line(run_dir: Any, m: dict[str, Any]) -> str:
     """The last line of ``wdstudio train``: every test metric with its interval, then validation."""
     task = m["task"]
     main = headline(task)
-    stop = f"best epoch {m['best_epoch']} of {m['epochs_run']}" + (" (stopped early)" if m.get("stopped_early") else "")
+    stop = f"best epoch {m['best_epoch']} of {m['epochs_run']}" + (", stopped early" if m.get("stopped_early") else "")
     if m.get("test"):
         ci = m.get("test_ci", {})
         test = ", ".join(f"{k} {format_metric(k, m['test'].get(k))}" + (f" [{interval_text(ci.get(k))}]" if interval_text(ci.get(k)) else "")

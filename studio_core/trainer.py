@@ -225,7 +225,7 @@ class Trainer:
             history.append(entry)
             self.publish(Progress("epoch", epoch, cfg.epochs, step, total_steps, entry["train_loss"], MappingProxyType(dict(metrics)),
                                   self._lrs(), rate, (cfg.epochs - epoch) * n / max(rate, 1e-9), entry["elapsed_s"]))
-            if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
+            if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience and epoch < cfg.epochs:
                 stopped_early = True
                 break
         if best_state is not None:

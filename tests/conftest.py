@@ -38,6 +38,20 @@ def write_synthetic(path: Path, n: int = 1200, seed: int = 0, label: str = "bina
 
 
 @pytest.fixture
+def app(tmp_path, monkeypatch):
+    """The studio in Streamlit's AppTest, on a fresh server (empty caches), runs under tmp_path."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "app" / "studio.py"), default_timeout=120)
+    at.run()
+    yield at
+    st.cache_resource.clear()
+
+
+@pytest.fixture
 def synthetic_csv(tmp_path: Path) -> Path:
     return write_synthetic(tmp_path / "synthetic.csv")
 

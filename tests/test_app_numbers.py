@@ -5,22 +5,11 @@ import threading
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 from test_app import APP, _session_with_run, _wait_for_task, charts, load_sample, selected_job, studio
 
 from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec, NumericFeature, Spec
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    yield at
-    st.cache_resource.clear()
 
 
 def test_a_run_whose_held_out_rows_hold_one_class_says_so_on_inspect_and_export(tmp_path, monkeypatch):
