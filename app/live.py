@@ -8,6 +8,7 @@ reruns never clear what the page draws after it.
 from collections.abc import Callable
 
 import streamlit as st
+from plain import plain
 from state import StudioSession
 
 from studio_core.tasks import Task, TaskSnapshot
@@ -30,7 +31,7 @@ def task_view(s: StudioSession, task: Task, progress: Callable[[TaskSnapshot], t
         if t.active and st.button("Cancel", key=f"{key}_cancel"):
             task.cancel()
         if t.status == "failed":
-            st.error(f"{what} failed: {t.error}")
+            st.error(f"{what} failed: {plain(t.error)}")
         elif t.status == "cancelled":
             st.warning(f"{what} was cancelled.")
         if not t.active and (was_active or s.polling == t.id):

@@ -1,46 +1,48 @@
 """The studio's one session object and the process-wide resources it points to.
 
 Everything a page needs lives in one typed ``StudioSession`` under one ``session_state`` key.
-Workspaces and the job registry live in ``st.cache_resource`` (outside any session), keyed by an
-unguessable owner token kept in the URL, so a browser refresh re-attaches to the same tables
-and runs, and another session cannot reach them without the token.
+Workspaces, the job registry and the job cap live in the engine's ``hub`` (module-level, so no
+client message such as ``clear_cache`` can wipe them), keyed by an unguessable owner token kept
+in the URL: a browser refresh re-attaches to the same tables and runs, and another session
+cannot reach them without the token.  Tokens are issued by the server only; an unknown token is
+accepted only when its runs are on disk (the server restarted) and is never created on request.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
+from plain import plain
 
 from studio_core.errors import StudioError
+from studio_core.hub import Hub, hub
 from studio_core.jobs import JobRegistry, JobSnapshot, configure_threads
 from studio_core.results import run_label
 from studio_core.runs import Run, load_run
 from studio_core.spec import Spec
 from studio_core.suggest import Suggestion
 from studio_core.tasks import Slots, Task
-from studio_core.workspace import Workspace
+from studio_core.workspace import Bounds, Workspace
 
+os.umask(0o077)  # everything the server writes (uploads, spill files, runs) is readable by its own user only
 KEY = "studio"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
-UPLOAD_ROOT = Path(os.environ.get("WDSTUDIO_UPLOADS", Path(tempfile.gettempdir()) / "wdstudio-uploads"))
-SESSION_MEMORY = os.environ.get("WDSTUDIO_SESSION_MEMORY", "4GB")  # DuckDB memory_limit of each session
-QUERY_TIMEOUT_S = float(os.environ.get("WDSTUDIO_QUERY_TIMEOUT_S", "30"))
-SESSION_TTL_S = float(os.environ.get("WDSTUDIO_SESSION_TTL_S", str(2 * 3600)))  # idle this long: jobs cancelled, tables released
+TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
 class StudioSession:
     owner: str
     base: Workspace  # the session's DuckDB database; pages reach it through ``ws``
-    spool: Path  # the only folder (besides the samples) this session's DuckDB may read: uploads land here
+    spool: Path  # the only folder (besides the samples) this session's DuckDB may read: uploads and spill files
     table: str = ""
     spec: Spec | None = None
     suggestion: Suggestion | None = None
@@ -51,6 +53,7 @@ class StudioSession:
     exports: dict[str, Task] = field(default_factory=dict)  # run id -> its latest bundle export
     last_seen: float = field(default_factory=time.time)
     closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
+    uploads: int = 0  # bumps the uploader's key once files are spooled: the browser's copies are let go
     _cursors: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     @property
@@ -67,58 +70,101 @@ class StudioSession:
         """Mark the session as in use (every page run and every poll of a live view)."""
         self.last_seen = time.time()
 
+    def disk_used(self) -> int:
+        """Bytes in the session's folder: uploads and DuckDB's spill files."""
+        return sum(f.stat().st_size for f in self.spool.rglob("*") if f.is_file())
 
-@st.cache_resource
+    def close(self) -> None:
+        """Drop the session's tables (they go with its connection) and delete its folder."""
+        self.closed = True
+        try:
+            self.base.con.close()
+        except Exception:  # noqa: BLE001 - already closed, or in use by a job that is stopping
+            pass
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+
 def slots() -> Slots:
     """Server-wide cap on heavy background work (training, explanations, exports): the rest
     queue.  Torch's intra-op threads are split between the slots so concurrent jobs do not
     oversubscribe the cores (the setting is process-wide)."""
-    cap = Slots(int(os.environ.get("WDSTUDIO_MAX_JOBS", "2")))
+    cap = hub().slots
     configure_threads(cap.capacity)
     return cap
 
 
-@st.cache_resource
 def registry() -> JobRegistry:
-    return JobRegistry(Path(os.environ.get("WDSTUDIO_RUNS", "runs/studio")), slots())
+    return hub().registry
 
 
-@st.cache_resource
-def _workspaces() -> tuple[dict[str, StudioSession], threading.Lock]:
-    return {}, threading.Lock()
-
-
-def new_session(token: str, job_ids: list[str] | None = None) -> StudioSession:
-    """A session with its own sandboxed DuckDB (one thread, bounded memory, reads only its
-    upload folder and the samples, configuration locked, user queries timed out)."""
-    spool = UPLOAD_ROOT / token
-    spool.mkdir(parents=True, exist_ok=True)
-    ws = Workspace(threads=1, memory_limit=SESSION_MEMORY, allowed_dirs=[spool, SAMPLE_DIR], query_timeout_s=QUERY_TIMEOUT_S)
+def new_session(token: str, job_ids: list[str] | None = None, server: Hub | None = None) -> StudioSession:
+    """A session with its own sandboxed DuckDB: one thread, bounded memory, its own folder for
+    uploads and spill files (inside its sandbox, so no other session can list or read them) with
+    a disk budget, reads only that folder and the samples, configuration locked, every query
+    and every load timed out."""
+    server = server or hub()
+    lim = server.limits
+    spool = server.uploads_root / token
+    spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (spool / "spill").mkdir(exist_ok=True, mode=0o700)
+    bounds = Bounds(max_load_bytes=lim.session_disk_bytes, load_timeout_s=lim.load_timeout_s, max_temp_bytes=lim.session_disk_bytes)
+    ws = Workspace(threads=1, memory_limit=lim.session_memory, allowed_dirs=[spool, SAMPLE_DIR], query_timeout_s=lim.query_timeout_s,
+                   temp_directory=spool / "spill", bounds=bounds)
     return StudioSession(token, ws, spool, job_ids=list(job_ids or []))
 
 
 def release(s: StudioSession) -> None:
     """Free an abandoned session: cancel its training, explanation and export jobs, delete its
-    uploads folder and drop its tables.  Finished runs stay on disk for its token."""
+    folder and drop its tables.  Finished runs stay on disk for its token."""
     s.closed = True
     for job in registry().owned(s.owner):
         if job.snapshot().active:
             job.cancel()
     for task in [*s.explain_jobs.values(), *s.exports.values()]:
         task.cancel()
-    shutil.rmtree(s.spool, ignore_errors=True)
-    try:  # its tables go with the connection (a tab still holding the object gets a fresh session)
-        s.base.con.close()
-    except Exception:  # noqa: BLE001 - already closed, or in use by a job that is stopping
-        pass
+    s.close()
 
 
 def sweep_idle(sessions: dict[str, StudioSession], now: float) -> list[str]:
-    """Release every session idle for longer than SESSION_TTL_S; returns their tokens."""
-    gone = [token for token, s in sessions.items() if now - s.last_seen > SESSION_TTL_S]
+    """Release every session idle for longer than the session lifetime; returns their tokens."""
+    server = hub()
+    gone = [token for token, s in sessions.items() if now - s.last_seen > server.limits.session_ttl_s]
     for token in gone:
         release(sessions.pop(token))
+        server.clients.pop(token, None)
+        server.browsers.pop(token, None)
     return gone
+
+
+def _client() -> str:
+    try:
+        ip = st.context.ip_address
+    except Exception:  # noqa: BLE001 - no request context
+        return ""
+    return ip if type(ip) is str else ""  # AppTest hands out mocks
+
+
+def _browser() -> str:
+    """A key of the browser the request comes from: a hash of the token in Streamlit's XSRF
+    cookie (tornado's ``2|mask|masked|time`` form unmasked), '' when there is none (tests).  A
+    session's link opened in another browser does not join it, so nobody can be fixed into a
+    session someone else made and sent as a link."""
+    import binascii
+    import hashlib
+
+    try:
+        raw = st.context.cookies.get("_streamlit_xsrf", "")
+    except Exception:  # noqa: BLE001 - no request context
+        return ""
+    if type(raw) is not str or not raw:  # AppTest hands out mocks
+        return ""
+    parts = raw.split("|")
+    try:
+        mask, masked = binascii.a2b_hex(parts[1]), binascii.a2b_hex(parts[2])
+        raw = bytes(a ^ b for a, b in zip(mask * (len(masked) // max(1, len(mask)) + 1), masked)).hex()
+    except (IndexError, binascii.Error, ValueError):
+        pass
+    return hashlib.sha256(raw.encode()).hexdigest() if raw else ""
 
 
 def session() -> StudioSession:
@@ -129,21 +175,31 @@ def session() -> StudioSession:
         if st.query_params.get("s") != current.owner:
             st.query_params["s"] = current.owner  # page switches drop query params; keep the token
         return current
+    server = hub()
     if current is not None:  # released while idle: same token, runs read back, tables gone
         st.query_params["s"] = current.owner
-        st.warning(f"This session was idle for over {SESSION_TTL_S / 3600:g} h: its tables and running jobs were released. "
+        st.warning(f"This session was idle for over {server.limits.session_ttl_s / 3600:g} h: its tables and running jobs were released. "
                    "Finished runs are still here; load your data again to keep working.")
-    sessions, lock = _workspaces()
     token = st.query_params.get("s", "")
-    with lock:
-        sweep_idle(sessions, time.time())
-        found = sessions.get(token) if token else None
-        if found is None and token and len(token) == 32 and token.isalnum():
-            # unknown token, e.g. after a server restart: its finished runs are read back from disk
-            found = sessions[token] = new_session(token, registry().restore(token))
+    with server.lock:
+        sweep_idle(server.sessions, time.time())
+        found = server.sessions.get(token) if token else None
+        browser, bound = _browser(), server.browsers.get(token, "")
+        if found is not None and browser and bound and browser != bound:
+            found, token = None, ""  # another browser's session: this one gets its own
         if found is None:
-            token = secrets.token_hex(16)
-            found = sessions[token] = new_session(token)
+            problem = server.admission_problem(_client())
+            if problem:
+                st.error(f"No new session: {problem}.")
+                st.stop()
+            # an unknown token is taken only when it owns runs on disk (a server restart); any
+            # other is replaced by a fresh server-issued one, so nobody can be fixed into a chosen session
+            if not (TOKEN.fullmatch(token) and (server.runs_root / token).is_dir()):
+                token = secrets.token_hex(16)
+            found = server.sessions[token] = new_session(token, server.registry.restore(token), server)
+            server.clients[token] = _client()
+        if browser and not server.browsers.get(token):
+            server.browsers[token] = browser
     st.query_params["s"] = token
     st.session_state[KEY] = found
     return found
@@ -164,5 +220,5 @@ def pick_finished_run(s: StudioSession, key: str) -> tuple[JobSnapshot, Run]:
     try:
         return snap, load_run(snap.run_dir)
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         st.stop()

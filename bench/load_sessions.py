@@ -1,5 +1,6 @@
-"""Five browser sessions start training at once on one studio server: do they all finish or
-wait their turn, does the server keep answering, and how much memory does it take?
+"""Browser sessions start training at once on one studio server: do they all finish or wait
+their turn, does the server keep answering, and how much memory does it take?  With
+``--attack`` one more session runs every attack of ``bench/attack.py`` while the others train.
 
 Starts ``streamlit run app/studio.py`` (``WDSTUDIO_MAX_JOBS``, default 2), opens five Chromium contexts
 (Debian's ``/usr/bin/chromium`` through playwright), and in each: load the Adult sample, suggest
@@ -8,7 +9,8 @@ they run, a thread calls ``/_stcore/health`` every 0.25 s and samples the server
 ``/proc``.  Prints per-session outcome and time, whether any session saw the queue message,
 health-check latency (median, p95, max, failures) and the server's peak RSS.
 
-Run: ``.venv/bin/python bench/load_sessions.py`` (about 1 minute on 2 cores).
+Run: ``.venv/bin/python bench/load_sessions.py`` (five trainers, about 1 minute on 2 cores) or
+``.venv/bin/python bench/load_sessions.py --attack`` (seven trainers and the attacker: 8 sessions).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,9 +28,11 @@ import urllib.request
 from pathlib import Path
 
 from _contention import Contention
+from attack import print_rows, run_attacks, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
-SESSIONS, EPOCHS = 5, 2
+ATTACK = "--attack" in sys.argv
+SESSIONS, EPOCHS = (7 if ATTACK else 5), 2
 MAX_JOBS = int(os.environ.get("WDSTUDIO_MAX_JOBS", "2"))  # the studio's default cap
 CHROMIUM = "/usr/bin/chromium"
 
@@ -77,18 +80,13 @@ def main() -> None:
 
     contention = Contention()
     port = free_port()
-    with tempfile.TemporaryDirectory() as runs:
-        env = {**os.environ, "WDSTUDIO_RUNS": runs, "WDSTUDIO_MAX_JOBS": str(MAX_JOBS)}
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "studio.py"), "--server.port", str(port),
-                                   "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    attack_rows: list = []
+    with tempfile.TemporaryDirectory() as runs, tempfile.TemporaryDirectory() as uploads:
+        # every session comes from 127.0.0.1 here: the per-address cap is raised above the 8 sessions
+        # (the attacker's session flood still meets it)
+        server = start_server(port, runs, uploads, float(os.environ.get("ATTACK_MEMORY_GIB", "12")),
+                              {"WDSTUDIO_MAX_JOBS": str(MAX_JOBS), "WDSTUDIO_SESSIONS_PER_CLIENT": "12", "WDSTUDIO_SESSION_MEMORY": "2GB"})
         url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
         idle_rss = rss_mib(server.pid)
         watcher = Watcher(url, server.pid)
         watcher.start()
@@ -115,6 +113,8 @@ def main() -> None:
                 for page in pages:  # start training in all five, back to back
                     page.get_by_role("button", name="Start training").click()
                 click_spread = time.perf_counter() - clicked
+                if ATTACK:
+                    attack_rows = run_attacks(browser, url, server.pid, Path(uploads))
                 outcome: dict[int, tuple[str, float]] = {}
                 saw_queue = set()
                 deadline = time.time() + 900
@@ -125,9 +125,9 @@ def main() -> None:
                         text = page.inner_text("body")
                         if "in the queue" in text:
                             saw_queue.add(i)
-                        if re.search(r"Done on .* validation AUC", text):
-                            auc = re.search(r"validation AUC ([0-9.]+)", text)
-                            outcome[i] = (f"done, AUC {auc.group(1) if auc else '?'}", time.perf_counter() - clicked)
+                        auc = re.search(r"Test AUC ([0-9.]+)", text)
+                        if auc:
+                            outcome[i] = (f"done, test AUC {auc.group(1)}", time.perf_counter() - clicked)
                         elif "Training failed" in text or "Training interrupted" in text:
                             outcome[i] = ("failed", time.perf_counter() - clicked)
                     time.sleep(0.5)
@@ -144,7 +144,7 @@ def main() -> None:
             server.terminate()
             server.wait(20)
     print(f"{SESSIONS} browser sessions, {SESSIONS} training jobs (Adult, suggested spec, {EPOCHS} epochs), server cap {MAX_JOBS} concurrent jobs")
-    print(f"the five Start clicks took {click_spread:.1f} s from first to last")
+    print(f"the {SESSIONS} Start clicks took {click_spread:.1f} s from first to last")
     for i in range(SESSIONS):
         status = outcome.get(i, ("did not finish within 15 min", 0.0))[0]
         print(f"  session {i + 1}: {status}{'  (showed its queue position while waiting)' if i in saw_queue else ''}")
@@ -166,6 +166,9 @@ def main() -> None:
             print(f"health endpoint, {name}: {len(window)} calls, {len(window) - len(ok)} failed (>5 s or error); "
                   f"latency median {statistics.median(ok):.1f} ms, p95 {p95:.1f} ms, max {ok[-1]:.1f} ms")
     print(f"server RSS: {idle_rss:.0f} MiB idle, peak {watcher.peak_rss:.0f} MiB during the run; whole run {time.perf_counter() - started:.0f} s")
+    if ATTACK:
+        print(f"\nthe eighth session's attacks, run while the {SESSIONS} others trained:")
+        print_rows(attack_rows)
     print(contention.report())
 
 

@@ -39,10 +39,13 @@ def step_chart(steps: Sequence[tuple[int, float]]) -> alt.Chart:
 
 
 def column_chart(values: pd.DataFrame, name: str, numeric: bool) -> alt.Chart:
-    """A small histogram (numeric) or top-values bar chart of one column."""
+    """A small histogram (numeric) or top-values bar chart of one column.  The column is renamed
+    to ``value`` first: a user's column name (``a:b``, ``x.y``, ``[0]``) is not a safe Vega-Lite
+    field name, and only ever appears as a title."""
     if numeric:
+        values = values[[name]].set_axis(["value"], axis=1)
         return alt.Chart(values).mark_bar(color="#457b9d").encode(
-            x=alt.X(f"{name}:Q", bin=alt.Bin(maxbins=30), title=name), y=alt.Y("count():Q", title="rows")).properties(height=160)
+            x=alt.X("value:Q", bin=alt.Bin(maxbins=30), title=name), y=alt.Y("count():Q", title="rows")).properties(height=160)
     return alt.Chart(values).mark_bar(color="#457b9d").encode(
         x=alt.X("rows:Q"), y=alt.Y("value:N", sort="-x", title=name)).properties(height=160)
 

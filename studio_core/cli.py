@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Cancelled, StudioError
+from .files import read_text
 from .spec import DataSpec, Spec
 from .workspace import PARQUET_SUFFIXES, Workspace
 
@@ -133,11 +134,13 @@ def _progress_printer(stream: Any = None):
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from .profile import profile
+
     ws, tables, notes = _load(args.data)
     _warn(notes)
     out = {}
     for t in [args.table] if args.table else tables:
-        out[t] = [{**vars(c), "null_share": round(c.null_share, 4)} for c in ws.profile(t)]
+        out[t] = [{**vars(c), "null_share": round(c.null_share, 4)} for c in profile(ws, t)]
     print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
     return 0
 
@@ -147,18 +150,17 @@ def cmd_query(args: argparse.Namespace) -> int:
     read-only statement, a timeout."""
     ws, _tables, notes = _load(args.data, sandbox=True)
     _warn(notes)
-    result = ws.run_sql(args.sql, limit=None if args.out else args.limit)
-    if hasattr(result, "ref"):  # CREATE TABLE/VIEW ... AS: show what it holds
-        query = f"SELECT * FROM {result.ref}" + ("" if args.out else f" LIMIT {int(args.limit)}")
-        result = ws.guarded(lambda: ws.con.sql(query).df())
-    frame = result
-    if args.out:
+    if args.out:  # every row, streamed to the file batch by batch
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out, index=False)
-        print(f"{len(frame)} rows written to {out}")
-    else:
-        print(frame.to_csv(index=False), end="")
+        print(f"{ws.run_sql(args.sql, out=out)} rows written to {out}")
+        return 0
+    result = ws.run_sql(args.sql, limit=args.limit)
+    if hasattr(result, "ref"):  # CREATE TABLE/VIEW ... AS: show what it holds
+        result = ws.run_sql(f"SELECT * FROM {result.ref}", limit=args.limit)
+    print(result.to_csv(index=False), end="")
+    if result.attrs.get("note"):
+        _warn([result.attrs["note"]])
     return 0
 
 
@@ -184,11 +186,7 @@ def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
 
     base = None
     if args.spec:
-        try:
-            text = Path(args.spec).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StudioError(f"cannot read --spec {args.spec} ({exc.__class__.__name__}); pass a spec JSON file") from None
-        base = Spec.from_json(text)
+        base = Spec.from_json(read_text(args.spec, "--spec"))
     paths = args.data or [f"{k}={v}" for k, v in (base.data.sources.items() if base else [])]
     if not paths:
         raise StudioError("no data given; pass --data PATH (or a spec with data.sources)")
@@ -209,9 +207,10 @@ def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
 
 
 def _read_json(path: str, option: str) -> dict[str, Any]:
+    text = read_text(path, option)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise StudioError(f"cannot read {option} {path} ({exc.__class__.__name__}); pass the JSON file it names") from None
 
 
@@ -377,8 +376,16 @@ def _write_predictions(preds: Any, notes: list[str], out_path: str) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .runs import load_run, predict_file
 
+    _not_the_input(args.out, args.data)
     preds, _ws, _table, notes = predict_file(load_run(args.run), args.data)
     return _write_predictions(preds, notes, args.out)
+
+
+def _not_the_input(out: str, data: str) -> None:
+    """Refuse an ``--out`` that is the input file itself (it would be overwritten by its own scores)."""
+    o, d = Path(out), Path(_name_and_path(data)[1])
+    if o.exists() and d.exists() and o.resolve() == d.resolve():
+        raise StudioError(f"--out {out} is the input file; write the predictions to another file")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -469,6 +476,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from .scoring import score_file
 
+    _not_the_input(args.out, args.data)
     preds, notes = score_file(args.bundle, args.data, int8=args.int8)
     return _write_predictions(preds, notes, args.out)
 

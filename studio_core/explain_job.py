@@ -51,4 +51,4 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
             ws.con.close()  # and so does the task's cursor
         return ExplainResult(result, codes_b)
 
-    return Task("explain", work, slots).start()
+    return Task("explain", work, slots, on_cancel=ws.con.interrupt).start()

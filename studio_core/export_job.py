@@ -51,4 +51,4 @@ def export_task(run: Run, ws: Workspace | None, int8: bool, slots: Slots | None 
         report(1, 1, "done")
         return BuiltBundle(data, graphs, figures)
 
-    return Task("export", work, slots).start()
+    return Task("export", work, slots, on_cancel=ws.con.interrupt if ws is not None else None).start()

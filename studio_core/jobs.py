@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import Cancelled, StudioError
 from .spec import Spec
-from .tasks import Slots
+from .tasks import Slots, keep_interrupting
 from .trainer import Progress
 from .workspace import Workspace
 
@@ -85,9 +85,19 @@ def _read_marker(run_dir: Path) -> dict[str, Any]:
 
 
 class TrainingJob:
-    def __init__(self, job_id: str, owner: str, spec: Spec, ws: Workspace, run_dir: Path, slots: Slots | None = None):
+    """One training on its own thread.  ``cancel`` also interrupts the DuckDB query the job is
+    running (a trillion-row ``data.sql`` stops at once); the data stage (split, preprocessing,
+    tensors: everything before the first progress report) is interrupted after ``data_timeout_s``."""
+
+    _ws: Workspace | None = None  # defaults for the thread-less FinishedJob / EndedJob
+    _data_timeout_s: float | None = None
+    _data_timed_out = False
+
+    def __init__(self, job_id: str, owner: str, spec: Spec, ws: Workspace, run_dir: Path, slots: Slots | None = None,
+                 data_timeout_s: float | None = None):
         self.id, self.owner, self.spec, self.run_dir = job_id, owner, spec, run_dir
-        self._ws, self._slots = ws, slots
+        self._ws, self._slots, self._data_timeout_s = ws, slots, data_timeout_s
+        self._data_timed_out = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._epochs: list[Progress] = []
@@ -101,6 +111,23 @@ class TrainingJob:
         _write_marker(self.run_dir, {"status": "running", "started": self._started})
         self._thread.start()
         return self
+
+    def _interrupt(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.con.interrupt()
+            except Exception:  # noqa: BLE001 - closed under us: nothing left to stop
+                pass
+
+    def _data_stage_over(self) -> None:
+        """The data-stage timer fired: stop the job if it has not started training yet."""
+        with self._lock:
+            if self._last is not None or self._status != "running":
+                return
+            self._data_timed_out = True
+        self._stop.set()
+        self._interrupt()
 
     def _listen(self, p: Progress) -> None:
         with self._lock:
@@ -121,25 +148,38 @@ class TrainingJob:
             return
         with self._lock:
             self._status = "running"
+        timer = threading.Timer(self._data_timeout_s, self._data_stage_over) if self._data_timeout_s else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
             _write_marker(self.run_dir, {"status": "running", "started": self._started, "running_since": time.time()})
             outcome = train(self.spec, self._ws, self.run_dir, [self._listen], self._stop)
             status, error, metrics = "done", "", outcome.metrics
-        except Cancelled:
-            status, error, metrics = "cancelled", "", {}
-        except Exception as exc:
-            if self._stop.is_set():  # a released session closes the connection a preparing job reads: that is the cancel
-                status, error, metrics = "cancelled", "", {}
-            elif isinstance(exc, StudioError):
-                status, error, metrics = "failed", str(exc), {}
-            else:  # a bug: keep the server alive and tell the user
-                status, error, metrics = "failed", f"unexpected error: {type(exc).__name__}: {exc}", {}
-                traceback.print_exc()
+        except BaseException as exc:
+            status, error, metrics = self._failure(exc)
         finally:
+            if timer is not None:
+                timer.cancel()
             if self._slots is not None:
                 self._slots.release()
             self._close_workspace()
         self._end(status, error, metrics)
+
+    def _failure(self, exc: BaseException) -> tuple[str, str, dict[str, Any]]:
+        """(status, message, metrics) of a job that raised ``exc``."""
+        if self._data_timed_out:
+            return "failed", (f"reading the data took longer than {self._data_timeout_s:g} s (WDSTUDIO_DATA_TIMEOUT_S) and was stopped; "
+                              "train on a smaller table or a query with filters"), {}
+        if isinstance(exc, Cancelled) or self._stop.is_set():
+            # a cancel, or a released session closing the connection a preparing job reads
+            return "cancelled", "", {}
+        if isinstance(exc, StudioError):
+            return "failed", str(exc), {}
+        if not isinstance(exc, Exception):
+            raise exc
+        traceback.print_exc()  # a bug: keep the server alive and tell the user
+        return "failed", f"unexpected error: {type(exc).__name__}: {exc}", {}
 
     def _close_workspace(self) -> None:
         """A finished job keeps no cursor on the session's database (nor its temp tables)."""
@@ -164,7 +204,9 @@ class TrainingJob:
             self._status, self._error, self._metrics, self._finished = status, error, metrics, finished
 
     def cancel(self) -> None:
+        """Stop the job: between steps, or at once while DuckDB is working for it."""
         self._stop.set()
+        keep_interrupting(self._thread, self._interrupt)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -180,15 +222,25 @@ class TrainingJob:
 class JobRegistry:
     """Process-wide list of jobs; every lookup is checked against the caller's owner id."""
 
-    def __init__(self, runs_root: str | Path, slots: Slots | None = None):
+    def __init__(self, runs_root: str | Path, slots: Slots | None = None, jobs_per_owner: int | None = None,
+                 data_timeout_s: float | None = None):
         self.runs_root = Path(runs_root)
-        self.slots = slots
+        self.slots, self.jobs_per_owner, self.data_timeout_s = slots, jobs_per_owner, data_timeout_s
         self._jobs: dict[str, TrainingJob] = {}
         self._lock = threading.Lock()
 
+    def active(self, owner: str) -> int:
+        """How many of the owner's jobs are queued or running."""
+        return sum(1 for j in self.owned(owner) if j.snapshot().active)
+
     def submit(self, owner: str, spec: Spec, ws: Workspace) -> str:
+        """Start a training job for ``owner``; refused when the owner already has
+        ``jobs_per_owner`` jobs queued or running (one user cannot fill the queue)."""
+        if self.jobs_per_owner is not None and self.active(owner) >= self.jobs_per_owner:
+            raise StudioError(f"you already have {self.jobs_per_owner} trainings queued or running, this server's limit per session "
+                              "(WDSTUDIO_SESSION_JOBS); wait for one to finish or cancel one")
         job_id = secrets.token_hex(16)
-        job = TrainingJob(job_id, owner, spec, ws.fork(), self.runs_root / owner / job_id, self.slots)
+        job = TrainingJob(job_id, owner, spec, ws.fork(), self.runs_root / owner / job_id, self.slots, self.data_timeout_s)
         try:
             job.start()
         except OSError as exc:  # its status file could not be written: nothing was started
@@ -216,7 +268,12 @@ class JobRegistry:
         found: dict[str, tuple[float, TrainingJob]] = {}
         for d in folder.glob("*"):
             if d.is_dir() and not d.name.startswith(".") and all((d / f).is_file() for f in RUN_FILES):
-                found[d.name] = ((d / "metrics.json").stat().st_mtime, FinishedJob(d.name, owner, d))
+                mtime = (d / "metrics.json").stat().st_mtime
+                try:
+                    found[d.name] = (mtime, FinishedJob(d.name, owner, d))
+                except Exception as exc:  # noqa: BLE001 - one damaged run is listed as such; the others load
+                    reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                    found[d.name] = (mtime, EndedJob(d.name, owner, d, "failed", f"this run's files are damaged ({reason}); train it again", mtime))
         for m in (folder / ".jobs").glob("*.json") if (folder / ".jobs").is_dir() else []:
             job_id = m.stem
             if job_id in found:
@@ -249,14 +306,14 @@ class FinishedJob(TrainingJob):
     """A run found on disk: no thread, its history replayed as epoch records."""
 
     def __init__(self, job_id: str, owner: str, run_dir: Path):
-        import json
         from types import MappingProxyType
 
         self.id, self.owner, self.run_dir, self._slots = job_id, owner, run_dir, None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-        history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        from .runs import read_record
+
+        metrics, history = read_record(run_dir)
         n = len(history)
         self._epochs = [Progress("epoch", h["epoch"], n, h["step"], history[-1]["step"], h["train_loss"],
                                  MappingProxyType({k[4:]: v for k, v in h.items() if k.startswith("val_") and v is not None}),

@@ -36,6 +36,7 @@ from .model import WideDeep
 from .prepare import check_processes, fit_preprocessor, prepare
 from .preprocess import Encoded, Preprocessor
 from .runs import write_run
+from .sizing import check_layout
 from .spec import Spec, TrainSpec
 from .split import Split
 from .trainer import Progress, Trainer, TrainerConfig
@@ -247,6 +248,7 @@ def train(
             monitor = default_monitor(prep.task) if t.monitor == "auto" else t.monitor
             if monitor == "auc" and not y_lo < y_hi:
                 monitor = "logloss"
+            check_layout(prep.layout(), spec.model)  # refused by arithmetic, before a weight is allocated
             nccl = ranks.world > 1 and device.startswith("cuda")  # nccl has no sparse all-reduce
             model = WideDeep(prep.layout(), spec.model, sparse_wide=True if t.wide_optimizer == "sparse_adam" else (False if nccl else None),
                              seed=t.seed).to(device)

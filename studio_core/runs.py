@@ -27,10 +27,13 @@ from .batches import to_tensors
 from .encoders import Source
 from .errors import StudioError
 from .evaluation import Scored, predict_raw
+from .files import read_text
 from .jsonsafe import json_safe
+from .metrics import METRIC_KEYS
 from .model import WideDeep
-from .prepare import check_out_dir
+from .prepare import RUN_MARKER, check_out_dir
 from .preprocess import Preprocessor, missing_columns_warning
+from .sizing import check_layout
 from .spec import Spec
 from .workspace import Table, Workspace
 
@@ -46,7 +49,7 @@ def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDe
     check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp.mkdir(mode=0o700)
     try:
         (tmp / "spec.json").write_text(spec.to_json(), encoding="utf-8")
         (tmp / "preprocess.json").write_text(prep.to_json(), encoding="utf-8")
@@ -55,6 +58,11 @@ def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDe
         (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2), encoding="utf-8")
         if test is not None:
             pq.write_table(test, tmp / TEST_PREDICTIONS)
+        (tmp / RUN_MARKER).write_text(json.dumps({"written_by": "wdstudio", "files": [*RUN_FILES, *([TEST_PREDICTIONS] if test is not None else [])]}),
+                                      encoding="utf-8")
+        for f in tmp.iterdir():
+            f.chmod(0o600)  # a run holds the user's data (test predictions) and model: owner only
+        tmp.chmod(0o700)
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -95,6 +103,18 @@ class Run:
             raise StudioError(f"{path}: the test predictions are damaged ({str(exc).splitlines()[0][:160]}); train the run again") from None
 
 
+def read_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's metrics and history, checked for shape (torch-free: the job list reads them)."""
+    path = Path(path)
+    metrics = json.loads(read_text(path / "metrics.json", "metrics.json"))
+    history = [json.loads(line) for line in read_text(path / "history.jsonl", "history.jsonl").splitlines() if line.strip()]
+    if not isinstance(metrics, dict) or metrics.get("task") not in METRIC_KEYS:
+        raise ValueError("metrics.json is not a metrics object of a known task")
+    if not all(isinstance(h, dict) and isinstance(h.get("epoch"), int) and isinstance(h.get("step"), int) for h in history):
+        raise ValueError("history.jsonl has lines that are not epoch records")
+    return metrics, history
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory written by ``write_run``."""
     path = Path(path)
@@ -102,14 +122,15 @@ def load_run(path: str | Path) -> Run:
     if missing:
         raise StudioError(f"{path} is not a complete run directory (missing {', '.join(missing)}); pass a directory written by `wdstudio train`")
     try:
-        spec = Spec.from_json((path / "spec.json").read_text(encoding="utf-8"))
-        prep = Preprocessor.from_json((path / "preprocess.json").read_text(encoding="utf-8"))
+        spec = Spec.from_json(read_text(path / "spec.json", "spec.json"))
+        prep = Preprocessor.from_json(read_text(path / "preprocess.json", "preprocess.json"))
+        metrics, history = read_record(path)
+        check_layout(prep.layout(), spec.model)  # a doctored spec cannot make us allocate a huge model
         model = WideDeep(prep.layout(), spec.model)
         model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        history = [json.loads(line) for line in (path / "history.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     except Exception as exc:  # a damaged or foreign file (torch's safe loader raises its own error types)
-        raise StudioError(f"{path}: the run directory is damaged ({str(exc).splitlines()[0][:200]}); train it again") from None
+        raise StudioError(f"{path}: the run directory is damaged ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
+                          "train it again") from None
     model.eval()
     return Run(path, spec, prep, model, metrics, history)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .encoders import Source
 from .errors import StudioError
+from .files import check_archive, check_regular
 from .onnx_run import run_model, run_raw, session
 from .preprocess import Preprocessor, missing_columns_warning
 from .workspace import Table, Workspace
@@ -66,12 +67,14 @@ def load_bundle(path: str | Path) -> Bundle:
     """Open and check a bundle zip written by ``export_bundle``."""
     path = Path(path)
     fix = "pass a zip written by `wdstudio export`"
-    if not path.is_file():
+    if not path.exists():
         raise StudioError(f"{path}: no such bundle file; {fix}")
+    check_regular(path, "bundle")
     if not zipfile.is_zipfile(path):
         raise StudioError(f"{path.name} is not a zip file; {fix}")
     try:
         with zipfile.ZipFile(path) as z:
+            check_archive(z, path.name, small=("bundle.json", "preprocess.json", "metrics.json"))
             names = set(z.namelist())
             missing = [f for f in REQUIRED_FILES if f not in names]
             if missing:

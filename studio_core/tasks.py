@@ -23,6 +23,24 @@ from .errors import Cancelled, StudioError
 Report = Callable[[int, int, str], None]
 
 
+def keep_interrupting(thread: threading.Thread, interrupt: Callable[[], None], every_s: float = 0.2, for_s: float = 60.0) -> None:
+    """Call ``interrupt`` now and then every ``every_s`` until ``thread`` ends (at most ``for_s``):
+    a DuckDB interrupt only stops the query running at that moment, and a cancelled job may be
+    just about to start its next one."""
+
+    def loop() -> None:
+        deadline = time.time() + for_s
+        while thread.is_alive() and time.time() < deadline:
+            try:
+                interrupt()
+            except Exception:  # noqa: BLE001 - closed: nothing left to interrupt
+                pass
+            thread.join(every_s)
+
+    if thread.is_alive():
+        threading.Thread(target=loop, name="interrupt", daemon=True).start()
+
+
 class Slots:
     """A counting semaphore with a visible FIFO queue."""
 
@@ -83,9 +101,12 @@ class TaskSnapshot:
 
 
 class Task:
-    def __init__(self, kind: str, work: Callable[[Report, threading.Event], Any], slots: Slots | None = None):
+    def __init__(self, kind: str, work: Callable[[Report, threading.Event], Any], slots: Slots | None = None,
+                 on_cancel: Callable[[], None] | None = None):
+        """``on_cancel`` runs when the task is cancelled, on the caller's thread: it stops work
+        that does not check ``stop`` (``Connection.interrupt`` for a DuckDB query)."""
         self.id, self.kind = secrets.token_hex(16), kind
-        self._work, self._slots = work, slots
+        self._work, self._slots, self._on_cancel = work, slots, on_cancel
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._status, self._done, self._total, self._message, self._error = "queued", 0, 0, "", ""
         self._result: Any = None
@@ -113,19 +134,26 @@ class Task:
             status = "done"
         except Cancelled:
             status = "cancelled"
-        except StudioError as exc:
-            status, error = "failed", str(exc)
-        except Exception as exc:  # a bug: keep the server alive and tell the user
-            status, error = "failed", f"unexpected error in {self.kind}: {type(exc).__name__}: {exc}"
-            traceback.print_exc()
+        except Exception as exc:
+            status, error = self._failure(exc)
         finally:
             if self._slots is not None:
                 self._slots.release()
         with self._lock:
             self._status, self._error, self._result, self._finished = status, error, result, time.time()
 
+    def _failure(self, exc: Exception) -> tuple[str, str]:
+        if self._stop.is_set():  # interrupted on cancel: a DuckDB query raises its own error
+            return "cancelled", ""
+        if isinstance(exc, StudioError):
+            return "failed", str(exc)
+        traceback.print_exc()  # a bug: keep the server alive and tell the user
+        return "failed", f"unexpected error in {self.kind}: {type(exc).__name__}: {exc}"
+
     def cancel(self) -> None:
         self._stop.set()
+        if self._on_cancel is not None:
+            keep_interrupting(self._thread, self._on_cancel)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)

@@ -11,6 +11,7 @@ import math
 import duckdb
 
 from .errors import Problem, StudioError
+from .sizing import size_problems
 from .spec import (
     CATEGORICAL_ENCODINGS,
     CROSS_ENCODINGS,
@@ -140,6 +141,8 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
     binary_only, regression_only = {"auc", "logloss", "accuracy"}, {"rmse", "mae", "r2"}
     if (d.task == "binary" and t.monitor in regression_only) or (d.task == "regression" and t.monitor in binary_only):
         p.append(Problem("train.monitor", f"{t.monitor!r} is not a {d.task} metric", "use 'auto'"))
+    if not p:  # sizes are only meaningful for an otherwise valid spec
+        p += size_problems(spec)
     if table is not None:
         p += _check_table(spec, table)
     return p

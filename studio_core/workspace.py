@@ -9,7 +9,6 @@ scale with DuckDB rather than with Python memory.
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 import threading
@@ -20,17 +19,30 @@ from typing import Any
 
 import duckdb
 
+from .datafiles import NULL_MARKERS, PARQUET_SUFFIXES, detect_encoding, looks_binary, table_name_for
+from .duckerrors import _one_line, out_of_resources
 from .errors import StudioError
+from .fetch import bounded_frame, write_csv
+from .files import check_regular
 from .sqlutil import FLOAT_TYPES, is_numeric_type, qi, ql
 
-NULL_MARKERS = ("", "NA", "N/A", "n/a", "null", "NULL", "Null", "nan", "NaN", "NAN", "None")
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
-PARQUET_SUFFIXES = (".parquet", ".pq")
 EXACT_DISTINCT_MAX_ROWS = 2_000_000
+MAX_COLUMNS = int(os.environ.get("WDSTUDIO_MAX_COLUMNS", "5000"))
 TRAILING_SEMICOLON = re.compile(r";(?:\s|--[^\n]*)*$")  # a final ';', even with comments after it
 READ_ONLY_CREATE = re.compile(
     r'\s*(?P<head>CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?'
     r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*)\s+AS)\s+(?P<body>(?:\(\s*)?(?:SELECT|WITH|FROM|VALUES|TABLE)\b.*)', re.I | re.S)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What one workspace may take: the columns and decompressed bytes of a file it loads, the
+    time a load may run, and the size of DuckDB's spill folder (None: unbounded)."""
+
+    max_columns: int = MAX_COLUMNS
+    max_load_bytes: int | None = None
+    load_timeout_s: float | None = None
+    max_temp_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,25 +51,6 @@ class LoadResult:
     rows: int
     columns: int
     warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ColumnProfile:
-    name: str
-    type: str
-    numeric: bool
-    rows: int
-    nulls: int
-    distinct: int
-    min: Any = None
-    max: Any = None
-    mean: float | None = None
-    std: float | None = None
-    top_values: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def null_share(self) -> float:
-        return self.nulls / self.rows if self.rows else 0.0
 
 
 @dataclass
@@ -82,45 +75,6 @@ class Table:
         return is_numeric_type(self.types.get(column, ""))
 
 
-def table_name_for(path: str | Path) -> str:
-    """A safe table name from a file name: ``Sales Data-2024.csv`` -> ``sales_data_2024``."""
-    stem = Path(path).name
-    for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES + (".gz", ".zst"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-    name = re.sub(r"[^0-9A-Za-z_]+", "_", stem).strip("_").lower() or "table"
-    return f"t_{name}" if name[0].isdigit() else name
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    detail = next((t.strip() for t in text[1:] if t.strip() and not t.startswith("Possible")), "")
-    msg = first.replace("Invalid Input Error: ", "").replace("Conversion Error: ", "")
-    return f"{msg} {detail}".strip()[:300]
-
-
-def _detect_encoding(path: Path) -> str:
-    """'utf-8' if the whole file decodes as UTF-8 (BOM allowed), else 'latin-1'."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError:
-                return "latin-1"
-    return "utf-8"
-
-
-def _looks_binary(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(65536)
-    if b"\x00" in head:
-        return True
-    control = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
-    return control > len(head) * 0.01
-
-
 def single_select(sql: str, field: str) -> str:
     """``sql`` if it is exactly one SELECT/WITH statement (trailing ``;`` dropped), else a
     StudioError: a query that is pasted into ``(...)`` elsewhere must not be able to close the
@@ -141,15 +95,19 @@ class Workspace:
     files are read only from those folders, external access, extension loading and every
     configuration change are off (``lock_configuration``), so user SQL cannot read
     ``/etc/passwd``, write files, attach databases or lift its own memory and thread limits.
-    ``query_timeout_s`` interrupts user queries that run too long.
+    ``query_timeout_s`` interrupts user queries that run too long; ``bounds`` caps what loading
+    a file and spilling to disk may take.
     """
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None,
                  allowed_dirs: Sequence[str | Path] | None = None, query_timeout_s: float | None = None,
-                 allowed_files: Sequence[str | Path] = (), temp_directory: str | Path | None = None):
+                 allowed_files: Sequence[str | Path] = (), temp_directory: str | Path | None = None, bounds: Bounds | None = None):
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        self.bounds = bounds or Bounds()
         if temp_directory:
             config["temp_directory"] = str(temp_directory)  # where large aggregates spill
+        if self.bounds.max_temp_bytes:
+            config["max_temp_directory_size"] = f"{int(self.bounds.max_temp_bytes)}B"
         if threads:
             config["threads"] = threads
         if memory_limit:
@@ -178,7 +136,7 @@ class Workspace:
         other = Workspace.__new__(Workspace)
         other.con = self.con.cursor()
         other.allowed_dirs, other.allowed_files, other.query_timeout_s = self.allowed_dirs, self.allowed_files, self.query_timeout_s
-        other.file_views = self.file_views
+        other.file_views, other.bounds = self.file_views, self.bounds
         return other
 
     # ---- loading -------------------------------------------------------------------------
@@ -189,25 +147,60 @@ class Workspace:
         larger than memory can be aggregated and streamed; it cleans columns as a table load
         does (numeric text to DOUBLE, inf/nan to NULL)."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise StudioError(f"{path}: no such file; check the path")
+        check_regular(path, "data file")
         if self.allowed_dirs is not None and path.resolve() not in self.allowed_files and not any(path.resolve().is_relative_to(d) for d in self.allowed_dirs):
             raise StudioError(f"{path.name}: this workspace reads only uploaded files and the bundled samples; upload the file instead")
         name = name or table_name_for(path)
-        if path.suffix.lower() in PARQUET_SUFFIXES:
-            kind = "VIEW" if as_view else "TABLE"
-            try:
-                self.con.execute(f"CREATE OR REPLACE {kind} {qi(name)} AS SELECT * FROM read_parquet({ql(str(path))})")
-            except duckdb.Error as exc:
-                raise StudioError(f"{path.name}: not a readable Parquet file ({_one_line(exc)}); re-export it or upload a CSV") from None
-            warnings = self._clean_numeric(name, view_of=f"read_parquet({ql(str(path))})" if as_view else None)
-        else:
-            warnings = self._load_csv(path, name, as_view)
+        try:
+            warnings = self.timed(lambda: self._load_file(path, name, as_view), self.bounds.load_timeout_s,
+                                  f"loading {path.name} took longer than {self.bounds.load_timeout_s or 0:g} s and was stopped; load a smaller file")
+        except BaseException:
+            for kind in ("TABLE", "VIEW"):  # a load stopped half-way leaves nothing behind
+                try:
+                    self.con.execute(f"DROP {kind} IF EXISTS {qi(name)}")
+                except duckdb.Error:
+                    pass
+            raise
         self.file_views.pop(name, None)
         if as_view:
             self.file_views[name] = self.view_sql(name)
         table = self.table(name)
         return LoadResult(name, table.n_rows(), len(table.columns), tuple(warnings))
+
+    def _load_file(self, path: Path, name: str, as_view: bool) -> list[str]:
+        if path.suffix.lower() not in PARQUET_SUFFIXES:
+            return self._load_csv(path, name, as_view)
+        src = f"read_parquet({ql(str(path))})"
+        try:
+            columns, size = self.con.execute(f"SELECT (SELECT count(*) - 1 FROM parquet_schema({ql(str(path))})), "
+                                             f"(SELECT sum(total_uncompressed_size) FROM parquet_metadata({ql(str(path))}))").fetchall()[0]
+        except duckdb.Error as exc:
+            raise StudioError(f"{path.name}: not a readable Parquet file ({_one_line(exc)}); re-export it or upload a CSV") from None
+        self._check_columns(path, int(columns or 0))
+        if self.bounds.max_load_bytes and (size or 0) > self.bounds.max_load_bytes:
+            raise StudioError(f"{path.name}: its columns take {size / 2**30:.1f} GiB uncompressed, more than this workspace's "
+                              f"{self.bounds.max_load_bytes / 2**30:.1f} GiB; load fewer rows or columns")
+        self._create(path, name, as_view, src, "not a readable Parquet file ({}); re-export it or upload a CSV")
+        return self._clean_numeric(name, view_of=src if as_view else None)
+
+    def _create(self, path: Path, name: str, as_view: bool, src: str, unreadable: str) -> None:
+        """``CREATE TABLE|VIEW name AS SELECT * FROM src``, its errors as messages about the file
+        (``unreadable`` formatted with DuckDB's reason); an interrupt passes through to ``timed``."""
+        try:
+            self.con.execute(f"CREATE OR REPLACE {'VIEW' if as_view else 'TABLE'} {qi(name)} AS SELECT * FROM {src}")
+        except duckdb.InterruptException:
+            raise
+        except duckdb.OutOfMemoryException as exc:
+            raise StudioError(f"{path.name}: {out_of_resources(exc, 'loading it', 'load a file with fewer rows or columns')}") from None
+        except duckdb.Error as exc:
+            raise StudioError(f"{path.name}: {unreadable.format(_one_line(exc))}") from None
+
+    def _check_columns(self, path: Path, n: int) -> None:
+        if n > self.bounds.max_columns:
+            raise StudioError(f"{path.name}: {n:,} columns, more than the {self.bounds.max_columns:,} a table may have here "
+                              "(WDSTUDIO_MAX_COLUMNS); keep the columns you need, or raise the limit")
 
     def view_sql(self, name: str) -> str | None:
         """The SQL of view ``name``, or None when ``name`` is not a view (a table)."""
@@ -219,9 +212,11 @@ class Workspace:
             head = fh.read(65536)
         if os.path.getsize(path) == 0 or not head.strip():
             raise StudioError(f"{path.name}: the file is empty; upload a CSV with a header row and data rows")
-        if _looks_binary(path):
+        encoding = detect_encoding(path)
+        if encoding == "utf-16":
+            head = head.decode("utf-16", errors="replace").encode("utf-8")
+        elif looks_binary(path):
             raise StudioError(f"{path.name}: this is not a text CSV file (binary bytes found); upload a CSV or Parquet file")
-        encoding = _detect_encoding(path)
         args = f"{ql(str(path))}, encoding={ql(encoding)}, nullstr=[{', '.join(ql(m) for m in NULL_MARKERS)}]"
         try:
             sniff = self.con.execute(f"SELECT Delimiter, SkipRows, len(Columns) FROM sniff_csv({ql(str(path))}, encoding={ql(encoding)})").fetchall()[0]
@@ -230,16 +225,19 @@ class Workspace:
                 # the header has delimiters, yet no delimiter fits every row: the rows disagree on their number of fields
                 raise StudioError(f"{path.name}: the rows do not all have the header's number of fields (ragged rows); "
                                   "make every row have as many fields as the header")
+            self._check_columns(path, int(sniff[2]))
             if sniff and sniff[1]:
                 raise StudioError(
                     f"{path.name}: the first {sniff[1]} line(s) do not have the same number of fields as the rest "
                     "(ragged rows, a preamble or an unclosed quote); make every row have the header's number of fields"
                 )
-            self.con.execute(f"CREATE OR REPLACE {'VIEW' if as_view else 'TABLE'} {qi(name)} AS SELECT * FROM read_csv({args})")
+        except duckdb.InterruptException:
+            raise
         except duckdb.Error as exc:
             raise StudioError(f"{path.name}: could not read as CSV: {_one_line(exc)}; fix the file or save it as a UTF-8 CSV") from None
+        self._create(path, name, as_view, f"read_csv({args})", "could not read as CSV: {}; fix the file or save it as a UTF-8 CSV")
         warnings = []
-        if encoding != "utf-8":
+        if encoding == "latin-1":
             warnings.append(f"{path.name}: not valid UTF-8, read as Latin-1")
         delimiter = sniff[0] if sniff else ","
         return warnings + self._clean_numeric(name, allow_decimal_comma=delimiter != ",", view_of=f"read_csv({args})" if as_view else None)
@@ -325,8 +323,10 @@ class Workspace:
             raise StudioError(f"data.sql: {_one_line(exc)}; fix the query") from None
         return Table(self.con, "query", list(rel.columns), {c: str(t) for c, t in zip(rel.columns, rel.types)}, sql, guard=self.timed)
 
-    def run_sql(self, sql: str, save_as: str | None = None, limit: int | None = None) -> Any:
-        """Run one read-only statement; return a DataFrame (``limit`` rows at most) or a Table.
+    def run_sql(self, sql: str, save_as: str | None = None, limit: int | None = None, out: str | Path | None = None) -> Any:
+        """Run one read-only statement; return a DataFrame (``limit`` rows at most, bounded in
+        bytes: see ``fetch``) or a Table; with ``out``, stream every row to that CSV file and
+        return the number of rows.
 
         Allowed: one SELECT / WITH query (saved as table ``save_as`` when given), or one
         ``CREATE [OR REPLACE] TABLE|VIEW name AS SELECT ...`` over the user's tables.  Anything
@@ -355,72 +355,61 @@ class Workspace:
             body = TRAILING_SEMICOLON.sub("", create.group("body").strip()).strip()
             # as a subquery, a data-modifying CTE (WITH d AS (DELETE ... RETURNING *)) is refused by DuckDB's binder
             self.guarded(lambda: self.con.execute(f"{create.group('head')} SELECT * FROM (\n{body}\n)"))
+            if out is not None:
+                return self.guarded(lambda: write_csv(self.con, f"SELECT * FROM {qi(name)}", out))
             return self.table(name)
         sql = f"SELECT * FROM (\n{sql}\n)"  # same reason: DuckDB types WITH ... (DELETE ...) SELECT as a SELECT
 
         def run() -> Any:
-            rel = self.con.sql(sql)
-            if rel is None:
-                raise StudioError("the SQL returned no result; write a SELECT query")
+            if out is not None:
+                return write_csv(self.con, sql, out)
             if save_as:
                 self.con.execute(f"CREATE OR REPLACE TABLE {qi(save_as)} AS {sql}")
                 return self.table(save_as)
-            return (rel.limit(limit) if limit else rel).df()
+            return bounded_frame(self.con, sql, limit)  # bytes and cell lengths bounded too, not only rows
 
         return self.guarded(run)
 
-    def timed(self, work: Callable[[], Any]) -> Any:
-        """Run ``work()`` (DuckDB calls on this connection) under the query timeout: past it the
-        query is interrupted and a StudioError says so; other DuckDB errors pass through."""
-        timer = threading.Timer(self.query_timeout_s, self.con.interrupt) if self.query_timeout_s else None
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
+    def timed(self, work: Callable[[], Any], seconds: float | None = ..., message: str = "") -> Any:  # type: ignore[assignment]
+        """Run ``work()`` (DuckDB calls on this connection) under a time limit -- the query
+        timeout unless ``seconds`` is given (None: no limit): past it every query it runs is
+        interrupted (an interrupt stops only the query running at that moment, so it repeats
+        until ``work`` returns) and a StudioError says so (``message``, or the query timeout's);
+        other DuckDB errors pass through."""
+        seconds = self.query_timeout_s if seconds is ... else seconds
+        if not seconds:
+            return work()
+        done, expired = threading.Event(), threading.Event()
+
+        def stop_it() -> None:
+            if done.wait(seconds):
+                return
+            expired.set()
+            while not done.is_set():
+                try:
+                    self.con.interrupt()
+                except Exception:  # noqa: BLE001 - closed: nothing to interrupt
+                    return
+                done.wait(0.05)
+
+        threading.Thread(target=stop_it, name="query-timeout", daemon=True).start()
         try:
             return work()
-        except duckdb.InterruptException:
-            raise StudioError(f"the query ran longer than {self.query_timeout_s:g} s and was stopped; add filters or a LIMIT") from None
+        except (duckdb.InterruptException, StudioError) as exc:
+            if isinstance(exc, StudioError) and not expired.is_set():
+                raise
+            raise StudioError(message or f"the query ran longer than {seconds:g} s and was stopped; add filters or a LIMIT") from None
         finally:
-            if timer is not None:
-                timer.cancel()
+            done.set()
 
     def guarded(self, work: Callable[[], Any]) -> Any:
-        """``timed``, turning DuckDB errors into one-line StudioErrors."""
+        """``timed``, turning DuckDB errors into one-line StudioErrors (running out of this
+        workspace's memory or spill disk says which limit, and what to do)."""
         try:
             return self.timed(work)
+        except duckdb.OutOfMemoryException as exc:
+            raise StudioError(out_of_resources(exc)) from None
         except duckdb.Error as exc:
             raise StudioError(f"SQL error: {_one_line(exc)}; fix the query") from None
 
     # ---- profiles -------------------------------------------------------------------------
-    def profile(self, name: str, top: int = 5) -> list[ColumnProfile]:
-        """Per-column type, NULLs, distinct count, min/max/mean/std or top values (SQL only)."""
-        return self.guarded(lambda: self._profile(self.table(name), top))
-
-    def _profile(self, table: Table, top: int) -> list[ColumnProfile]:
-        rows = int(self.con.execute(f"SELECT count(*) FROM {table.ref}").fetchall()[0][0])
-        distinct = "count(DISTINCT {c})" if rows <= EXACT_DISTINCT_MAX_ROWS else "approx_count_distinct({c})"
-        out: list[ColumnProfile] = []
-        for start in range(0, len(table.columns), 100):
-            cols = table.columns[start : start + 100]
-            exprs = []
-            for col in cols:
-                c = qi(col)
-                exprs += [f"count({c})", distinct.format(c=c)]
-                if table.is_numeric(col):
-                    exprs += [f"min({c})::DOUBLE", f"max({c})::DOUBLE", f"avg({c}::DOUBLE)", f"stddev_samp({c}::DOUBLE)"]
-                else:
-                    exprs += [f"min({c})::VARCHAR", f"max({c})::VARCHAR", "NULL", "NULL"]
-            values = self.con.execute(f"SELECT {', '.join(exprs)} FROM {table.ref}").fetchall()[0]
-            for i, col in enumerate(cols):
-                nonnull, nd, lo, hi, mean, std = values[i * 6 : i * 6 + 6]
-                tops: tuple[tuple[str, int], ...] = ()
-                if not table.is_numeric(col) and top:
-                    tops = tuple(
-                        (str(v), int(n))
-                        for v, n in self.con.sql(
-                            f"SELECT {qi(col)}::VARCHAR v, count(*) n FROM {table.ref} WHERE {qi(col)} IS NOT NULL "
-                            f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {int(top)}"
-                        ).fetchall()
-                    )
-                out.append(ColumnProfile(col, table.types[col], table.is_numeric(col), rows, rows - int(nonnull), int(nd), lo, hi, mean, std, tops))
-        return out

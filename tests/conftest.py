@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from studio_core.hub import reset_hub
 from studio_core.spec import DataSpec
 from studio_core.suggest import suggest
 from studio_core.workspace import Workspace
@@ -40,15 +41,14 @@ def write_synthetic(path: Path, n: int = 1200, seed: int = 0, label: str = "bina
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     """The studio in Streamlit's AppTest, on a fresh server (empty caches), runs under tmp_path."""
-    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
-    st.cache_resource.clear()
+    reset_hub()
     at = AppTest.from_file(str(ROOT / "app" / "studio.py"), default_timeout=120)
     at.run()
     yield at
-    st.cache_resource.clear()
+    reset_hub()
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """The studio's pages, driven with Streamlit's AppTest (real Streamlit, DuckDB and torch)."""
 
+import dataclasses
 import io
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
+
+from studio_core.hub import hub, reset_hub
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "studio.py")
 
@@ -75,15 +77,18 @@ def selected_job(at):
 
 
 def test_happy_path_sample_to_export(app):
+    from studio_core.profile import profile as column_profiles
+
     at = app
     load_sample(at)
     assert "adult" in studio(at).ws.tables() and at.dataframe
     at.toggle(key="show_profile").set_value(True).run()
     profile = charts(at)  # one small chart per column, drawing that column's values
     assert not at.exception and len(profile) == 15
-    for col, chart in zip(studio(at).ws.profile("adult"), profile):  # in column order
+    for col, chart in zip(column_profiles(studio(at).ws, "adult"), profile):  # in column order
         if col.numeric:  # a histogram of a sample of the column's values
-            assert chart["fields"][0]["x"] == col.name and len(chart["data"][0]) == 5000
+            # the column enters as "value" (a user's name is not a safe Vega-Lite field), its name is the axis title
+            assert chart["fields"][0]["x"] == "value" and len(chart["data"][0]) == 5000 and chart["data"][0][0]["value"] is not None
         else:  # its top values with their counts
             assert [(r["value"], r["rows"]) for r in chart["data"][0]] == list(col.top_values)
     suggest_income(at)
@@ -166,7 +171,7 @@ def test_server_restart_reads_finished_runs_back(tmp_path, monkeypatch, small_sp
     token = "ab" * 16
     pipeline.train(spec, ws, tmp_path / "runs" / token / ("cd" * 16))
     monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
-    st.cache_resource.clear()  # a fresh server process
+    reset_hub()  # a fresh server process
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["s"] = token
     at.run()
@@ -180,7 +185,7 @@ def test_server_restart_reads_finished_runs_back(tmp_path, monkeypatch, small_sp
     other.run()
     other.switch_page("pages/export.py").run()
     assert other.info and not other.selectbox  # another session cannot see it
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_train_form_rejects_bad_hidden_units(app):
@@ -202,14 +207,14 @@ def test_damaged_run_directory_is_reported_on_export(tmp_path, monkeypatch, smal
     token = "ef" * 16
     out = pipeline.train(spec, ws, tmp_path / "runs" / token / ("01" * 16))
     monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
-    st.cache_resource.clear()
+    reset_hub()
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["s"] = token
     at.run()
     (out.run_dir / "model.pt").write_bytes(b"not a state dict")
     at.switch_page("pages/export.py").run()
     assert not at.exception and at.error and "damaged" in at.error[0].value
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_refresh_reattaches_to_the_same_tables(app):
@@ -248,22 +253,24 @@ def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatc
     assert [m.label for m in at.metric][:3] == ["test rmse", "test mae", "test r2"]
     at.radio(key="inspect_part").set_value("validation").run()  # the data is loaded: validation rows re-scored
     assert not at.exception and len({c["title"]: c for c in charts(at)}["Residuals (predicted - actual)"]["data"][0]) == run.metrics["n_val"]
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_uploads_bad_file_shows_error_and_keeps_loaded_tables(app):
     at = app
     load_sample(at)
     spools_before = set(studio(at).spool.glob("wd-upload-*"))
-    at.file_uploader(key="uploads").set_value([("Shop Sales.csv", b"sku,amount\na,1.5\nb,2\n", "text/csv"),
+    at.file_uploader(key="uploads_0").set_value([("Shop Sales.csv", b"sku,amount\na,1.5\nb,2\n", "text/csv"),
                                                ("broken.csv", b"\x00\x01\x02binary\xff" * 50, "text/csv")])
     at.run()
     at.button(key="load_uploads").click().run()
     assert not at.exception
-    assert any("Loaded Shop Sales.csv as table `shop_sales`" in m.value for m in at.success)
+    assert any(r"Loaded Shop Sales.csv as table shop\_sales" in m.value for m in at.success)  # names shown literally, not as Markdown
     assert at.error and "broken.csv" in at.error[0].value and "not a text CSV" in at.error[0].value
     assert {"adult", "shop_sales"} <= set(studio(at).ws.tables())
     assert set(studio(at).spool.glob("wd-upload-*")) == spools_before  # the spool folder is gone
+    at.run()
+    assert at.file_uploader[0].key == "uploads_1"  # a fresh uploader: the browser's copies of the files are let go
 
 
 def load_run_of(at):
@@ -283,7 +290,7 @@ def _session_with_run(tmp_path, monkeypatch, ws_and_spec, token):
     ws, spec = ws_and_spec
     pipeline.train(spec, ws, tmp_path / "runs" / token / ("ef" * 16))
     monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
-    st.cache_resource.clear()
+    reset_hub()
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["s"] = token
     at.run()
@@ -343,7 +350,7 @@ def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, 
     after = float(at.metric[0].value)
     assert (after < before) if before > 0.5 else (after > before), (before, after)
     assert "vs the row" in at.metric[0].delta
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_explain_without_the_runs_data_says_what_to_load(tmp_path, monkeypatch, small_spec):
@@ -353,7 +360,7 @@ def test_explain_without_the_runs_data_says_what_to_load(tmp_path, monkeypatch, 
     at.button(key="explain_start").click().run()
     _wait_for_explanation(at)
     assert not at.exception and at.error and "load table 'synthetic' first" in at.error[0].value
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_export_page_checks_the_bundle_before_offering_downloads(tmp_path, monkeypatch, small_spec, synthetic_csv):
@@ -375,7 +382,7 @@ def test_export_page_checks_the_bundle_before_offering_downloads(tmp_path, monke
     built = next(iter(studio(at).exports.values())).snapshot().result
     names = set(zipfile.ZipFile(io.BytesIO(built.zip_bytes)).namelist())
     assert {"model.onnx", "raw.onnx", "model.int8.onnx", "model_card.md", "bundle.json"} <= names
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_export_without_the_runs_data_uses_synthetic_rows_and_says_so(tmp_path, monkeypatch, small_spec):
@@ -385,7 +392,7 @@ def test_export_without_the_runs_data_uses_synthetic_rows_and_says_so(tmp_path, 
     at.button(key="export_build").click().run()
     _wait_for_task(at, lambda: studio(at).exports)
     assert not at.exception and at.success and "synthetic" in at.success[0].value, _task_state(at, lambda: studio(at).exports)
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_abandoned_sessions_are_released_and_a_returning_tab_is_told(tmp_path, monkeypatch, small_spec, synthetic_csv):
@@ -400,7 +407,7 @@ def test_abandoned_sessions_are_released_and_a_returning_tab_is_told(tmp_path, m
     a.job_ids.append(job_id)
     job = state.registry().get(job_id, a.owner)
     assert job.snapshot().active
-    monkeypatch.setattr(state, "SESSION_TTL_S", 60.0)
+    monkeypatch.setattr(hub(), "limits", dataclasses.replace(hub().limits, session_ttl_s=60.0))
     a.last_seen -= 120  # idle for two minutes
     other = AppTest.from_file(APP, default_timeout=120)
     other.run()  # any page run sweeps idle sessions
@@ -411,7 +418,7 @@ def test_abandoned_sessions_are_released_and_a_returning_tab_is_told(tmp_path, m
     assert studio(at).owner == a.owner and studio(at) is not a and studio(at).ws.tables() == []
     at.switch_page("pages/export.py").run()  # its finished run is still there
     assert not at.exception and at.selectbox(key="export_run").options
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_two_sessions_cannot_see_or_touch_each_others_tables_and_runs(tmp_path, monkeypatch, small_spec, synthetic_csv):
@@ -438,7 +445,7 @@ def test_two_sessions_cannot_see_or_touch_each_others_tables_and_runs(tmp_path, 
     fresh.query_params["s"] = "zz" * 16  # a guessed token gets a fresh, empty session
     fresh.run()
     assert studio(fresh).owner not in (studio(a).owner,) and studio(fresh).ws.tables() == []
-    st.cache_resource.clear()
+    reset_hub()
 
 
 @pytest.mark.parametrize("payload", [b"{not json", b'{"data": {"table": "adult", "label": "income", "evil": 1}}',
@@ -495,7 +502,7 @@ def test_what_if_on_an_unedited_row_with_missing_values_reproduces_its_score(tmp
     at.selectbox(key="explain_row").set_value(missing_rows[0]).run()
     assert not at.exception and not at.error
     assert at.metric[0].delta.startswith("+0.000") or at.metric[0].delta.startswith("-0.000"), at.metric[0].delta
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def pd_isna_any(row) -> bool:
@@ -512,7 +519,7 @@ def test_create_table_or_view_in_the_query_box_saves_and_lists_it(app):
         at.text_area(key="sql_text").set_value(sql)
         at.button(key="run_sql").click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]
-        assert at.success and f"Saved as `{name}`" in at.success[0].value
+        assert at.success and f"Saved as {name} " in at.success[0].value
         assert name in studio(at).ws.tables()
 
 

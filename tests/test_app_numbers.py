@@ -5,10 +5,10 @@ import threading
 from pathlib import Path
 
 import pyarrow as pa
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 from test_app import APP, _session_with_run, _wait_for_task, charts, load_sample, selected_job, studio
 
+from studio_core.hub import reset_hub
 from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 
 
@@ -36,7 +36,7 @@ def test_a_run_whose_held_out_rows_hold_one_class_says_so_on_inspect_and_export(
     assert any("only one class" in i.value for i in at.info) and "Calibration" in [c["title"] for c in charts(at)]
     at.switch_page("pages/export.py").run()
     assert "not defined (one class)" in at.selectbox(key="export_run").options[0]
-    st.cache_resource.clear()
+    reset_hub()
 
 
 def test_a_spec_reading_data_sql_opens_on_the_features_page(app):
@@ -104,11 +104,10 @@ def test_a_slow_view_is_stopped_by_the_query_timeout_on_every_page(tmp_path, mon
     import time
 
     sys.path.insert(0, str(Path(APP).parent))
-    import state
 
-    monkeypatch.setattr(state, "QUERY_TIMEOUT_S", 1.0)
+    monkeypatch.setenv("WDSTUDIO_QUERY_TIMEOUT_S", "1")
     monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
-    st.cache_resource.clear()
+    reset_hub()
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     load_sample(at)
@@ -123,4 +122,4 @@ def test_a_slow_view_is_stopped_by_the_query_timeout_on_every_page(tmp_path, mon
     at.switch_page("pages/features.py").run()
     assert not at.exception and any("longer than 1 s" in e.value for e in at.error)
     assert time.time() - started < 30
-    st.cache_resource.clear()
+    reset_hub()

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from studio_core.errors import StudioError
+from studio_core.profile import profile
 from studio_core.spec import Spec
 from studio_core.validate import validate
 from studio_core.workspace import Workspace
@@ -43,7 +44,7 @@ def _load(data: bytes, suffix: str = ".csv") -> None:
             assert str(exc) and "\n" not in str(exc).strip()
             return
         assert res.rows == ws.con.execute(f'SELECT count(*) FROM "{res.table}"').fetchall()[0][0] and res.columns == len(ws.table(res.table).columns) >= 1
-        ws.profile(res.table)  # a loaded table can always be profiled
+        profile(ws, res.table)  # a loaded table can always be profiled
 
 
 @SETTINGS

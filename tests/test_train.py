@@ -63,7 +63,7 @@ def test_save_load_gives_identical_predictions(small_spec, tmp_path):
     p2, _ = load_run(out.run_dir).predict(table)
     np.testing.assert_array_equal(p1, p2)
     assert len(p1) == table.n_rows() and ((p1 > 0) & (p1 < 1)).all()
-    assert sorted(f.name for f in out.run_dir.iterdir()) == sorted(["spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json",
+    assert sorted(f.name for f in out.run_dir.iterdir()) == sorted([".wdstudio-run", "spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json",
                                                                     "test_predictions.parquet"])
     assert not list(tmp_path.glob(".run.tmp-*"))
 

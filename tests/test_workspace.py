@@ -3,6 +3,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from studio_core.errors import StudioError
+from studio_core.profile import profile
 from studio_core.workspace import Workspace
 
 
@@ -24,7 +25,7 @@ def test_parquet_sql_join_and_save_as_table(tmp_path, synthetic_csv):
 def test_profile_uses_sql_aggregates(synthetic_csv):
     ws = Workspace()
     ws.load(synthetic_csv)
-    prof = {c.name: c for c in ws.profile("synthetic")}
+    prof = {c.name: c for c in profile(ws, "synthetic")}
     assert prof["x1"].numeric and prof["x1"].min < 0 < prof["x1"].max and prof["x1"].std > 0.5
     assert prof["x2"].nulls == len([i for i in range(1200) if i % 17 == 0])
     assert prof["colour"].distinct == 4 and sum(n for _, n in prof["colour"].top_values) == 1200

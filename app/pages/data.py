@@ -5,37 +5,49 @@ import tempfile
 from pathlib import Path
 
 import streamlit as st
+from plain import plain
 from state import SAMPLE_DIR, session
 
 from studio_core.charts import column_chart
 from studio_core.errors import StudioError
+from studio_core.hub import hub
+from studio_core.profile import profile as column_profiles
 from studio_core.sqlutil import qi
 from studio_core.workspace import table_name_for
+
+SHOWN_COLUMNS = 200  # a 50,000-column table stays fast to rerun: previews and profiles show this many
 
 s = session()
 st.title("Data")
 
 left, right = st.columns([2, 1])
 with left:
-    files = st.file_uploader("Upload CSV or Parquet files", type=["csv", "tsv", "txt", "parquet"], accept_multiple_files=True, key="uploads")
+    files = st.file_uploader("Upload CSV or Parquet files", type=["csv", "tsv", "txt", "parquet"], accept_multiple_files=True,
+                             key=f"uploads_{s.uploads}")
     if files and st.button("Load uploaded files", key="load_uploads", type="primary"):
+        budget = hub().limits.session_disk_bytes
         with tempfile.TemporaryDirectory(prefix="wd-upload-", dir=s.spool) as spool:
             for f in files:
+                if s.disk_used() + f.size > budget:
+                    st.error(f"{plain(f.name)}: {f.size / 2**20:,.0f} MB would take this session over its {budget / 2**30:g} GiB of disk "
+                             "(WDSTUDIO_SESSION_DISK); load a smaller file or drop tables you do not need")
+                    continue
                 path = Path(spool) / (table_name_for(f.name) + Path(f.name).suffix.lower())
                 with path.open("wb") as out:
                     shutil.copyfileobj(f, out)  # spooled to disk once; DuckDB reads the file
                 try:
                     res = s.ws.load(path)
-                    st.success(f"Loaded {f.name} as table `{res.table}`: {res.rows:,} rows, {res.columns} columns")
+                    st.success(f"Loaded {plain(f.name)} as table {plain(res.table)}: {res.rows:,} rows, {res.columns} columns")
                     for w in res.warnings:
-                        st.warning(w)
+                        st.warning(plain(w))
                 except StudioError as exc:
-                    st.error(str(exc))
+                    st.error(plain(str(exc)))
+        s.uploads += 1  # a fresh uploader next run: the browser-side copies of the files are released
 with right:
     sample = st.selectbox("Or a bundled sample", ["adult.csv", "clicklog.csv"], key="sample_name")
     if st.button("Load sample", key="load_sample"):
         res = s.ws.load(SAMPLE_DIR / sample)
-        st.success(f"Loaded `{res.table}`: {res.rows:,} rows")
+        st.success(f"Loaded {plain(res.table)}: {res.rows:,} rows")
 
 tables = s.ws.tables()
 if not tables:
@@ -55,25 +67,29 @@ listed = [{"table": t, "rows": rows_of(t), "columns": len(s.ws.table(t).columns)
 st.dataframe(listed, hide_index=True)
 slow = [t["table"] for t in listed if t["rows"] is None]
 if slow:
-    st.warning(f"Counting the rows of {', '.join(slow)} took longer than the query timeout and was stopped; "
+    st.warning(f"Counting the rows of {plain(', '.join(slow))} took longer than the query timeout and was stopped; "
                "a view that is this slow will be slow to train on too.")
 table = st.selectbox("Table", tables, index=tables.index(s.table) if s.table in tables else 0, key="data_table")
 s.table = table
-st.caption("First 50 rows")
+columns = s.ws.table(table).columns
+shown = columns[:SHOWN_COLUMNS]
+st.caption("First 50 rows" + (f" of the first {SHOWN_COLUMNS} of {len(columns):,} columns" if len(columns) > SHOWN_COLUMNS else ""))
 try:
-    st.dataframe(s.ws.run_sql(f"SELECT * FROM {qi(table)}", limit=50), hide_index=True)
+    st.dataframe(s.ws.run_sql(f"SELECT {', '.join(qi(c) for c in shown)} FROM {qi(table)}", limit=50), hide_index=True)
 except StudioError as exc:
-    st.error(str(exc))
+    st.error(plain(str(exc)))
 
 profile = []
 if st.toggle("Column profile", key="show_profile"):  # computed only when shown: SQL over every column
     try:
-        profile = s.ws.profile(table)
+        profile = column_profiles(s.ws, table, columns=shown)
+        if len(columns) > SHOWN_COLUMNS:
+            st.caption(f"Profiles of the first {SHOWN_COLUMNS} columns; query the others in the SQL box below.")
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
     for col in profile:
         c1, c2 = st.columns([1, 2])
-        c1.markdown(f"**{col.name}** · `{col.type}`  \nmissing {col.null_share:.1%} · {col.distinct:,} distinct")
+        c1.markdown(f"**{plain(col.name)}** · {plain(col.type)}  \nmissing {col.null_share:.1%} · {col.distinct:,} distinct")
         if col.numeric:
             c1.caption(f"min {col.min:g} · mean {col.mean:g} · max {col.max:g}" if col.mean is not None else "all missing")
             values = s.ws.run_sql(f"SELECT {qi(col.name)} FROM {qi(table)} USING SAMPLE 5000 ROWS")
@@ -90,8 +106,10 @@ if st.button("Run query", key="run_sql"):
     try:
         result = s.ws.run_sql(sql, save_as=table_name_for(name) if name.strip() else None, limit=1000)
         if hasattr(result, "ref"):  # saved: a table, or a view from CREATE ... AS (counted under the query timeout)
-            st.success(f"Saved as `{result.name}` ({s.ws.guarded(result.n_rows):,} rows)")
+            st.success(f"Saved as {plain(result.name)} ({s.ws.guarded(result.n_rows):,} rows)")
         else:
             st.dataframe(result, hide_index=True)
+            if result.attrs.get("note"):
+                st.caption(plain(result.attrs["note"].capitalize() + "."))
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))

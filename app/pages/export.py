@@ -2,6 +2,7 @@
 
 import streamlit as st
 from live import task_view
+from plain import plain
 from state import pick_finished_run, session, slots
 
 from studio_core.errors import StudioError
@@ -43,7 +44,7 @@ st.success(f"Parity on {p['rows']:,} {p['rows_source']}: model.onnx vs PyTorch, 
            + (f"; raw.onnx vs the engine {p['raw_prediction_max_abs_diff']:.2g} (prediction), {p['raw_id_mismatches']} differing ids"
               if "raw.onnx" in built.graphs else "") + f" — {verdict} the {p['tolerance']:g} tolerance.")
 if "raw_unavailable" in p:
-    st.warning(f"No raw-row graph: {p['raw_unavailable']}. Scoring applies preprocess.json in Python, then model.onnx.")
+    st.warning(f"No raw-row graph: {plain(p['raw_unavailable'])}. Scoring applies preprocess.json in Python, then model.onnx.")
 if q:
     change = (f"AUC change {q['auc_change']:+.5f}" if "auc_change" in q else f"RMSE change {q['rmse_change']:+.4g}") if q.get("validation_rows") else q.get("note", "")
     st.info(f"INT8 ({q['chosen']}): {q['size_ratio']:.2f}× the size; {change}; largest score change "

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import streamlit as st
+from plain import plain
 from state import session
 
 from studio_core.editing import ROLES, add_cross, apply_rows, diagram_dot, feature_rows, summarize
@@ -30,7 +31,7 @@ if st.button("Suggest features", type="primary", key="suggest"):
             s.suggestion = suggest(s.ws, DataSpec(table=table, label=label))
         s.spec, s.table = s.suggestion.spec, table
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
 
 uploaded = st.file_uploader("…or upload a spec JSON", type=["json"], key="spec_upload")
 if uploaded is not None and st.button("Use uploaded spec", key="use_spec"):
@@ -38,29 +39,29 @@ if uploaded is not None and st.button("Use uploaded spec", key="use_spec"):
         spec = Spec.from_json(uploaded.getvalue())
         problems = validate(spec, s.ws.source(spec.data.table, spec.data.sql))
         if problems:
-            st.error("The uploaded spec has problems:\n\n" + "\n".join(f"- {p}" for p in problems))
+            st.error("The uploaded spec has problems:\n\n" + "\n".join(f"- {plain(p)}" for p in problems))
         else:
             s.spec, s.suggestion = spec, None
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
 
 if s.spec is None:
     st.info("Choose the label and press **Suggest features**.")
     st.stop()
 
 spec = s.spec
-st.caption(f"Task: **{spec.data.task}**" + (f" · {s.suggestion.task_reason}" if s.suggestion else ""))
+st.caption(f"Task: **{spec.data.task}**" + (f" · {plain(s.suggestion.task_reason)}" if s.suggestion else ""))
 try:  # the spec's rows: a table, or its data.sql
     src = s.ws.source(spec.data.table, spec.data.sql)
 except StudioError as exc:
-    st.error(f"The spec's rows cannot be read: {exc}")
+    st.error(f"The spec's rows cannot be read: {plain(exc)}")
     st.stop()
 if spec.data.task == "binary":
     label_sql = text_expr(spec.data.label, src.types[spec.data.label])
     try:
         values = s.ws.run_sql(f"SELECT DISTINCT {label_sql} AS v FROM {src.ref} WHERE {qi(spec.data.label)} IS NOT NULL ORDER BY 1 LIMIT 20")["v"].tolist()
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         values = []
     if spec.data.positive_class in values:
         spec.data.positive_class = st.selectbox("Positive class", values, index=values.index(spec.data.positive_class), key="positive")
@@ -88,13 +89,13 @@ if st.button("Add custom cross", key="add_custom"):
         st.error("Pick 2 or 3 columns for a cross.")
     else:
         spec = s.spec = add_cross(spec, custom)
-st.write("In the spec: " + (", ".join(" x ".join(x.columns) for x in spec.features.crosses) or "no crosses"))
+st.write("In the spec: " + (plain(", ".join(" x ".join(x.columns) for x in spec.features.crosses)) or "no crosses"))
 if spec.features.crosses and st.button("Remove all crosses", key="clear_crosses"):
     spec.features.crosses = []
 
 problems = validate(spec, src)
 for p in problems:
-    st.error(str(p))
+    st.error(plain(p))
 
 st.subheader("Model")
 distinct = {r.name: r.distinct for r in s.suggestion.roles} if s.suggestion else {}

@@ -26,8 +26,8 @@ else:
 c = st.columns(len(keys) + 2)
 for col, k in zip(c, keys):
     col.metric(f"validation {k.upper() if k == 'auc' else k}", format_metric(k, m.get(k)))
-c[-2].metric("best epoch", f"{m['best_epoch']} of {m['epochs_run']}")
-c[-1].metric("rows per second", f"{m['train_rows_per_s']:,.0f}")
+c[-2].metric("best epoch", f"{m.get('best_epoch', '?')} of {m.get('epochs_run', '?')}")
+c[-1].metric("rows per second", f"{float(m.get('train_rows_per_s') or 0):,.0f}")
 
 parts = (["test"] if test else []) + ["validation"]
 part = st.radio("Curves on", parts, horizontal=True, key="inspect_part",

@@ -3,6 +3,7 @@
 import copy
 
 import streamlit as st
+from plain import plain
 from state import registry, session
 
 from studio_core.charts import loss_chart, metric_chart, step_chart
@@ -24,7 +25,7 @@ t, m, d = spec.train, spec.model, spec.data
 try:
     columns = s.ws.source(d.table, d.sql).columns
 except StudioError as exc:
-    st.error(str(exc))
+    st.error(plain(str(exc)))
     st.stop()
 with st.form("train_form"):
     st.markdown("**Rows** · training fits the model, validation makes every decision (best epoch, learning rate), "
@@ -74,7 +75,7 @@ if start:
         st.stop()
     problems = validate(spec, s.ws.source(spec.data.table, spec.data.sql))
     if problems:
-        st.error("Fix these before training:\n\n" + "\n".join(f"- {p}" for p in problems))
+        st.error("Fix these before training:\n\n" + "\n".join(f"- {plain(p)}" for p in problems))
     else:
         s.spec = spec
         job_id = registry().submit(s.owner, spec, s.ws)
@@ -111,7 +112,7 @@ def live() -> None:
         if st.button("Cancel", key="cancel"):
             job.cancel()
     elif snap.status in ("failed", "interrupted"):
-        st.error(f"Training {snap.status}: {snap.error}")
+        st.error(f"Training {snap.status}: {plain(snap.error)}")
     elif snap.status == "cancelled":
         st.warning("Training was cancelled.")
     else:
