@@ -53,6 +53,7 @@ class StudioSession:
     exports: dict[str, Task] = field(default_factory=dict)  # run id -> its latest bundle export
     last_seen: float = field(default_factory=time.time)
     closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
+    slow_tables: set[str] = field(default_factory=set)  # tables whose row count ran past the query timeout
     uploads: int = 0  # bumps the uploader's key once files are spooled: the browser's copies are let go
     _cursors: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
@@ -139,8 +140,11 @@ def sweep_idle(sessions: dict[str, StudioSession], now: float) -> list[str]:
 def _client() -> str:
     try:
         ip = st.context.ip_address
+        local = st.context.url is not None and type(st.context.url) is str
     except Exception:  # noqa: BLE001 - no request context
         return ""
+    if ip is None and local:
+        return "localhost"  # Streamlit reports 127.0.0.1 and ::1 as None
     return ip if type(ip) is str else ""  # AppTest hands out mocks
 
 

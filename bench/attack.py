@@ -76,7 +76,8 @@ def start_server(port: int, runs: str, uploads: str, memory_gib: float, extra_en
            "WDSTUDIO_SESSION_DISK": str(2 * 2**30), **(extra_env or {})}
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "studio.py"), "--server.port", str(port),
                                "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env, preexec_fn=limit,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                              stdout=open(os.environ["ATTACK_SERVER_LOG"], "w") if os.environ.get("ATTACK_SERVER_LOG") else subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         if health_ms(url) is not None:
@@ -110,11 +111,16 @@ def wait_text(page, pattern: str, timeout_s: float = 120) -> str:
         if m and "Running..." not in text:
             return m.group(0)
         time.sleep(0.3)
-    return f"(nothing matching {pattern!r} within {timeout_s:g} s)"
+    shot = Path(tempfile.gettempdir()) / f"attack-{abs(hash(pattern)) % 10**6}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    return f"(nothing matching {pattern!r} within {timeout_s:g} s; the page: {shot})"
 
 
 def run_sql(page, sql: str) -> None:
-    page.get_by_label("Query your tables").fill(sql)
+    box = page.get_by_label("Query your tables")
+    box.fill(sql)
+    box.press("Control+Enter")  # commit the text before the click (a rerun)
+    wait_text(page, r"Run query")
     page.get_by_role("button", name="Run query").click()
 
 
@@ -130,11 +136,13 @@ def attack_big_string(c: Ctx) -> str:
 
 def attack_slow_view(c: Ctx) -> str:
     run_sql(c.page, "CREATE VIEW slow AS SELECT count(*) AS n FROM range(1000000000000000)")
-    wait_text(c.page, r"Saved as slow[^\n]*|took longer[^\n]*|longer than[^\n]*")
+    saved = wait_text(c.page, r"Saved as slow[^\n]*|SQL error[^\n]*|the query ran longer[^\n]*")
+    if not saved.startswith("Saved"):
+        return f"the view was not saved: {saved}"
     t0 = time.time()
     c.page.reload()
     got = wait_text(c.page, r"Counting the rows of [^\n]*?stopped")
-    return f"{got[:70]}… (page back in {time.time() - t0:.0f} s)"
+    return f"{saved[:60]}… / on reload: {got[:60]}… (page back in {time.time() - t0:.0f} s)"
 
 
 def attack_spill_snoop(c: Ctx) -> str:
@@ -156,6 +164,8 @@ def attack_parquet_bomb(c: Ctx) -> str:
 def attack_wide_csv(c: Ctx) -> str:
     wide = c.work / "wide.csv"
     wide.write_text(",".join(f"c{i}" for i in range(50_000)) + "\n" + ",".join(["1"] * 50_000) + "\n")
+    c.page.reload()  # a fresh uploader
+    wait_text(c.page, r"Upload CSV")
     c.page.locator("input[type=file]").set_input_files(str(wide))
     c.page.get_by_role("button", name="Load uploaded files").click()
     return wait_text(c.page, r"wide\.csv: [^\n]{0,90}")
@@ -188,12 +198,20 @@ def attack_markdown_pixel(c: Ctx) -> str:
     return f"pixel requests: {len(hits)}; links/images in the page: {links}"
 
 
+def hidden_units(page):
+    """The Hidden units box, opening the Advanced section first when it is closed."""
+    box = page.get_by_label("Hidden units")
+    if not box.is_visible():
+        page.get_by_text("Advanced").click()
+    return box
+
+
 def attack_huge_model(c: Ctx) -> str:
     go(c.page, c.url, "Features")
     c.page.get_by_role("button", name="Suggest features").click()
     wait_text(c.page, r"Task: binary")
     go(c.page, c.url, "Train")
-    hidden = c.page.get_by_label("Hidden units")
+    hidden = hidden_units(c.page)
     hidden.fill("65536, 65536, 65536")
     hidden.press("Tab")
     c.page.get_by_role("button", name="Start training").click()
@@ -201,14 +219,14 @@ def attack_huge_model(c: Ctx) -> str:
 
 
 def attack_job_flood(c: Ctx) -> str:
-    hidden = c.page.get_by_label("Hidden units")
+    hidden = hidden_units(c.page)
     hidden.fill("64, 32")
     epochs = c.page.get_by_label("Epochs")
-    epochs.fill("1")
+    epochs.fill("20")  # long enough that three are still queued or running when the fourth is pressed
     epochs.press("Tab")
     for _ in range(4):
         c.page.get_by_role("button", name="Start training").click()
-        c.page.wait_for_timeout(1500)
+        c.page.wait_for_timeout(700)
     return wait_text(c.page, r"you already have \d+ trainings queued or running[^\n]{0,40}")
 
 
@@ -226,11 +244,15 @@ def attack_clear_cache(c: Ctx) -> str:
             await asyncio.sleep(1.0)
         return "sent"
 
-    sent = asyncio.run(send())
+    result: list[str] = []  # playwright's sync API runs an event loop on this thread: send from another
+    sender = threading.Thread(target=lambda: result.append(asyncio.run(send())))
+    sender.start()
+    sender.join(30)
+    sent = result[0] if result else "not sent"
     go(c.page, c.url, "Data")
     c.page.reload()
-    kept = wait_text(c.page, r"adult", 60)
-    return f"clear_cache {sent}; after a refresh the attacker's tables are {'still there' if kept == 'adult' else 'GONE'}"
+    kept = wait_text(c.page, r"Tables\s.*?Table\s.*?First 50 rows", 60)  # shown only when the session has tables
+    return f"clear_cache {sent}; after a refresh the attacker's tables are {'still there' if kept.startswith('Tables') else 'GONE: ' + kept}"
 
 
 def attack_token_fixation(c: Ctx) -> str:
@@ -288,7 +310,8 @@ def run_attacks(browser, url: str, pid: int, uploads: Path, log: Callable[[str],
     rows = []
     with tempfile.TemporaryDirectory() as work:
         c = Ctx(url, pid, uploads, browser, page, Path(work))
-        for name, attack in ATTACKS:
+        only = os.environ.get("ATTACK_ONLY", "")
+        for name, attack in [a for a in ATTACKS if not only or any(o.strip() in a[0] for o in only.split(","))]:
             t0 = time.time()
             try:
                 outcome = attack(c)

@@ -46,3 +46,13 @@ def looks_binary(path: Path) -> bool:
         return True
     control = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
     return control > len(head) * 0.01
+
+
+def header_fields(path: Path, encoding: str, max_bytes: int = 16 * 2**20) -> int:
+    """The number of fields in the file's first line (the most any of , ; tab | gives, outside
+    quoted names), read from at most ``max_bytes``."""
+    with path.open("rb") as fh:
+        raw = fh.read(max_bytes)
+    first = next(iter(raw.decode(encoding, errors="replace").lstrip("\ufeff").splitlines()), "")
+    bare = re.sub(r'"[^"]*"', "", first)
+    return max(bare.count(d) for d in (",", ";", "\t", "|")) + 1

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from .datafiles import NULL_MARKERS, PARQUET_SUFFIXES, detect_encoding, looks_binary, table_name_for
+from .datafiles import NULL_MARKERS, PARQUET_SUFFIXES, detect_encoding, header_fields, looks_binary, table_name_for
 from .duckerrors import _one_line, out_of_resources
 from .errors import StudioError
 from .fetch import bounded_frame, write_csv
@@ -213,6 +213,7 @@ class Workspace:
         if os.path.getsize(path) == 0 or not head.strip():
             raise StudioError(f"{path.name}: the file is empty; upload a CSV with a header row and data rows")
         encoding = detect_encoding(path)
+        self._check_columns(path, header_fields(path, encoding))  # before DuckDB's sniffer, which is slow on a 50,000-column header
         if encoding == "utf-16":
             head = head.decode("utf-16", errors="replace").encode("utf-8")
         elif looks_binary(path):

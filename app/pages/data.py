@@ -55,10 +55,14 @@ if not tables:
     st.stop()
 
 def rows_of(name: str) -> int | None:
-    """A table's row count, or None when counting it takes longer than the query timeout."""
+    """A table's row count, or None when counting it takes longer than the query timeout --
+    remembered, so a slow view costs the timeout once, not on every rerun of the page."""
+    if name in s.slow_tables:
+        return None
     try:
         return s.ws.table(name).n_rows()
     except StudioError:
+        s.slow_tables.add(name)
         return None
 
 
@@ -106,7 +110,9 @@ if st.button("Run query", key="run_sql"):
     try:
         result = s.ws.run_sql(sql, save_as=table_name_for(name) if name.strip() else None, limit=1000)
         if hasattr(result, "ref"):  # saved: a table, or a view from CREATE ... AS (counted under the query timeout)
-            st.success(f"Saved as {plain(result.name)} ({s.ws.guarded(result.n_rows):,} rows)")
+            n = rows_of(result.name)
+            st.success(f"Saved as {plain(result.name)} " + (f"({n:,} rows)" if n is not None else
+                       "(counting its rows took longer than the query timeout and was stopped: it will be slow to use)"))
         else:
             st.dataframe(result, hide_index=True)
             if result.attrs.get("note"):

@@ -78,9 +78,12 @@ if start:
         st.error("Fix these before training:\n\n" + "\n".join(f"- {plain(p)}" for p in problems))
     else:
         s.spec = spec
-        job_id = registry().submit(s.owner, spec, s.ws)
-        s.job_ids.append(job_id)
-        s.selected_job = job_id
+        try:
+            job_id = registry().submit(s.owner, spec, s.ws)
+            s.job_ids.append(job_id)
+            s.selected_job = job_id
+        except StudioError as exc:  # e.g. this session's share of the job queue is full
+            st.error(plain(str(exc)))
 
 jobs = [j for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
 if not jobs:
