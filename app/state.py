@@ -89,9 +89,11 @@ def slots() -> Slots:
     """Server-wide cap on heavy background work (training, explanations, exports): the rest
     queue.  Torch's intra-op threads are split between the slots so concurrent jobs do not
     oversubscribe the cores (the setting is process-wide)."""
-    cap = hub().slots
-    configure_threads(cap.capacity)
-    return cap
+    server = hub()
+    if server.threads_set != server.slots.capacity:  # once per server, not on every page run
+        configure_threads(server.slots.capacity)
+        server.threads_set = server.slots.capacity
+    return server.slots
 
 
 def registry() -> JobRegistry:

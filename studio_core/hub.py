@@ -112,6 +112,7 @@ class Hub:
     clients: dict[str, str] = field(default_factory=dict)  # token -> client address
     browsers: dict[str, str] = field(default_factory=dict)  # token -> key of the browser it belongs to
     lock: threading.RLock = field(default_factory=threading.RLock)
+    threads_set: int = 0  # the job count torch's threads were last split for (the UI sets it on first use)
 
     def __post_init__(self) -> None:
         self.slots = Slots(self.limits.max_jobs)

@@ -37,6 +37,7 @@ with left:
                     shutil.copyfileobj(f, out)  # spooled to disk once; DuckDB reads the file
                 try:
                     res = s.ws.load(path)
+                    s.slow_tables.discard(res.table)
                     st.success(f"Loaded {plain(f.name)} as table {plain(res.table)}: {res.rows:,} rows, {res.columns} columns")
                     for w in res.warnings:
                         st.warning(plain(w))
@@ -110,6 +111,7 @@ if st.button("Run query", key="run_sql"):
     try:
         result = s.ws.run_sql(sql, save_as=table_name_for(name) if name.strip() else None, limit=1000)
         if hasattr(result, "ref"):  # saved: a table, or a view from CREATE ... AS (counted under the query timeout)
+            s.slow_tables.discard(result.name)  # a replaced table is counted afresh
             n = rows_of(result.name)
             st.success(f"Saved as {plain(result.name)} " + (f"({n:,} rows)" if n is not None else
                        "(counting its rows took longer than the query timeout and was stopped: it will be slow to use)"))
