@@ -37,11 +37,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from .duckerrors import _one_line
 from .encoders import Source
 from .errors import SplitMismatch, StudioError
 from .spec import DataSpec, Spec
+from .sqlgate import single_select
 from .sqlutil import qi
-from .workspace import Workspace, _one_line, single_select
+from .workspace import Workspace
 
 SPLIT_TABLE = "__wd_data"
 MASK32 = 0xFFFFFFFF

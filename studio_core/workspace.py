@@ -24,14 +24,11 @@ from .duckerrors import _one_line, out_of_resources
 from .errors import StudioError
 from .fetch import bounded_frame, write_csv
 from .files import check_regular
+from .sqlgate import READ_ONLY_CREATE, TRAILING_SEMICOLON, single_select
 from .sqlutil import FLOAT_TYPES, is_numeric_type, qi, ql
 
 EXACT_DISTINCT_MAX_ROWS = 2_000_000
 MAX_COLUMNS = int(os.environ.get("WDSTUDIO_MAX_COLUMNS", "5000"))
-TRAILING_SEMICOLON = re.compile(r";(?:\s|--[^\n]*)*$")  # a final ';', even with comments after it
-READ_ONLY_CREATE = re.compile(
-    r'\s*(?P<head>CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?'
-    r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*)\s+AS)\s+(?P<body>(?:\(\s*)?(?:SELECT|WITH|FROM|VALUES|TABLE)\b.*)', re.I | re.S)
 
 
 @dataclass(frozen=True)
@@ -73,19 +70,6 @@ class Table:
 
     def is_numeric(self, column: str) -> bool:
         return is_numeric_type(self.types.get(column, ""))
-
-
-def single_select(sql: str, field: str) -> str:
-    """``sql`` if it is exactly one SELECT/WITH statement (trailing ``;`` dropped), else a
-    StudioError: a query that is pasted into ``(...)`` elsewhere must not be able to close the
-    parenthesis and run a second statement."""
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise StudioError(f"{field}: {_one_line(exc)}; fix the query") from None
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-        raise StudioError(f"{field} must be one SELECT query; remove other statements and semicolons")
-    return TRAILING_SEMICOLON.sub("", sql.strip()).strip()
 
 
 class Workspace:
