@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from _contention import Contention
-from attack import print_rows, run_attacks, start_server
+from attack import print_rows, run_attacks, start_server, wait_text
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTACK = "--attack" in sys.argv
@@ -75,6 +75,63 @@ class Watcher(threading.Thread):
             time.sleep(0.25)
 
 
+def adult_counts(ages: list[int]) -> dict[int, int]:
+    """Rows of the Adult sample per age, counted here with DuckDB: what each tab must be shown."""
+    import duckdb
+
+    path = str(ROOT / "sample_data" / "adult.csv").replace("'", "''")
+    got = dict(duckdb.sql(f"SELECT age, count(*) FROM read_csv_auto('{path}') GROUP BY age").fetchall())
+    return {a: int(got.get(a, 0)) for a in ages}
+
+
+def two_tabs(page, rounds: int = 5) -> tuple[int, int, list[str]]:
+    """Open a second tab on the first session's token (same browser, same link) and, in both
+    tabs at once, save a query result as a table: each tab must be told its own row count.
+    Returns (checks, wrong, problems)."""
+    other = page.context.new_page()
+    other.goto(re.sub(r"/[a-z]+\?", "/?", page.url))  # the Data page is "/"; the link carries the session token (?s=...)
+    page.get_by_role("link", name="Data").click()
+    tabs = [page, other]
+    ages = [25 + i for i in range(2 * rounds)]
+    want = adult_counts(ages)
+    checks = wrong = 0
+    problems: list[str] = []
+    try:
+        for r in range(rounds):
+            checks, wrong = _two_tab_round(tabs, ages[2 * r: 2 * r + 2], want, checks, wrong, problems)
+    except Exception as exc:  # noqa: BLE001 - a stuck tab is a finding: keep its picture, go on with the bench
+        for i, tab in enumerate(tabs):
+            tab.screenshot(path=f"{tempfile.gettempdir()}/two-tabs-{i}.png", full_page=True)
+        problems.append(f"bench step failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} (pictures: {tempfile.gettempdir()}/two-tabs-*.png)")
+    other.close()
+    page.get_by_role("link", name="Train").click()  # back to its run: the bench reads the outcome there
+    return checks, wrong, problems
+
+
+def _two_tab_round(tabs, pair: list[int], want: dict[int, int], checks: int, wrong: int, problems: list[str]) -> tuple[int, int]:
+    """One round: both tabs get a query and a table name, then both Run clicks go out back to back."""
+    for tab, age in zip(tabs, pair):
+        wait_text(tab, r"Run query")
+        box = tab.get_by_label("Query your tables")
+        box.fill(f"SELECT * FROM adult WHERE age = {age}")
+        box.press("Control+Enter")
+        name = tab.get_by_label("Save the result as table")
+        name.fill(f"age_{age}")
+        name.press("Enter")
+    for tab in tabs:
+        wait_text(tab, r"Run query")
+    for tab in tabs:  # both scripts start within one driver step of each other
+        tab.get_by_role("button", name="Run query").click()
+    for tab, age in zip(tabs, pair):
+        shown = wait_text(tab, rf"Saved as age_{age} \(([0-9,]+) rows\)|SQL error[^\n]*|Traceback")
+        m = re.search(r"\(([0-9,]+) rows\)", shown)
+        checks += 1
+        if not m or int(m.group(1).replace(",", "")) != want[age]:
+            wrong += 1
+            problems.append(f"age {age}: wanted {want[age]:,} rows, page said {shown[:120]!r}")
+    return checks, wrong
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -113,6 +170,7 @@ def main() -> None:
                 for page in pages:  # start training in all five, back to back
                     page.get_by_role("button", name="Start training").click()
                 click_spread = time.perf_counter() - clicked
+                tab_checks = two_tabs(pages[0])  # the first trainer's session in two tabs, while all train
                 if ATTACK:
                     attack_rows = run_attacks(browser, url, server.pid, Path(uploads))
                 outcome: dict[int, tuple[str, float]] = {}
@@ -166,6 +224,9 @@ def main() -> None:
             print(f"health endpoint, {name}: {len(window)} calls, {len(window) - len(ok)} failed (>5 s or error); "
                   f"latency median {statistics.median(ok):.1f} ms, p95 {p95:.1f} ms, max {ok[-1]:.1f} ms")
     print(f"server RSS: {idle_rss:.0f} MiB idle, peak {watcher.peak_rss:.0f} MiB during the run; whole run {time.perf_counter() - started:.0f} s")
+    checks, wrong, problems = tab_checks
+    print(f"two tabs on session 1's token, saving query results at once while all trained: {checks} results, {wrong} wrong"
+          + "".join(f"\n    {p}" for p in problems))
     if ATTACK:
         print(f"\nthe eighth session's attacks, run while the {SESSIONS} others trained:")
         print_rows(attack_rows)

@@ -377,7 +377,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .runs import load_run, predict_file
 
     _not_the_input(args.out, args.data)
-    preds, _ws, _table, notes = predict_file(load_run(args.run), args.data)
+    preds, _ws, _table, notes = predict_file(load_run(args.run), args.data, args.allow_missing)
     return _write_predictions(preds, notes, args.out)
 
 
@@ -393,7 +393,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     validation or test rows re-created from the file (refused when the file no longer gives them)."""
     from .encoders import Source
     from .evaluation import score_rows
-    from .preprocess import missing_columns_warning
+    from .input_columns import check_input_columns
     from .runs import load_run
 
     run = load_run(args.run)
@@ -409,7 +409,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         source, columns = Source(ws.con, loaded.ref), set(loaded.columns)
     if prep.label not in columns:
         raise StudioError(f"the data has no label column {prep.label!r}; evaluate needs labelled rows (use predict otherwise)")
-    _warn(missing_columns_warning(prep, columns))
+    _warn(check_input_columns(prep, columns, args.allow_missing))
     scored = score_rows(run.model, prep, source, available=columns)
     if len(scored) == 0:
         raise StudioError("no rows with a label to evaluate; load labelled rows")
@@ -469,7 +469,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if parity.get("raw_unavailable"):
         _warn([f"no raw-row graph in the bundle ({parity['raw_unavailable']}); `wdstudio score` applies preprocess.json in Python, then model.onnx"])
     if not parity["ok"]:
-        _warn(["an ONNX graph differs from the engine by more than the parity tolerance; see bundle.json and model_card.md"])
+        what = (f"an ONNX graph differs from the trained model by {parity['tolerance_used']:.3g} times the parity tolerance "
+                f"({parity['tolerance']})")
+        if not args.allow_mismatch:
+            out.unlink(missing_ok=True)  # nothing downstream may pick up a bundle that scores differently
+            raise StudioError(f"{what}; the bundle was not kept. Pass --allow-mismatch to keep it (its model card says it failed)")
+        _warn([f"{what}; kept because of --allow-mismatch (the model card says it failed)"])
     return 0
 
 
@@ -477,7 +482,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .scoring import score_file
 
     _not_the_input(args.out, args.data)
-    preds, notes = score_file(args.bundle, args.data, int8=args.int8)
+    preds, notes = score_file(args.bundle, args.data, int8=args.int8, allow_missing=args.allow_missing)
     return _write_predictions(preds, notes, args.out)
 
 
@@ -519,12 +524,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     p = sub.add_parser("predict", help="score a file with a run")
+    p.add_argument("--allow-missing", action="store_true", help="score even when feature columns are missing or look renamed (as missing values)")
     p.add_argument("--run", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics of a run on a labelled file")
+    p.add_argument("--allow-missing", action="store_true", help="score even when feature columns are missing or look renamed (as missing values)")
     p.add_argument("--run", required=True)
     p.add_argument("--data", required=True, help="a labelled file; with --part, the run's training data")
     p.add_argument("--part", choices=["validation", "test"], help="score only the run's own validation or test rows of the file")
@@ -534,10 +541,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory written by `wdstudio train`")
     p.add_argument("--out", required=True, help="bundle zip to write")
     p.add_argument("--int8", action="store_true", help="also write INT8-quantised graphs, with their measured size and score changes")
+    p.add_argument("--allow-mismatch", action="store_true", help="keep the bundle (exit 0) even when a graph fails the parity check")
     p.add_argument("--data", action="append", help="the run's training data (for validation figures); " + data_help)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("score", help="score a file with a bundle zip (onnxruntime, no PyTorch)")
+    p.add_argument("--allow-missing", action="store_true", help="score even when feature columns are missing or look renamed (as missing values)")
     p.add_argument("--bundle", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)

@@ -22,6 +22,18 @@ def table_name_for(path: str | Path) -> str:
     return f"t_{name}" if name[0].isdigit() else name
 
 
+def free_table_name(name: str, taken: list[str] | set[str]) -> str:
+    """``name`` if no table has it (compared case-blind, as DuckDB does), else the first free
+    ``name_2``, ``name_3``, ...: loading a file never replaces a table the user already has."""
+    used = {t.lower() for t in taken}
+    if name.lower() not in used:
+        return name
+    n = 2
+    while f"{name}_{n}".lower() in used:
+        n += 1
+    return f"{name}_{n}"
+
+
 def detect_encoding(path: Path) -> str:
     """'utf-16' for a file with a UTF-16 byte-order mark, 'utf-8' if the whole file decodes as
     UTF-8 (BOM allowed), else 'latin-1'."""

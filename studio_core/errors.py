@@ -14,6 +14,19 @@ class StudioError(Exception):
     """A problem with the user's data, spec or arguments; the message names the fix."""
 
 
+def data_not_loaded(table: str, sql: str, loaded: list[str], purpose: str) -> StudioError | None:
+    """The plain message for a run whose training table is not in this session (after a
+    restart, say), or None when it is loaded and the original error is the one to show.
+    DuckDB's own text ("Catalog Error ... Did you mean duckdb_logs?") would only confuse."""
+    if table and not sql.strip():
+        if table.lower() in {t.lower() for t in loaded}:
+            return None
+        what = f"table {table!r}"
+    else:
+        what = "the tables its data.sql reads"
+    return StudioError(f"the run's data is not loaded in this session: load {what} on the Data page {purpose}")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a spec: where (dotted field path), what, and how to fix it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .errors import SplitMismatch, StudioError
+from .errors import SplitMismatch, StudioError, data_not_loaded
 from .explain import DEFAULT_BACKGROUND, DEFAULT_ROWS, Explanation, encode_background, explain, sample_relation
 from .preprocess import ColumnCodes
 from .runs import Run
@@ -40,7 +40,10 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
             except SplitMismatch:
                 raise
             except StudioError as exc:
-                raise StudioError(f"the run's data is not loaded in this session ({exc}); load table {run.spec.data.table!r} first") from None
+                plain = data_not_loaded(run.spec.data.table, run.spec.data.sql, ws.tables(), "to explain its validation rows")
+                if plain is None:
+                    raise
+                raise plain from exc
             try:
                 picked = sample_relation(split.val, rows, seed)
                 codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))

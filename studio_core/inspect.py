@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from .errors import SplitMismatch, StudioError
+from .errors import SplitMismatch, StudioError, data_not_loaded
 from .evaluation import Scored, score_rows
 from .preprocess import BATCH_ROWS
 from .runs import RUN_FILES, TEST_PREDICTIONS, Run
@@ -38,8 +38,11 @@ def holdout(run: Run, ws: Workspace, part: str = "validation", batch_rows: int =
     except SplitMismatch:
         raise
     except StudioError as exc:
-        what = f"table {run.spec.data.table!r}" if run.spec.data.table and not run.spec.data.sql.strip() else "the tables its data.sql reads"
-        raise StudioError(f"the run's data is not loaded in this session ({exc}); load {what} first") from None
+        plain = data_not_loaded(run.spec.data.table, run.spec.data.sql, ws.tables(),
+                                "to re-score its validation rows; the test figures need no data")
+        if plain is None:
+            raise
+        raise plain from exc
     try:
         return score_rows(run.model, run.preprocessor, split.val, key=True, batch_rows=batch_rows)
     finally:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .int8 import BATCH_CHECK_ROWS
 from .metrics import METRIC_KEYS, format_metric
-from .onnx_run import PARITY_TOL
+from .onnx_run import TOLERANCE_TEXT
 from .preprocess import Preprocessor
 from .results import interval_text
 
@@ -65,7 +65,10 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
     p = figures["parity"]
     lines += ["", "## ONNX export and parity",
               f"- Graphs: {', '.join(f'`{g}`' for g in figures['graphs'])}; score with `{figures['score_with']}`; opset {manifest['opset']}",
-              f"- Checked on {p['rows']} {p['rows_source']}; tolerance {PARITY_TOL:g} (absolute)",
+              *([] if p["ok"] else [f"- **PARITY CHECK FAILED**: an ONNX graph differs from the trained model by "
+                                    f"{p['tolerance_used']:.3g} times the tolerance. Do not serve this bundle; "
+                                    "report it with this card and bundle.json."]),
+              f"- Checked on {p['rows_source']}; tolerance {TOLERANCE_TEXT}; worst row used {p['tolerance_used']:.3g} of it",
               f"- `model.onnx` vs PyTorch, logit: max abs diff {fmt(p['model_max_abs_diff'])}"]
     if "raw.onnx" in figures["graphs"]:
         lines += [f"- `raw.onnx` vs the engine (DuckDB + Python preprocessing + PyTorch): logit {fmt(p['raw_logit_max_abs_diff'])}, "
@@ -130,13 +133,13 @@ def figures_text(figures: dict[str, Any]) -> str:
     """A few lines for the console: where the bundle went, parity and INT8 figures."""
     p, q = figures["parity"], figures["int8"]
     out = [f"bundle written to {figures['bundle']} ({', '.join(figures['graphs'])}; scores with {figures['score_with']})",
-           f"parity on {p['rows']} {p['rows_source']}: model.onnx vs torch max abs diff {p['model_max_abs_diff']:.3g}"]
+           f"parity on {p['rows_source']}: model.onnx vs torch max abs diff {p['model_max_abs_diff']:.3g}"]
     if "raw.onnx" in figures["graphs"]:
         out.append(f"raw.onnx vs engine: logit {p['raw_logit_max_abs_diff']:.3g}, prediction {p['raw_prediction_max_abs_diff']:.3g}, "
                    f"differing ids {p['raw_id_mismatches']}")
     else:
         out.append(f"no raw graph: {p.get('raw_unavailable')}")
-    out.append(f"parity within {PARITY_TOL:g}: {'yes' if p['ok'] else 'NO'}")
+    out.append(f"parity ({TOLERANCE_TEXT}): {'yes' if p['ok'] else 'NO'}, worst row used {p['tolerance_used']:.3g} of the tolerance")
     if q:
         line = f"int8 ({q['chosen']}): size ratio {q['size_ratio']:.3f}"
         if q.get("validation_rows"):

@@ -205,11 +205,15 @@ def encoded_inputs(enc: Encoded, n: int = PARITY_ROWS, seed: int = 0) -> dict[st
 
 
 def model_parity(model: WideDeep, layout: Layout, proto_bytes: bytes, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Max |onnxruntime - torch| of ``logit`` on ``inputs`` (float32, absolute)."""
+    """Max |onnxruntime - torch| of ``logit`` on ``inputs`` and the share of the parity
+    tolerance it uses (``onnx_run.tolerance_used``: <= 1 matches)."""
     import onnxruntime as ort
+
+    from .onnx_run import tolerance_used
 
     names = model_inputs(model, layout)
     sess = ort.InferenceSession(proto_bytes, providers=["CPUExecutionProvider"])
     got = sess.run(["logit"], {k: inputs[k] for k in names})[0]
     want = torch_logits(model, inputs, layout)
-    return {"rows": int(len(want)), "max_abs_diff": float(np.max(np.abs(got.astype(np.float64) - want))) if len(want) else 0.0}
+    return {"rows": int(len(want)), "max_abs_diff": float(np.max(np.abs(got.astype(np.float64) - want))) if len(want) else 0.0,
+            "tolerance_used": tolerance_used(got, want)}

@@ -12,11 +12,28 @@ import numpy as np
 from .onnx_preprocess import iter_raw_feeds
 from .preprocess import Preprocessor
 
-PARITY_TOL = 1e-5  # float32 absolute: what "the ONNX graph matches" means
+# What "the ONNX graph matches" means: |onnx - torch| <= ATOL + RTOL * |torch| for every row
+# (numpy.isclose's rule).  float32 rounding grows with the value: a logit near -13 differs by
+# ~1e-5 between two correct summation orders (probability difference 1e-7), so an absolute bound
+# alone calls correct graphs wrong on rare-positive tables.
+PARITY_ATOL = 1e-5
+PARITY_RTOL = 1e-4  # ~800 float32 ulps: rounding passes, a wrong weight or op (>= 1e-3 relative) does not
+PARITY_TOL = PARITY_ATOL  # the absolute part, for callers that compare probabilities near 0..1
+TOLERANCE_TEXT = f"|difference| <= {PARITY_ATOL:g} + {PARITY_RTOL:g} x |value| (float32 rounding grows with the value)"
 
 
 def max_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if len(a) else 0.0
+
+
+def tolerance_used(got: np.ndarray, want: np.ndarray, scale: float = 1.0) -> float:
+    """The largest share of the tolerance any row uses: <= 1 matches.  ``scale`` stretches the
+    absolute part for values on a label's scale (a regression prediction is logit x label std)."""
+    if not len(want):
+        return 0.0
+    want = np.asarray(want, np.float64)
+    diff = np.abs(np.asarray(got, np.float64) - want)
+    return float(np.max(diff / (PARITY_ATOL * scale + PARITY_RTOL * np.abs(want))))
 
 
 def session(model: bytes, threads: int | None = None) -> Any:

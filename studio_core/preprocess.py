@@ -359,12 +359,4 @@ class Preprocessor:
         return raw.astype(np.float64) * self.label_std_ + self.label_mean_
 
 
-def missing_columns_warning(prep: Preprocessor, columns: set[str]) -> list[str]:
-    """The warning (none, or one line) for feature columns missing from ``columns``: they are
-    treated as all-missing, which predict, evaluate and score all tell the user."""
-    wanted = [f.name for f in prep.features.categorical] + [f.name for f in prep.features.numeric]
-    missing = [c for c in wanted if c not in columns]
-    return [f"column(s) missing from the input, treated as missing values: {', '.join(missing)}"] if missing else []
-
-
-__all__ = ["Preprocessor", "Encoded", "ColumnCodes", "Layout", "Source", "text_expr", "number_expr", "fold_codes", "missing_columns_warning"]
+__all__ = ["Preprocessor", "Encoded", "ColumnCodes", "Layout", "Source", "text_expr", "number_expr", "fold_codes"]

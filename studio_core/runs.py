@@ -10,6 +10,7 @@ new raw rows, treating missing feature columns as missing values and saying so.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -28,17 +29,19 @@ from .encoders import Source
 from .errors import StudioError
 from .evaluation import Scored, predict_raw
 from .files import read_text
+from .input_columns import check_input_columns
 from .jsonsafe import json_safe
 from .metrics import METRIC_KEYS
 from .model import WideDeep
 from .prepare import RUN_MARKER, check_out_dir
-from .preprocess import Preprocessor, missing_columns_warning
+from .preprocess import Preprocessor
 from .sizing import check_layout
 from .spec import Spec
 from .workspace import Table, Workspace
 
 RUN_FILES = ("spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json")  # what every run has
 TEST_PREDICTIONS = "test_predictions.parquet"  # runs trained with a test part
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # disk full, quota reached, file size limit
 
 
 def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDeep, history: list[dict], metrics: dict,
@@ -53,7 +56,8 @@ def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDe
     try:
         (tmp / "spec.json").write_text(spec.to_json(), encoding="utf-8")
         (tmp / "preprocess.json").write_text(prep.to_json(), encoding="utf-8")
-        torch.save(model.state_dict(), tmp / "model.pt")
+        with open(tmp / "model.pt", "wb") as f:  # through a Python file: a full disk is an OSError, not torch's C++ error
+            torch.save(model.state_dict(), f)
         (tmp / "history.jsonl").write_text("".join(json.dumps(json_safe(h)) + "\n" for h in history), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2), encoding="utf-8")
         if test is not None:
@@ -70,10 +74,26 @@ def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDe
         os.replace(tmp, out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        reason = _no_room(exc)
+        if reason:
+            raise StudioError(f"no room to write the run in {out.parent} ({reason}); free some disk space there "
+                              "or choose another folder (--out, or WDSTUDIO_RUNS for the studio), then train again") from None
         raise
     return out
+
+
+def _no_room(exc: BaseException | None) -> str:
+    """Whether a full disk (or quota, or file-size limit) is behind ``exc``: torch's writer turns
+    the OSError into a RuntimeError of its own while closing the archive, with the OSError as context.  The OS's reason, or ""."""
+    for _ in range(5):
+        if exc is None:
+            break
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+            return exc.strerror or "no space"
+        exc = exc.__cause__ or exc.__context__
+    return ""
 
 
 @dataclass
@@ -85,9 +105,10 @@ class Run:
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    def predict(self, table: Table) -> tuple[np.ndarray, list[str]]:
-        """Predictions for every row of ``table`` in order, and warnings about its columns."""
-        warnings = missing_columns_warning(self.preprocessor, set(table.columns))
+    def predict(self, table: Table, allow_missing: bool = False) -> tuple[np.ndarray, list[str]]:
+        """Predictions for every row of ``table`` in order, and warnings about its columns
+        (renamed or too many missing feature columns are refused unless ``allow_missing``)."""
+        warnings = check_input_columns(self.preprocessor, table.columns, allow_missing)
         enc = self.preprocessor.transform(Source(table.con, table.ref), with_label=False, available=set(table.columns))
         raw = predict_raw(self.model, tuple(to_tensors((enc.wide, enc.cat, enc.num))))
         return self.preprocessor.decode_label(raw), warnings
@@ -135,9 +156,9 @@ def load_run(path: str | Path) -> Run:
     return Run(path, spec, prep, model, metrics, history)
 
 
-def predict_file(run: Run, data_path: str | Path) -> tuple[np.ndarray, Workspace, str, list[str]]:
+def predict_file(run: Run, data_path: str | Path, allow_missing: bool = False) -> tuple[np.ndarray, Workspace, str, list[str]]:
     """Load a CSV/Parquet file into a fresh workspace and score every row of it."""
     ws = Workspace()
     loaded = ws.load(data_path, name="input")
-    preds, warnings = run.predict(ws.table(loaded.table))
+    preds, warnings = run.predict(ws.table(loaded.table), allow_missing)
     return preds, ws, loaded.table, list(loaded.warnings) + warnings

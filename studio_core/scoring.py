@@ -17,8 +17,9 @@ import numpy as np
 from .encoders import Source
 from .errors import StudioError
 from .files import check_archive, check_regular
+from .input_columns import check_input_columns
 from .onnx_run import run_model, run_raw, session
-from .preprocess import Preprocessor, missing_columns_warning
+from .preprocess import Preprocessor
 from .workspace import Table, Workspace
 
 FORMAT = "wdstudio-bundle"
@@ -45,10 +46,11 @@ class Bundle:
             return name
         return self.manifest["score_with"]
 
-    def predict(self, table: Table, int8: bool = False, threads: int | None = None) -> tuple[np.ndarray, list[str]]:
-        """Predictions for every row of ``table`` in order, and warnings about its columns."""
+    def predict(self, table: Table, int8: bool = False, threads: int | None = None, allow_missing: bool = False) -> tuple[np.ndarray, list[str]]:
+        """Predictions for every row of ``table`` in order, and warnings about its columns
+        (renamed or too many missing feature columns are refused unless ``allow_missing``)."""
         prep = self.preprocessor
-        warnings = missing_columns_warning(prep, set(table.columns))
+        warnings = check_input_columns(prep, table.columns, allow_missing)
         name = self.graph_name(int8)
         try:
             sess = session(self.graphs[name], threads)
@@ -99,10 +101,10 @@ def load_bundle(path: str | Path) -> Bundle:
     return Bundle(path, manifest, prep, metrics, graphs)
 
 
-def score_file(bundle: Bundle | str | Path, data_path: str | Path, int8: bool = False) -> tuple[np.ndarray, list[str]]:
+def score_file(bundle: Bundle | str | Path, data_path: str | Path, int8: bool = False, allow_missing: bool = False) -> tuple[np.ndarray, list[str]]:
     """Load a CSV/Parquet file into a fresh workspace and score every row with the bundle."""
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     ws = Workspace()
     loaded = ws.load(data_path, name="input")
-    preds, warnings = b.predict(ws.table(loaded.table), int8=int8)
+    preds, warnings = b.predict(ws.table(loaded.table), int8=int8, allow_missing=allow_missing)
     return preds, list(loaded.warnings) + warnings

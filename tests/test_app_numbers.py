@@ -28,13 +28,13 @@ def test_a_run_whose_held_out_rows_hold_one_class_says_so_on_inspect_and_export(
                 features=FeatureSpec([NumericFeature("x")], [CategoricalFeature("colour")]))
     spec.train.epochs, spec.model.hidden_units = 1, [8]
     at = _session_with_run(tmp_path, monkeypatch, (ws, spec), "1c" * 16)
-    for page in ("pages/train.py", "pages/inspect.py", "pages/export.py"):
+    for page in ("views/train.py", "views/inspect.py", "views/export.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
-    at.switch_page("pages/inspect.py").run()
+    at.switch_page("views/inspect.py").run()
     assert [m.value for m in at.metric if m.label == "test AUC"] == ["not defined (one class)"]
     assert any("only one class" in i.value for i in at.info) and "Calibration" in [c["title"] for c in charts(at)]
-    at.switch_page("pages/export.py").run()
+    at.switch_page("views/export.py").run()
     assert "not defined (one class)" in at.selectbox(key="export_run").options[0]
     reset_hub()
 
@@ -44,7 +44,7 @@ def test_a_spec_reading_data_sql_opens_on_the_features_page(app):
     load_sample(at)
     studio(at).spec = Spec(data=DataSpec(sql="SELECT * FROM adult WHERE age > 30", label="income", positive_class=">50K"),
                            features=FeatureSpec([NumericFeature("age")], [CategoricalFeature("workclass")]))
-    at.switch_page("pages/features.py").run()
+    at.switch_page("views/features.py").run()
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
     assert at.selectbox(key="positive").value == ">50K"
 
@@ -53,11 +53,11 @@ def test_the_train_page_sets_the_split_and_the_run_records_it(app):
     at = app
     load_sample(at)
     studio(at).ws.run_sql("SELECT *, (row_number() OVER ()) % 400 AS household FROM adult", save_as="households")
-    at.switch_page("pages/features.py").run()
+    at.switch_page("views/features.py").run()
     at.selectbox(key="feat_table").set_value("households").run()
     at.selectbox(key="feat_label").set_value("income")
     at.button(key="suggest").click().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     at.number_input(key="epochs").set_value(1)
     at.selectbox(key="split_kind").set_value("group")
     at.selectbox(key="split_column").set_value("household")
@@ -119,7 +119,7 @@ def test_a_slow_view_is_stopped_by_the_query_timeout_on_every_page(tmp_path, mon
     assert not at.exception and any("slow" in w.value and "query timeout" in w.value for w in at.warning)
     assert any("longer than 1 s" in e.value for e in at.error)
     studio(at).spec = Spec(data=DataSpec(table="slow", label="target", positive_class="1"), features=FeatureSpec([NumericFeature("s")]))
-    at.switch_page("pages/features.py").run()
+    at.switch_page("views/features.py").run()
     assert not at.exception and any("longer than 1 s" in e.value for e in at.error)
     assert time.time() - started < 30
     reset_hub()

@@ -249,3 +249,26 @@ def test_export_runs_data_sql_in_the_sandbox(capsys, tmp_path, small_spec):
     rc = main(["export", "--run", str(out.run_dir), "--data", str(data), "--out", str(tmp_path / "b.zip")])
     err = capsys.readouterr().err
     assert rc == 2 and "secret.csv" in err and not (tmp_path / "b.zip").exists()
+
+
+def test_a_full_disk_while_writing_a_run_is_a_message_and_leaves_nothing_behind(small_spec, tmp_path):
+    """torch.save on a full disk raised an opaque C++ error ("unexpected pos 704 vs 598"); the run
+    writer now says there is no room and where, and removes its half-written folder.  A file-size
+    limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes the kernel refuse the write as a full disk would."""
+    import signal
+
+    from studio_core import pipeline
+
+    ws, spec = small_spec
+    spec.train.epochs = 1
+    out = tmp_path / "runs" / "r1"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(StudioError, match=r"no room to write the run in .*runs.*free some disk space"):
+            pipeline.train(spec, ws, out_dir=out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert not out.exists() and list((tmp_path / "runs").iterdir()) == []

@@ -75,9 +75,11 @@ def test_score_without_torch_matches_predict(exported, tmp_path, capsys):
     partial = tmp_path / "partial.csv"
     partial.write_text("colour,x1\nred,0.5\npurple,\nblue,-1\n", encoding="utf-8")
     p = score_no_torch("--bundle", exported / "b.zip", "--data", partial, "--out", tmp_path / "s2.csv")
+    assert p.returncode == 2 and "--allow-missing" in p.stderr  # half the features missing: refused, as predict refuses
+    p = score_no_torch("--bundle", exported / "b.zip", "--data", partial, "--out", tmp_path / "s2.csv", "--allow-missing")
     assert p.returncode == 0 and "missing from the input" in p.stderr and "size" in p.stderr
     capsys.readouterr()
-    assert main(["predict", "--run", str(exported / "run"), "--data", str(partial), "--out", str(tmp_path / "p2.csv")]) == 0
+    assert main(["predict", "--run", str(exported / "run"), "--data", str(partial), "--out", str(tmp_path / "p2.csv"), "--allow-missing"]) == 0
     _, predict_err = capsys.readouterr()
     assert p.stderr == predict_err
     np.testing.assert_allclose(read_preds(tmp_path / "s2.csv"), read_preds(tmp_path / "p2.csv"), rtol=1e-6, atol=1e-5)

@@ -106,10 +106,10 @@ def test_sessions_are_capped_per_server_and_per_client(tmp_path, monkeypatch):
 def test_a_model_too_big_for_the_server_is_refused_on_the_train_page(app):
     at = app
     load_sample(at)
-    at.switch_page("pages/features.py").run()
+    at.switch_page("views/features.py").run()
     at.selectbox(key="feat_label").set_value("income")
     at.button(key="suggest").click().run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     at.text_input(key="hidden").set_value("65536, 65536, 65536")
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert not at.exception and studio(at).job_ids == []
@@ -173,12 +173,12 @@ def test_one_damaged_run_is_listed_as_damaged_and_the_others_work(tmp_path, monk
     at.query_params["s"] = token
     at.run()
     assert not at.exception and len(studio(at).job_ids) == 5
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     assert not at.exception
     snaps = [hub().registry.get(i, token).snapshot() for i in studio(at).job_ids]
     assert sorted(s.status for s in snaps) == ["done", "failed", "failed", "failed", "failed"]
     assert all("damaged" in s.error for s in snaps if s.status == "failed")
-    at.switch_page("pages/inspect.py").run()  # the good run is shown
+    at.switch_page("views/inspect.py").run()  # the good run is shown
     assert not at.exception and not at.error and at.metric
     assert json.loads((good / "metrics.json").read_text())["task"] == "binary"
     reset_hub()

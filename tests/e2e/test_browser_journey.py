@@ -134,7 +134,7 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         assert {"spec.json", "model.pt", "metrics.json"} <= names
         page.get_by_text("Also quantise to INT8").click()
         page.get_by_role("button", name="Build and check the bundle").click()
-        expect(page.get_by_text(re.compile(r"Parity on 10,000 validation rows"))).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(re.compile(r"Parity on 10,000 rows: the .*validation rows"))).to_be_visible(timeout=120_000)
         with page.expect_download(timeout=60_000) as info:
             page.get_by_role("button", name="Download bundle (zip)").click()
         bundle = tmp_path / "bundle.zip"

@@ -39,10 +39,16 @@ built = task.snapshot().result
 if built is None:
     st.stop()
 p, q = built.figures["parity"], built.figures["int8"]
-verdict = "within" if p["ok"] else "OUTSIDE"
-st.success(f"Parity on {p['rows']:,} {p['rows_source']}: model.onnx vs PyTorch, largest difference {p['model_max_abs_diff']:.2g}"
-           + (f"; raw.onnx vs the engine {p['raw_prediction_max_abs_diff']:.2g} (prediction), {p['raw_id_mismatches']} differing ids"
-              if "raw.onnx" in built.graphs else "") + f" — {verdict} the {p['tolerance']:g} tolerance.")
+measured = (f"Parity on {p['rows_source']}: model.onnx vs PyTorch, largest difference {p['model_max_abs_diff']:.2g}"
+            + (f"; raw.onnx vs the engine {p['raw_prediction_max_abs_diff']:.2g} (prediction), {p['raw_id_mismatches']} differing ids"
+               if "raw.onnx" in built.graphs else "") + f". Tolerance: {p['tolerance']}; the worst row used {p['tolerance_used']:.2g} of it.")
+if p["ok"]:
+    st.success(measured)
+else:
+    st.error("**The parity check failed**: the ONNX graphs do not reproduce the trained model, so scores served from this "
+             "bundle would differ from the studio's. " + measured + " The model card says so too.")
+    if not st.checkbox("Offer the bundle anyway (for inspection)", key="export_anyway"):
+        st.stop()
 if "raw_unavailable" in p:
     st.warning(f"No raw-row graph: {plain(p['raw_unavailable'])}. Scoring applies preprocess.json in Python, then model.onnx.")
 if q:

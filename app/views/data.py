@@ -9,11 +9,11 @@ from plain import plain
 from state import SAMPLE_DIR, session
 
 from studio_core.charts import column_chart
+from studio_core.datafiles import free_table_name, table_name_for
 from studio_core.errors import StudioError
 from studio_core.hub import hub
 from studio_core.profile import profile as column_profiles
 from studio_core.sqlutil import qi
-from studio_core.workspace import table_name_for
 
 SHOWN_COLUMNS = 200  # a 50,000-column table stays fast to rerun: previews and profiles show this many
 
@@ -35,10 +35,12 @@ with left:
                 path = Path(spool) / (table_name_for(f.name) + Path(f.name).suffix.lower())
                 with path.open("wb") as out:
                     shutil.copyfileobj(f, out)  # spooled to disk once; DuckDB reads the file
+                wanted = table_name_for(f.name)
                 try:
-                    res = s.ws.load(path)
+                    res = s.ws.load(path, name=free_table_name(wanted, s.ws.tables()))
                     s.slow_tables.discard(res.table)
-                    st.success(f"Loaded {plain(f.name)} as table {plain(res.table)}: {res.rows:,} rows, {res.columns} columns")
+                    st.success(f"Loaded {plain(f.name)} as table {plain(res.table)}: {res.rows:,} rows, {res.columns} columns"
+                               + (f" (a table {plain(wanted)} exists and is unchanged)" if res.table != wanted else ""))
                     for w in res.warnings:
                         st.warning(plain(w))
                 except StudioError as exc:
@@ -47,8 +49,9 @@ with left:
 with right:
     sample = st.selectbox("Or a bundled sample", ["adult.csv", "clicklog.csv"], key="sample_name")
     if st.button("Load sample", key="load_sample"):
-        res = s.ws.load(SAMPLE_DIR / sample)
-        st.success(f"Loaded {plain(res.table)}: {res.rows:,} rows")
+        wanted = table_name_for(sample)
+        res = s.ws.load(SAMPLE_DIR / sample, name=free_table_name(wanted, s.ws.tables()))
+        st.success(f"Loaded {plain(res.table)}: {res.rows:,} rows" + (f" (a table {plain(wanted)} exists and is unchanged)" if res.table != wanted else ""))
 
 tables = s.ws.tables()
 if not tables:
@@ -106,10 +109,16 @@ if st.toggle("Column profile", key="show_profile"):  # computed only when shown:
 
 st.subheader("SQL")
 sql = st.text_area("Query your tables (joins across uploads work)", value=f'SELECT * FROM "{table}" LIMIT 100', key="sql_text")
-name = st.text_input("Save the result as table (optional)", key="sql_save_as")
+n1, n2 = st.columns([3, 1], vertical_alignment="bottom")
+name = n1.text_input("Save the result as table (optional)", key="sql_save_as")
+replace = n2.checkbox("Replace a table of that name", key="sql_replace")
 if st.button("Run query", key="run_sql"):
+    save_as = table_name_for(name) if name.strip() else None
     try:
-        result = s.ws.run_sql(sql, save_as=table_name_for(name) if name.strip() else None, limit=1000)
+        if save_as and not replace and save_as.lower() in {t.lower() for t in tables}:
+            raise StudioError(f"a table named {save_as} exists; choose another name (e.g. {free_table_name(save_as, tables)}) "
+                              "or tick \"Replace a table of that name\"")
+        result = s.ws.run_sql(sql, save_as=save_as, limit=1000)
         if hasattr(result, "ref"):  # saved: a table, or a view from CREATE ... AS (counted under the query timeout)
             s.slow_tables.discard(result.name)  # a replaced table is counted afresh
             n = rows_of(result.name)

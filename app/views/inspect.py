@@ -64,4 +64,4 @@ else:
     shown = weights[weights.feature.str.contains(query, case=False, regex=False) | weights.value.str.contains(query, case=False, regex=False)] if query else weights
     st.dataframe(shown.head(500), hide_index=True)
 
-st.page_link("pages/explain.py", label="Explain these scores: SHAP per column, wide vs deep per row, what-if")
+st.page_link("views/explain.py", label="Explain these scores: SHAP per column, wide vs deep per row, what-if")

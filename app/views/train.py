@@ -1,0 +1,148 @@
+"""Train: the training knobs, a background run with live charts, cancel, and the list of runs."""
+
+import copy
+
+import streamlit as st
+from plain import plain
+from state import registry, session
+
+from studio_core.charts import loss_chart, metric_chart, step_chart
+from studio_core.errors import StudioError
+from studio_core.metrics import headline
+from studio_core.pipeline import resolve_device
+from studio_core.results import result_summary, run_label
+from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, SPLITS, WIDE_OPTIMIZERS
+from studio_core.validate import validate
+
+s = session()
+st.title("Train")
+
+
+def training_form() -> None:
+    """The knobs and Start; needs a spec and its table (runs below are listed without either)."""
+    if s.spec is None:
+        st.info("Set up features on the Features page first." + (" Your earlier runs are listed below." if s.job_ids else ""))
+        return
+    spec = copy.deepcopy(s.spec)
+    t, m, d = spec.train, spec.model, spec.data
+    try:
+        columns = s.ws.source(d.table, d.sql).columns
+    except StudioError as exc:
+        st.error(plain(str(exc)) + " Load it on the Data page to train again; your runs are listed below.")
+        return
+    with st.form("train_form"):
+        st.markdown("**Rows** · training fits the model, validation makes every decision (best epoch, learning rate), "
+                    "test is scored once at the end and gives the reported figures")
+        r1, r2, r3, r4 = st.columns(4)
+        split_help = {"random": "random (stratified by the label)", "time": "time-ordered: latest rows are validation, then test",
+                      "group": "grouped: each value of a column on one side", "column": "a column says train / validation / test"}
+        d.split = r1.selectbox("Split", SPLITS, SPLITS.index(d.split), format_func=split_help.get, key="split_kind")
+        choices = [""] + [c for c in columns if c != d.label]
+        d.split_column = r2.selectbox("Split column", choices, choices.index(d.split_column) if d.split_column in choices else 0, key="split_column",
+                                      help="time: the column that orders the rows; group: the column whose values stay together; column: train/validation/test")
+        d.validation_fraction = r3.number_input("Validation share", 0.01, 0.9, float(d.validation_fraction), 0.05, key="validation_fraction")
+        d.test_fraction = r4.number_input("Test share", 0.0, 0.9, float(d.test_fraction), 0.05, key="test_fraction")
+        c1, c2, c3 = st.columns(3)
+        t.epochs = c1.number_input("Epochs", 1, 1000, t.epochs, key="epochs")
+        t.batch_size = c2.number_input("Batch size", 1, 1 << 20, t.batch_size, key="batch_size")
+        t.deep_lr = c3.number_input("Deep learning rate", 1e-6, 10.0, t.deep_lr, format="%.5f", key="deep_lr")
+        c1, c2, c3 = st.columns(3)
+        m.wide = c1.checkbox("Wide part", m.wide, key="use_wide")
+        m.deep = c2.checkbox("Deep part", m.deep, key="use_deep")
+        m.attention = c3.checkbox("Self-attention over fields", m.attention, key="attention")
+        with st.expander("Advanced"):
+            a1, a2, a3 = st.columns(3)
+            hidden = a1.text_input("Hidden units", ", ".join(map(str, m.hidden_units)), key="hidden")
+            m.dropout = a2.number_input("Dropout", 0.0, 0.95, m.dropout, key="dropout")
+            m.wide_l1 = a3.number_input("Wide L1", 0.0, 10.0, m.wide_l1, format="%.4f", key="wide_l1")
+            t.wide_lr = a1.number_input("Wide learning rate", 1e-6, 10.0, t.wide_lr, format="%.4f", key="wide_lr")
+            t.deep_optimizer = a2.selectbox("Deep optimiser", DEEP_OPTIMIZERS, DEEP_OPTIMIZERS.index(t.deep_optimizer), key="deep_opt")
+            t.wide_optimizer = a3.selectbox("Wide optimiser", WIDE_OPTIMIZERS, WIDE_OPTIMIZERS.index(t.wide_optimizer), key="wide_opt")
+            t.warmup_steps = a1.number_input("Warm-up steps", 0, 100000, t.warmup_steps, key="warmup")
+            t.grad_clip = a2.number_input("Gradient clip (0 = off)", 0.0, 1000.0, t.grad_clip, key="clip")
+            t.early_stopping_patience = a3.number_input("Early-stopping patience", 0, 100, t.early_stopping_patience, key="patience")
+            t.seed = a1.number_input("Seed", 0, 2**31 - 1, t.seed, key="seed")
+            t.device = a2.selectbox("Device", DEVICES, DEVICES.index(t.device), key="device")
+            t.out_of_core = a3.selectbox("Out of core", OUT_OF_CORE, OUT_OF_CORE.index(t.out_of_core), key="out_of_core",
+                                         help="Stream encoded rows from disk instead of holding them in memory; auto: above the row threshold")
+            t.out_of_core_rows = a1.number_input("Out of core above (rows)", 0, 10**12, t.out_of_core_rows, key="out_of_core_rows")
+            spec.features.max_vocabulary = a2.number_input("Largest vocabulary", 1, 1 << 24, spec.features.max_vocabulary, key="max_vocabulary",
+                                                           help="A vocabulary column with more values is hashed into this many buckets")
+        start = st.form_submit_button("Start training", type="primary")
+
+    if start:
+        try:
+            m.hidden_units = [int(x) for x in hidden.replace(" ", "").split(",") if x]
+        except ValueError:
+            st.error("Hidden units: write whole numbers separated by commas, e.g. 256, 128")
+            return
+        problems = validate(spec, s.ws.source(spec.data.table, spec.data.sql))
+        if problems:
+            st.error("Fix these before training:\n\n" + "\n".join(f"- {plain(p)}" for p in problems))
+        else:
+            s.spec = spec
+            try:
+                job_id = registry().submit(s.owner, spec, s.ws)
+                s.job_ids.append(job_id)
+                s.selected_job = st.session_state["run_pick"] = job_id  # the widget's own state would keep the old run selected
+            except StudioError as exc:  # e.g. this session's share of the job queue is full
+                st.error(plain(str(exc)))
+
+
+training_form()
+jobs = [j for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
+if not jobs:
+    st.stop()
+# an option's label must not change while it is selected (the browser remembers the label, and a
+# label that changed from "running" to its AUC matches no option): status and figures go in captions
+ids = [j.id for j in jobs]
+if st.session_state.get("run_pick") not in ids:
+    st.session_state["run_pick"] = s.selected_job if s.selected_job in ids else ids[-1]
+s.selected_job = st.radio("Runs", ids, format_func=lambda i: f"run {ids.index(i) + 1}", horizontal=True, key="run_pick",
+                          captions=[run_label(n + 1, j.snapshot().status, j.snapshot().metrics).split(" · ", 1)[1] for n, j in enumerate(jobs)])
+job = registry().get(s.selected_job, s.owner)
+
+
+was_active = job.snapshot().active  # one reading decides polling, so an end between two readings still reruns the app
+
+
+@st.fragment(run_every=1.0 if was_active else None)
+def live() -> None:
+    s.touch()  # watching a live view is activity, not idleness
+    snap = job.snapshot()
+    last = snap.last
+    if snap.status == "queued":
+        st.progress(0.0, text=f"Waiting for a free training slot: number {snap.queue_position} in the queue")
+        if st.button("Cancel", key="cancel_queued"):
+            job.cancel()
+    elif snap.active:
+        frac = (last.step / max(last.total_steps, 1)) if last else 0.0
+        device = job.spec.train.device
+        where = (resolve_device(device) if device == "auto" else device).upper()
+        text = f"{where} · epoch {last.epoch}/{last.epochs} · {last.rows_per_s:,.0f} rows/s · ETA {last.eta_s:.0f}s" if last else f"{where} · preparing data…"
+        st.progress(min(frac, 1.0), text=text)
+        if st.button("Cancel", key="cancel"):
+            job.cancel()
+    elif snap.status in ("failed", "interrupted"):
+        st.error(f"Training {snap.status}: {plain(snap.error)}")
+    elif snap.status == "cancelled":
+        st.warning("Training was cancelled.")
+    else:
+        st.success(result_summary(snap.metrics))
+        for note in snap.metrics.get("notes", []):
+            st.info(note)
+    c1, c2 = st.columns(2)
+    if snap.epochs:
+        c1.altair_chart(loss_chart(snap.epochs), width="stretch")
+        metric = headline(snap.metrics.get("task") or job.spec.data.task)  # a run read back from disk has no spec object
+        c2.altair_chart(metric_chart(snap.epochs, metric if metric in snap.epochs[0].val else "loss"), width="stretch")
+    if snap.steps:
+        st.altair_chart(step_chart(snap.steps), width="stretch")
+    if not snap.active and (was_active or s.polling == job.id):  # finished while we watched: one full rerun stops polling
+        s.polling = ""
+        st.rerun(scope="app")
+    if snap.active:
+        s.polling = job.id
+
+
+live()
