@@ -28,7 +28,8 @@ def loss_chart(epochs: Sequence[Progress]) -> alt.Chart:
 def metric_chart(epochs: Sequence[Progress], metric: str) -> alt.Chart:
     df = pd.DataFrame({"epoch": [p.epoch for p in epochs], metric: [p.val.get(metric) for p in epochs]})
     return alt.Chart(df, title=f"Validation {metric.upper()}").mark_line(point=True, color="#2a9d8f").encode(
-        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False)),
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y(f"{metric}:Q", title=f"validation {metric.upper() if metric == 'auc' else metric}",
+                                                              scale=alt.Scale(zero=False)),
         tooltip=["epoch", alt.Tooltip(f"{metric}:Q", format=".4f")])
 
 
@@ -50,12 +51,18 @@ def column_chart(values: pd.DataFrame, name: str, numeric: bool) -> alt.Chart:
         x=alt.X("rows:Q"), y=alt.Y("value:N", sort="-x", title=name)).properties(height=160)
 
 
+def _diagonal(lo: float, hi: float) -> alt.Chart:
+    """The dashed y = x line (chance on ROC, perfect calibration, perfect predictions)."""
+    return alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(strokeDash=[4, 4], color="grey").encode(
+        x=alt.X("x:Q", title=None), y=alt.Y("y:Q", title=None))
+
+
 def roc_chart(df: pd.DataFrame, auc: float | None) -> alt.Chart:
     from .metrics import format_metric
 
-    line = alt.Chart(df, title=f"ROC (AUC {format_metric('auc', auc)})").mark_line().encode(x="false_positive_rate:Q", y="true_positive_rate:Q")
-    diag = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(x="x", y="y")
-    return line + diag
+    line = alt.Chart(df, title=f"ROC (AUC {format_metric('auc', auc)})").mark_line().encode(
+        x=alt.X("false_positive_rate:Q", title="false positive rate"), y=alt.Y("true_positive_rate:Q", title="true positive rate"))
+    return line + _diagonal(0, 1)
 
 
 def pr_chart(df: pd.DataFrame) -> alt.Chart:
@@ -64,14 +71,17 @@ def pr_chart(df: pd.DataFrame) -> alt.Chart:
 
 def calibration_chart(df: pd.DataFrame) -> alt.Chart:
     pts = alt.Chart(df, title="Calibration").mark_line(point=True).encode(
-        x=alt.X("predicted:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("observed:Q", scale=alt.Scale(domain=[0, 1])), tooltip=["rows"])
-    diag = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(x="x", y="y")
-    return pts + diag
+        x=alt.X("predicted:Q", title="predicted probability", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("observed:Q", title="observed share of positives", scale=alt.Scale(domain=[0, 1])), tooltip=["rows"])
+    return pts + _diagonal(0, 1)
 
 
 def scatter_chart(actual, predicted) -> alt.Chart:
     df = pd.DataFrame({"actual": actual, "predicted": predicted}).sample(n=min(len(actual), 5000), random_state=0)
-    return alt.Chart(df, title="Predicted vs actual").mark_circle(opacity=0.4).encode(x="actual:Q", y="predicted:Q")
+    points = alt.Chart(df, title=alt.TitleParams("Predicted vs actual", subtitle="dashed line: perfect predictions")).mark_circle(opacity=0.4).encode(
+        x=alt.X("actual:Q", scale=alt.Scale(zero=False)), y=alt.Y("predicted:Q", scale=alt.Scale(zero=False)))
+    lo, hi = float(min(df.actual.min(), df.predicted.min())), float(max(df.actual.max(), df.predicted.max()))
+    return points + _diagonal(lo, hi)
 
 
 def weights_chart(df: pd.DataFrame, top: int = 15) -> alt.Chart:

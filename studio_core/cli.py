@@ -115,9 +115,11 @@ def _data_spec(args: argparse.Namespace, tables: list[str], base: DataSpec | Non
     return data
 
 
-def _progress_printer(stream: Any = None):
+def _progress_printer(stream: Any = None, task: str = "binary"):
     stream = stream or sys.stderr
     tty = stream.isatty()
+    # regression trains on the standardised label: its loss is not on the RMSE's scale, so say so
+    loss_name = "train log loss" if task == "binary" else "train MSE (standardised label)"
 
     def show(p: Any) -> None:
         if p.kind == "step" and tty:
@@ -127,7 +129,7 @@ def _progress_printer(stream: Any = None):
             stream.flush()
         elif p.kind == "epoch":
             val = " ".join(f"{k} {v:.4f}" for k, v in p.val.items() if k != "loss")
-            stream.write(("\r" if tty else "") + f"epoch {p.epoch}/{p.epochs} train loss {p.train_loss:.4f} | val {val} | {p.rows_per_s / 1000:.0f}k rows/s\n")
+            stream.write(("\r" if tty else "") + f"epoch {p.epoch}/{p.epochs} {loss_name} {p.train_loss:.4f} | val {val} | {p.rows_per_s / 1000:.0f}k rows/s\n")
             stream.flush()
 
     return show
@@ -165,6 +167,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
+    from .results import suggestion_lines
     from .suggest import suggest
 
     ws, tables, notes = _load(args.data)
@@ -172,21 +175,26 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     data = _data_spec(args, tables)
     data.sources = _sources(tables, args.data)
     s = suggest(ws, data, max_crosses=args.crosses, triples=args.triples)
-    if args.out:
-        Path(args.out).write_text(s.spec.to_json(), encoding="utf-8")
     report = {"task": s.spec.data.task, "reason": s.task_reason, "roles": [vars(r) for r in s.roles],
               "crosses": [vars(c) for c in s.crosses]}
-    print(json.dumps(report if args.out else {**report, "spec": s.spec.to_dict()}, indent=2, default=float, ensure_ascii=False))
+    if args.out:  # the file holds the spec; the console gets a summary, not the roles again
+        Path(args.out).write_text(s.spec.to_json(), encoding="utf-8")
+        print("\n".join([f"spec written to {args.out}", *suggestion_lines(s)]))
+        return 0
+    print(json.dumps({**report, "spec": s.spec.to_dict()}, indent=2, default=float, ensure_ascii=False))
     return 0
 
 
 def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
     """The spec to train (given, or suggested from the data) and a workspace with the data."""
+    from .results import suggestion_lines
     from .suggest import suggest
 
     base = None
     if args.spec:
         base = Spec.from_json(read_text(args.spec, "--spec"))
+    if getattr(args, "preprocessing", None):
+        read_text(args.preprocessing, "--preprocessing")  # refused before the data is read or a spec suggested
     paths = args.data or [f"{k}={v}" for k, v in (base.data.sources.items() if base else [])]
     if not paths:
         raise StudioError("no data given; pass --data PATH (or a spec with data.sources)")
@@ -194,7 +202,14 @@ def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
     if not os.environ.get(LAUNCHED_ENV):  # the launcher has printed them once already
         _warn(notes)
     if base is None:
-        spec = suggest(ws, _data_spec(args, tables)).spec
+        data = _data_spec(args, tables)
+        talk = not getattr(args, "quiet", False) and not os.environ.get(LAUNCHED_ENV)
+        if talk:
+            print(f"no --spec given: suggesting features for {data.label!r} from table {data.table or tables[0]!r}…", file=sys.stderr, flush=True)
+        suggested = suggest(ws, data)
+        if talk:
+            print("\n".join(f"  {line}" for line in suggestion_lines(suggested)), file=sys.stderr, flush=True)
+        spec = suggested.spec
     else:
         spec = base
         spec.data = _data_spec(args, tables, base.data)
@@ -287,7 +302,7 @@ def _train_here(args: argparse.Namespace) -> int:
     main_rank = ranks is None or ranks.is_main
     stop_event = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop_event.set()) if threading.current_thread() is threading.main_thread() and ranks is None else None
-    printer = _progress_printer()
+    printer = _progress_printer(task=spec.data.task)
     if ranks is not None:  # rank 0 prints: its rate times the ranks (their shards differ by a row or so)
         world, show = ranks.world, printer
         printer = lambda p: show(dataclasses.replace(p, rows_per_s=p.rows_per_s * world))  # noqa: E731

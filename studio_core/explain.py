@@ -1,11 +1,11 @@
-"""SHAP values per original column, from a model-agnostic explainer over raw rows.
+"""SHAP values per original column, with an independent masker over background rows.
 
-The explainer (``shap.PermutationExplainer`` with an independent masker) sees one feature per
-*original* column, never an embedding dimension.  Masking column ``j`` of a row means taking
-that column's value from a background row; because ``ColumnCodes`` keeps every column's
-encodings apart, that is an index gather (no SQL per masked sample), and the model inputs --
-crosses included -- are re-assembled from the mixed codes.  So a cross is credited to the
-columns it is built from, and base value + sum of SHAP values equals the model's output.
+Every explanation sees one feature per *original* column, never an embedding dimension.
+Masking column ``j`` of a row means taking that column's value from a background row; because
+``ColumnCodes`` keeps every column's encodings apart, that is an index gather (no SQL per masked
+sample), and crosses are re-assembled from the mixed codes, so a cross is credited to the
+columns it is built from.  ``shapley`` computes the values: the wide part exactly, the deep part
+by antithetic permutations.  Base value + sum of SHAP values equals the model's output.
 
 Output explained: log-odds for binary runs (what the wide and deep parts add up to), the
 prediction on the label's scale for regression.
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import shapley
 from .encoders import Source
 from .errors import Cancelled, StudioError
 from .preprocess import ColumnCodes
@@ -144,8 +145,9 @@ def explain(
     """SHAP values of every row of ``rows`` against the ``background`` rows (a relation, or
     codes already encoded by ``encode_background`` -- what-if reuses them).
 
-    ``max_evals`` (masked samples per row) defaults to 10 permutations' worth; each masked sample
-    is scored once per background row, so the cost is rows x max_evals x background rows."""
+    ``max_evals`` (coalitions per row, as in shap) defaults to ``shapley.default_permutations``
+    walks; the deep part's cost is rows x walks x 2 x columns x background rows through the
+    network after its first layer."""
     started = time.perf_counter()
     codes_b = background if isinstance(background, ColumnCodes) else encode_background(run, background)
     codes_r, data = encode_rows(run, rows)
@@ -171,31 +173,77 @@ def explain_codes(
     chunk: int = 10,
     started: float | None = None,
 ) -> Explanation:
-    import shap
-
+    """SHAP values of encoded rows: the wide part exactly, the deep part by permutations
+    (``shapley``); ``max_evals`` sets the permutations as ``max_evals // (2m + 1)``, as shap's."""
     started = time.perf_counter() if started is None else started
     columns = feature_columns(run)
     m, n, nb = len(columns), codes_r.n, codes_b.n
     if m == 0:
         raise StudioError("this run has no feature columns to explain")
+    prep, model = run.preprocessor, run.model
     f = RowFunction(run, ColumnCodes.concat([codes_r, codes_b]), columns)
     x = np.repeat(np.arange(n)[:, None], m, axis=1)
     bg = np.repeat(n + np.arange(nb)[:, None], m, axis=1)
-    evals = max(int(max_evals or 10 * (2 * m + 1)), 2 * m + 1)
-    with _SHAP_RNG:
-        explainer = shap.PermutationExplainer(f, shap.maskers.Independent(bg, max_samples=nb), seed=seed)
+    deep_m = len(shapley.deep_columns(prep, model, codes_b))
+    perms = max(1, int(max_evals) // (2 * max(deep_m, 1) + 1)) if max_evals else shapley.default_permutations(deep_m)
+    scale = 1.0 if prep.task == "binary" else float(prep.label_std_)  # the label's scale is affine in the output
     values = np.zeros((n, m))
-    base = float(f(bg).mean())
+    sampled = None if shapley.fast_deep(model) or not model.use_deep else _DeepSampler(run, codes_r, codes_b, columns, perms, seed)
     for start in range(0, n, chunk):
         if stop_event is not None and stop_event.is_set():
             raise Cancelled()
-        with _SHAP_RNG:
-            np.random.seed((seed * 1_000_003 + start) % 2**32)
-            values[start : start + chunk] = explainer(x[start : start + chunk], max_evals=evals, silent=True).values
+        part = codes_r.mix(columns, x[start : start + chunk])
+        wide = shapley.wide_values(prep, model, part, codes_b, columns)
+        if sampled is not None:
+            deep = sampled(start, min(n, start + chunk))
+        else:
+            deep = shapley.deep_values(prep, model, part, codes_b, columns, perms, seed, stop_event=stop_event, row_offset=start)
+        values[start : start + chunk] = (wide + deep) * scale
         if progress is not None:
             progress(min(n, start + chunk), n)
+    base = float(f(bg).mean())
     outputs = f(x) if n else np.zeros(0)
     return Explanation(tuple(columns), values, base, outputs, data.reset_index(drop=True), output_name(run), time.perf_counter() - started)
+
+
+class _DeepSampler:
+    """The deep part of a model whose first layer mixes columns (attention), sampled through
+    ``shap.PermutationExplainer`` on the deep logit alone (the wide part stays exact)."""
+
+    def __init__(self, run: Run, codes_r: ColumnCodes, codes_b: ColumnCodes, columns: list[str], permutations: int, seed: int):
+        import shap
+
+        n, m, nb = codes_r.n, len(columns), codes_b.n
+        self.f = _DeepRowFunction(run, ColumnCodes.concat([codes_r, codes_b]), columns)
+        self.x = np.repeat(np.arange(n)[:, None], m, axis=1)
+        bg = np.repeat(n + np.arange(nb)[:, None], m, axis=1)
+        self.evals, self.seed = permutations * (2 * m + 1), seed
+        with _SHAP_RNG:
+            self.explainer = shap.PermutationExplainer(self.f, shap.maskers.Independent(bg, max_samples=nb), seed=seed)
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        with _SHAP_RNG:
+            np.random.seed((self.seed * 1_000_003 + start) % 2**32)
+            return self.explainer(self.x[start:stop], max_evals=self.evals, silent=True).values
+
+
+class _DeepRowFunction(RowFunction):
+    def outputs(self, codes: ColumnCodes) -> np.ndarray:
+        _, cat, num = self.run.preprocessor.assemble(codes)
+        with torch.inference_mode():
+            return self.run.model.deep_logit(torch.from_numpy(cat), torch.from_numpy(num)).double().numpy()
+
+
+def estimate_seconds(run: Run, rows: int, background: int) -> float | None:
+    """About how long ``rows`` rows against ``background`` rows take on this machine now (a
+    short measured run of the network on walk states of that size); None where the model's
+    deep part is sampled through shap (the live view's ETA then says it)."""
+    prep, model = run.preprocessor, run.model
+    if model.use_deep and not shapley.fast_deep(model):
+        return None
+    m = len(feature_columns(run))
+    per_row = shapley.seconds_per_row(prep, model, m, background, shapley.default_permutations(m)) if model.use_deep else 0.0
+    return rows * (per_row + 0.0005 * len(prep.features.crosses) * background / 100) + 0.5
 
 
 def frame_source(frame: pd.DataFrame) -> Source:

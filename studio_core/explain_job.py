@@ -47,6 +47,7 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
             try:
                 picked = sample_relation(split.val, rows, seed)
                 codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
+                report(0, rows, "explaining rows")  # the pace (and so the ETA) counts from here
                 result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
             finally:
                 split.drop()  # the rows' copies go; the task's result keeps what it needs

@@ -9,7 +9,7 @@ from .int8 import BATCH_CHECK_ROWS
 from .metrics import METRIC_KEYS, format_metric
 from .onnx_run import TOLERANCE_TEXT
 from .preprocess import Preprocessor
-from .results import interval_text
+from .results import change_text, interval_text
 
 if TYPE_CHECKING:  # runs.py imports torch: only for type hints here
     from .runs import Run
@@ -83,7 +83,7 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
         lines += [f"- Dynamic quantisation (weights {q['weight_type']}), chosen by measurement: {q['chosen']}",
                   f"- Size: {q['int8_bytes']:,} bytes vs {q['float_bytes']:,} (ratio {q['size_ratio']:.3f})"]
         if q.get("validation_rows"):
-            metric = (f"AUC {fmt(q['auc_float'])} -> {fmt(q['auc_int8'])} (change {q['auc_change']:+.5f})" if prep.task == "binary"
+            metric = (f"AUC {fmt(q['auc_float'])} -> {fmt(q['auc_int8'])} ({change_text('AUC', q['auc_change'])})" if prep.task == "binary"
                       else f"RMSE {fmt(q['rmse_float'])} -> {fmt(q['rmse_int8'])} (change {q['rmse_change']:+.5g})")
             lines += [f"- On {q['validation_rows']} validation rows: {metric}; largest prediction change {fmt(q['max_score_change'])}",
                       f"- Batch dependence: activations are quantised per call, so a row's INT8 score moves with the rows scored "
@@ -143,7 +143,7 @@ def figures_text(figures: dict[str, Any]) -> str:
     if q:
         line = f"int8 ({q['chosen']}): size ratio {q['size_ratio']:.3f}"
         if q.get("validation_rows"):
-            change = f"AUC change {q['auc_change']:+.5f}" if "auc_change" in q else f"RMSE change {q['rmse_change']:+.5g}"
+            change = change_text("AUC", q["auc_change"]) if "auc_change" in q else change_text("RMSE", q["rmse_change"], 4)
             line += f", {change}, max score change {q['max_score_change']:.3g} on {q['validation_rows']} validation rows"
         else:
             line += f" ({q['note']}; max score change on synthetic rows {q['max_score_change_synthetic']:.3g})"

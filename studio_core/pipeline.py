@@ -273,7 +273,7 @@ def train(
         test = score_rows(model, prep, split.test, key=True, stop_event=stop_event) if ranks.is_main else None
         metrics = {
             "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-            "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
+            "epochs_planned": t.epochs, "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
             "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
             "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
             "split": split.record,

@@ -94,6 +94,14 @@ class TaskSnapshot:
     queue_position: int = 0
     started: float = 0.0
     finished: float | None = None
+    eta_s: float | None = None  # seconds left at the pace since the first progress report
+
+    def eta_text(self) -> str:
+        """' · about 40 s left' once the pace is known, else ''."""
+        if self.eta_s is None or self.status != "running":
+            return ""
+        left = self.eta_s
+        return f" · about {left:.0f} s left" if left < 90 else f" · about {left / 60:.0f} min left"
 
     @property
     def active(self) -> bool:
@@ -111,6 +119,8 @@ class Task:
         self._status, self._done, self._total, self._message, self._error = "queued", 0, 0, "", ""
         self._result: Any = None
         self._started, self._finished = time.time(), None
+        self._pace_from: tuple[float, int] | None = None
+        self._last_report = 0.0
         self._thread = threading.Thread(target=self._run, name=f"{kind}-{self.id[:8]}", daemon=True)
 
     def start(self) -> Task:
@@ -118,7 +128,11 @@ class Task:
         return self
 
     def _report(self, done: int, total: int, message: str = "") -> None:
+        now = time.time()
         with self._lock:
+            if self._pace_from is None or done < self._pace_from[1] or message != self._message:
+                self._pace_from = (now, done)  # a new stage starts its own pace
+            self._last_report = now
             self._done, self._total, self._message = done, total, message
 
     def _run(self) -> None:
@@ -162,4 +176,12 @@ class Task:
         position = self._slots.position(self) if self._slots is not None else 0
         with self._lock:
             return TaskSnapshot(self.id, self.kind, self._status, self._done, self._total, self._message, self._error,
-                                self._result, position, self._started, self._finished)
+                                self._result, position, self._started, self._finished, self._eta())
+
+    def _eta(self) -> float | None:
+        """Seconds left at the pace since the stage's first report, counted down since the last."""
+        if self._pace_from is None or self._done <= self._pace_from[1] or self._total < self._done:
+            return None
+        t0, d0 = self._pace_from
+        per_unit = (self._last_report - t0) / (self._done - d0)
+        return max(0.0, per_unit * (self._total - self._done) - (time.time() - self._last_report))

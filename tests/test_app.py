@@ -252,7 +252,7 @@ def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatc
     drawn = {c["title"]: c for c in charts(at)}
     run = load_run_of(at)
     scatter = drawn["Predicted vs actual"]
-    assert scatter["marks"] == ["circle"] and scatter["fields"][0] == {"x": "actual", "y": "predicted"}
+    assert scatter["marks"] == ["circle", "line"] and scatter["fields"][0] == {"x": "actual", "y": "predicted"}  # points, then y = x
     stored = run.test_scores()
     assert sorted(r["actual"] for r in scatter["data"][0]) == pytest.approx(sorted(stored.y))  # the test rows, on the label's scale
     assert len(drawn["Residuals (predicted - actual)"]["data"][0]) == len(stored.y) == run.metrics["n_test"]

@@ -95,10 +95,14 @@ def test_predict_warns_about_missing_columns(capsys, small_spec, tmp_path):
 
 
 def test_suggest_and_profile(capsys, synthetic_csv, tmp_path):
-    rc, out, _ = run_cli(capsys, "suggest", "--data", synthetic_csv, "--label", "target", "--out", tmp_path / "s.json")
+    rc, out, _ = run_cli(capsys, "suggest", "--data", synthetic_csv, "--label", "target")  # no --out: the report and spec as JSON
     assert rc == 0
     report = json.loads(out)
-    assert report["task"] == "binary" and report["crosses"][0]["columns"] in (["colour", "size"], ["size", "colour"])
+    assert report["task"] == "binary" and report["crosses"][0]["columns"] in (["colour", "size"], ["size", "colour"]) and "spec" in report
+    rc, out, _ = run_cli(capsys, "suggest", "--data", synthetic_csv, "--label", "target", "--out", tmp_path / "s.json")
+    lines = out.strip().splitlines()  # with --out: the spec is in the file, the console gets a short summary
+    assert rc == 0 and lines[0] == f"spec written to {tmp_path / 's.json'}" and lines[1].startswith("task: binary")
+    assert any(line.startswith("crosses (") and ("colour x size" in line or "size x colour" in line) for line in lines) and len(lines) < 12
     rc, out, _ = run_cli(capsys, "train", "--data", synthetic_csv, "--spec", tmp_path / "s.json", "--epochs", "1", "--out", tmp_path / "r", "--quiet")
     assert rc == 0 and (tmp_path / "r" / "metrics.json").is_file()
     trained = json.loads((tmp_path / "r" / "spec.json").read_text())
@@ -340,3 +344,11 @@ def test_a_specs_sql_reads_only_the_files_given_on_the_command_line(capsys, synt
             lines = err.strip().splitlines()
             assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "ermission" in lines[0], lines
             assert not (tmp_path / "run").exists()
+
+
+def test_train_without_a_spec_says_what_it_suggests(capsys, synthetic_csv, tmp_path):
+    """It was silent for ~30 s on Adult while suggesting; now it says so, then what it chose."""
+    rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", tmp_path / "r")
+    assert rc == 0
+    assert err.startswith("no --spec given: suggesting features for 'target' from table 'synthetic'")
+    assert "  task: binary" in err and "  crosses (" in err and "train log loss" in err

@@ -77,3 +77,69 @@ def test_loading_or_saving_under_an_existing_name_never_replaces_a_table(app):
     at.button(key="run_sql").click().run()
     assert not at.error and ws.run_sql("SELECT * FROM adult")["other"].tolist() == [2]
     assert free_table_name("t", ["T", "t_2", "x"]) == "t_3" and free_table_name("new", ["t"]) == "new"
+
+
+def test_charts_name_their_axes_in_words_and_predicted_vs_actual_has_its_diagonal():
+    import numpy as np
+    import pandas as pd
+
+    from studio_core import charts
+
+    roc = charts.roc_chart(pd.DataFrame({"false_positive_rate": [0, 0.5, 1], "true_positive_rate": [0, 0.8, 1], "threshold": [1, 0.5, 0]}), 0.8).to_dict()
+    enc = roc["layer"][0]["encoding"]
+    assert (enc["x"]["title"], enc["y"]["title"]) == ("false positive rate", "true positive rate")  # was "false_positive_rate, x"
+    actual = np.linspace(10, 110, 50)
+    scatter = charts.scatter_chart(actual, actual * 0.9 + 3).to_dict()
+    diagonal = scatter["layer"][1]
+    rows = scatter["datasets"][diagonal["data"]["name"]]
+    assert diagonal["mark"]["strokeDash"] and [r["x"] for r in rows] == [r["y"] for r in rows] == [10.0, 110.0]
+    cal = charts.calibration_chart(pd.DataFrame({"predicted": [0.1, 0.9], "observed": [0.2, 0.8], "rows": [5, 5]})).to_dict()
+    assert cal["layer"][0]["encoding"]["y"]["title"] == "observed share of positives"
+
+
+def test_small_texts_say_what_happened():
+    from studio_core.results import change_text, early_stop_text, result_line
+
+    assert change_text("AUC", -0.000001) == "AUC unchanged to 5 decimals"  # was "AUC change -0.00000"
+    assert change_text("AUC", 0.00123) == "AUC change +0.00123"
+    assert early_stop_text({"stopped_early": True, "epochs_run": 9, "epochs_planned": 40}) == ", stopped early after 9 of 40 epochs"
+    assert early_stop_text({"stopped_early": False, "epochs_run": 40, "epochs_planned": 40}) == ""
+    m = {"task": "binary", "best_epoch": 6, "epochs_run": 9, "epochs_planned": 40, "stopped_early": True, "auc": 0.9, "logloss": 0.3,
+         "accuracy": 0.85, "train_rows_per_s": 1000.0, "total_seconds": 3.0, "processes": 1}
+    assert "best epoch 6 of 9, stopped early after 9 of 40 epochs" in result_line("run", m)
+
+
+def test_the_confusion_matrix_labels_its_rows_first(tmp_path, monkeypatch, small_spec):
+    from test_app import _session_with_run, load_run_of
+
+    at = _session_with_run(tmp_path, monkeypatch, small_spec, "9d" * 16)
+    at.switch_page("views/inspect.py").run()
+    table = at.table[0].value
+    assert list(table.index) == ["actual positive", "actual negative"] and list(table.columns) == ["predicted positive", "predicted negative"]
+    assert int(table.to_numpy().sum()) == load_run_of(at).metrics["n_test"]  # every test row in one cell
+
+
+def test_features_page_shows_what_was_just_done(app):
+    """'Remove all crosses' left the old list on screen until the next click; the positive-class
+    text went stale after the class was changed; an uploaded spec blanked the reason column; no
+    page named the studio or its steps."""
+    from test_app import load_sample, suggest_income
+
+    at = app
+    assert "Wide & Deep Studio" in " ".join(m.value for m in at.markdown) and "○ 1. Data" in " ".join(c.value for c in at.sidebar.caption)
+    load_sample(at)
+    suggest_income(at)
+    assert "✓ 1. Data" in " ".join(c.value for c in at.sidebar.caption) and "✓ 2. Features" in " ".join(c.value for c in at.sidebar.caption)
+    assert studio(at).spec.features.crosses and not at.exception
+    at.button(key="clear_crosses").click().run()
+    assert "In the spec: no crosses" in [m.value for m in at.markdown]  # in the same run as the click
+    other = [v for v in at.selectbox(key="positive").options if v != at.selectbox(key="positive").value][0]
+    at.selectbox(key="positive").set_value(other).run()
+    said = " ".join(c.value for c in at.caption).replace("\\", "")
+    assert f"probability that income is {other}" in said and "positive class" not in said.split("Scores will be")[0]
+
+    studio(at).suggestion = None  # as after "Use uploaded spec"
+    at.run()
+    editor = at.dataframe[0].value  # the columns editor is the first frame on the page
+    reasons = dict(zip(editor["column"], editor["reason"]))
+    assert reasons["age"] == "set in the uploaded spec" and all(reasons.values())

@@ -24,6 +24,7 @@ from studio_core.cli import main
 from studio_core.errors import StudioError
 from studio_core.onnx_preprocess import MISSING_TEXT, raw_input_names
 from studio_core.onnx_run import PARITY_TOL
+from studio_core.results import change_text
 from studio_core.runs import load_run
 from studio_core.scoring import load_bundle
 from studio_core.spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, ModelSpec, NumericFeature, Spec, TrainSpec
@@ -226,7 +227,7 @@ def test_export_cli_prints_figures_and_refuses_bad_input(capsys, tmp_path):
     p, q = manifest["parity"], manifest["int8"]
     assert f"model.onnx vs torch max abs diff {p['model_max_abs_diff']:.3g}" in out
     assert f"raw.onnx vs engine: logit {p['raw_logit_max_abs_diff']:.3g}, prediction {p['raw_prediction_max_abs_diff']:.3g}" in out
-    assert f"size ratio {q['size_ratio']:.3f}, AUC change {q['auc_change']:+.5f}" in out and f"on {q['validation_rows']} validation rows" in out
+    assert f"size ratio {q['size_ratio']:.3f}, {change_text('AUC', q['auc_change'])}" in out and f"on {q['validation_rows']} validation rows" in out
     rc = main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "nodata.zip")])
     out, _ = capsys.readouterr()
     assert rc == 0 and "synthetic" in out

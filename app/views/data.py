@@ -56,6 +56,9 @@ with right:
 tables = s.ws.tables()
 if not tables:
     st.info("No tables yet: upload a file or load a sample.")
+    st.markdown("**Wide & Deep Studio** turns a table into a trained, explained model you can download, in four steps: "
+                "**1. Data** (load a CSV or Parquet file here) → **2. Features** (pick what to predict, take the suggested "
+                "features) → **3. Train** → **4. Inspect, Explain, Export**. To see it work first, press **Load sample**.")
     st.stop()
 
 def rows_of(name: str) -> int | None:

@@ -7,6 +7,7 @@ from state import pick_finished_run, session, slots
 
 from studio_core import charts
 from studio_core.errors import StudioError
+from studio_core.explain import estimate_seconds
 from studio_core.explain_job import explain_task
 from studio_core.whatif import categories, explain_row, is_numeric
 
@@ -21,10 +22,21 @@ if c3.button("Explain", type="primary", key="explain_start", disabled=job is not
     job = s.explain_jobs[snap.id] = explain_task(run, s.ws.fork(), n_rows, n_bg, slots=slots())
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def estimate(run_id: str, rows: int, background: int, _run) -> float | None:
+    return estimate_seconds(_run, rows, background)
+
+
+took = estimate(snap.id, int(n_rows), int(n_bg), run)
+if took is not None:
+    st.caption(f"{'About ' + format(took, '.0f') + ' s' if took >= 1 else 'Under a second'} for {n_rows} rows against {n_bg} background rows on this server now "
+               f"({len(run.preprocessor.input_columns())} columns); the time grows with both numbers.")
+
+
 if job is None:
     st.info("SHAP values say how much each original column moved each score away from the average. Press Explain to compute them.")
     st.stop()
-task_view(s, job, lambda e: (e.done / max(e.total, 1), f"Explaining rows: {e.done}/{e.total}"), "The explanation", "explain")
+task_view(s, job, lambda e: (e.done / max(e.total, 1), f"Explaining rows: {e.done}/{e.total}{e.eta_text()}"), "The explanation", "explain")
 done = job.snapshot().result
 if done is None:
     st.stop()

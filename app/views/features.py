@@ -50,7 +50,8 @@ if s.spec is None:
     st.stop()
 
 spec = s.spec
-st.caption(f"Task: **{spec.data.task}**" + (f" · {plain(s.suggestion.task_reason)}" if s.suggestion else ""))
+reason = s.suggestion.task_reason.split("; positive class")[0] if s.suggestion else "from the spec"
+st.caption(f"Task: **{spec.data.task}** · {plain(reason)}")
 try:  # the spec's rows: a table, or its data.sql
     src = s.ws.source(spec.data.table, spec.data.sql)
 except StudioError as exc:
@@ -65,8 +66,14 @@ if spec.data.task == "binary":
         values = []
     if spec.data.positive_class in values:
         spec.data.positive_class = st.selectbox("Positive class", values, index=values.index(spec.data.positive_class), key="positive")
+        st.caption(f"Scores will be the probability that {plain(spec.data.label)} is {plain(spec.data.positive_class)}.")
 
-reasons = {r.name: r.reason for r in s.suggestion.roles} if s.suggestion else {}
+if s.suggestion:
+    reasons = {r.name: r.reason for r in s.suggestion.roles}
+else:  # an uploaded spec: say where each role came from rather than leave the column blank
+    used = set(spec.feature_names())
+    reasons = {c: ("the label" if c == spec.data.label else "set in the uploaded spec" if c in used else "not used by the spec")
+               for c in src.columns}
 rows = pd.DataFrame(feature_rows(spec, src.columns, reasons))
 edited = st.data_editor(rows, hide_index=True, key="columns_editor", disabled=["column", "reason"], column_config={
     "role": st.column_config.SelectboxColumn(options=list(ROLES), required=True),
@@ -89,9 +96,9 @@ if st.button("Add custom cross", key="add_custom"):
         st.error("Pick 2 or 3 columns for a cross.")
     else:
         spec = s.spec = add_cross(spec, custom)
-st.write("In the spec: " + (plain(", ".join(" x ".join(x.columns) for x in spec.features.crosses)) or "no crosses"))
 if spec.features.crosses and st.button("Remove all crosses", key="clear_crosses"):
-    spec.features.crosses = []
+    spec.features.crosses = []  # before the list below is drawn, so it shows at once
+st.write("In the spec: " + (plain(", ".join(" x ".join(x.columns) for x in spec.features.crosses)) or "no crosses"))
 
 problems = validate(spec, src)
 for p in problems:

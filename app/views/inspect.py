@@ -1,5 +1,6 @@
 """Inspect: test and validation figures, curves on the held-out rows, and the wide weights of a finished run."""
 
+import pandas as pd
 import streamlit as st
 from state import pick_finished_run, session
 
@@ -48,7 +49,8 @@ if h is not None and h.task == "binary":
     c3.altair_chart(charts.calibration_chart(calibration_frame(h)), width="stretch")
     threshold = st.slider("Threshold", 0.0, 1.0, 0.5, 0.01, key="threshold")
     cm = confusion(h, threshold)
-    st.table({"predicted positive": [cm["tp"], cm["fp"]], "predicted negative": [cm["fn"], cm["tn"]]} | {"": ["actual positive", "actual negative"]})
+    st.table(pd.DataFrame({"predicted positive": [cm["tp"], cm["fp"]], "predicted negative": [cm["fn"], cm["tn"]]},
+                          index=["actual positive", "actual negative"]))
 elif h is not None:
     c1, c2 = st.columns(2)
     c1.altair_chart(charts.scatter_chart(h.y, h.prediction), width="stretch")

@@ -30,27 +30,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "WDSTUDIO_RUNS": str(tmp_path / "runs")}
+def launch(runs: Path, port: int) -> subprocess.Popen:
+    """``streamlit run`` on ``port`` with its runs under ``runs``, answering its health check."""
+    env = {**os.environ, "WDSTUDIO_RUNS": str(runs)}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "studio.py"), "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + (proc.stdout.read() if proc.stdout else ""))
-    yield url
+    proc.kill()
+    pytest.fail("streamlit did not start: " + (proc.stdout.read() if proc.stdout else ""))
+
+
+def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    proc = launch(tmp_path / "runs", port)
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
 
 
 def colour_pixels(locator, hex_colour: str, tolerance: int = 24) -> int:
@@ -101,6 +111,23 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         assert page.locator(".vega-embed").count() >= 2
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "3-train.png"), full_page=True)
+
+        # a second run: selected at once, shown live (progress, Cancel, its own charts), then done
+        epochs.fill("3")
+        epochs.press("Tab")
+        started = time.perf_counter()
+        page.get_by_role("button", name="Start training").click()
+        expect(page.get_by_role("radio", name="run 2")).to_be_checked(timeout=30_000)
+        expect(page.get_by_role("button", name="Cancel")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(re.compile(r"^Test AUC"))).to_have_count(0)  # not the first run's Done box
+        expect(page.locator(".vega-embed").first).to_be_visible(timeout=60_000)
+        first_chart_s = time.perf_counter() - started
+        page.screenshot(path=str(ARTIFACTS / "3b-train-second-run-live.png"), full_page=True)
+        expect(page.get_by_text(re.compile(r"^Test AUC 0\.\d{4} \(95% interval"))).to_be_visible(timeout=180_000)
+        expect(page.get_by_role("radio", name="run 2")).to_be_checked()  # still selected once its label's caption changed
+        (ARTIFACTS / "figures.txt").write_text(f"second run: Start to first chart drawn {first_chart_s:.1f} s\n")
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "3c-train-second-run-done.png"), full_page=True)
 
         page.get_by_role("link", name="Inspect").click()
         expect(page.get_by_text("Wide weights").first).to_be_visible(timeout=60_000)
@@ -165,3 +192,60 @@ def test_two_browser_contexts_are_isolated(server):
         no_exception(alice)
         no_exception(bob)
         browser.close()
+
+
+def test_after_a_server_restart_runs_are_listed_and_pages_say_what_to_reload(tmp_path):
+    """Restart the server under the same runs folder: a deep link opens the studio's own
+    navigation (not Streamlit's raw page list), Train lists the run without any data loaded,
+    Inspect shows the stored test figures and the wide weights and says in plain words which
+    table to reload for the validation rows; every page is photographed."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    port, runs = free_port(), tmp_path / "runs"
+    url = f"http://127.0.0.1:{port}"
+    proc = launch(runs, port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.goto(url)
+            page.get_by_role("button", name="Load sample").click()
+            expect(page.get_by_text(re.compile(r"Loaded\s+adult"))).to_be_visible(timeout=60_000)
+            page.get_by_role("link", name="Features").click()
+            page.get_by_role("button", name="Suggest features").click()
+            expect(page.get_by_text("Task: binary")).to_be_visible(timeout=60_000)
+            page.get_by_role("link", name="Train").click()
+            epochs = page.get_by_label("Epochs")
+            epochs.fill("1")
+            epochs.press("Tab")
+            page.get_by_role("button", name="Start training").click()
+            expect(page.get_by_text(re.compile(r"^Test AUC"))).to_be_visible(timeout=180_000)
+            token = re.search(r"s=([0-9a-f]+)", page.url).group(1)
+
+            stop(proc)  # the server goes away; its runs stay on disk
+            proc = launch(runs, port)
+            page.goto(f"{url}/train?s={token}")  # a deep link first, the same browser
+            expect(page.get_by_role("radio", name="run 1")).to_be_checked(timeout=60_000)
+            nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+            assert "Features" in nav and "studio" not in nav.lower().split(), nav
+            expect(page.get_by_text(re.compile(r"^Test AUC 0\.\d{4}"))).to_be_visible(timeout=30_000)
+            no_exception(page)
+            page.screenshot(path=str(ARTIFACTS / "restart-1-train.png"), full_page=True)
+            for n, name in enumerate(["Data", "Features", "Inspect", "Explain", "Export"], start=2):
+                page.get_by_role("link", name=name, exact=True).click()
+                expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible(timeout=60_000)
+                page.wait_for_timeout(1500)
+                no_exception(page)
+                text = page.inner_text("body")
+                assert "Did you mean" not in text and "Catalog Error" not in text, (name, text[:1500])
+                if name == "Inspect":
+                    expect(page.get_by_text("Wide weights").first).to_be_visible(timeout=30_000)
+                    page.get_by_text("validation rows (re-scored from the loaded data)").click()
+                    expect(page.get_by_text(re.compile(r"load table 'adult' on the Data page"))).to_be_visible(timeout=30_000)
+                page.screenshot(path=str(ARTIFACTS / f"restart-{n}-{name.lower()}.png"), full_page=True)
+            browser.close()
+    finally:
+        stop(proc)
