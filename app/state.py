@@ -51,6 +51,7 @@ class StudioSession:
     polling: str = ""  # the job whose live view is polling
     explain_jobs: dict[str, Task] = field(default_factory=dict)  # run id -> its latest SHAP task
     exports: dict[str, Task] = field(default_factory=dict)  # run id -> its latest bundle export
+    predicts: dict[str, Task] = field(default_factory=dict)  # run id (or "bundle") -> its latest scoring of a table
     last_seen: float = field(default_factory=time.time)
     closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
     slow_tables: set[str] = field(default_factory=set)  # tables whose row count ran past the query timeout
@@ -123,7 +124,7 @@ def release(s: StudioSession) -> None:
     for job in registry().owned(s.owner):
         if job.snapshot().active:
             job.cancel()
-    for task in [*s.explain_jobs.values(), *s.exports.values()]:
+    for task in [*s.explain_jobs.values(), *s.exports.values(), *s.predicts.values()]:
         task.cancel()
     s.close()
 

@@ -15,7 +15,7 @@ def draw_steps() -> None:
     a step the user just finished is ticked in the same run."""
     done = {"Data": bool(s.ws.tables()), "Features": s.spec is not None, "Train": bool(s.job_ids)}
     steps.caption("  \n".join(f"{'✓' if done.get(step) else '○'} {n}. {step}" for n, step in
-                               enumerate(["Data", "Features", "Train", "Inspect · Explain · Export"], start=1)))
+                               enumerate(["Data", "Features", "Train", "Inspect · Explain · Export · Predict"], start=1)))
 
 
 draw_steps()
@@ -27,6 +27,7 @@ try:
         st.Page("views/inspect.py", title="Inspect"),
         st.Page("views/explain.py", title="Explain"),
         st.Page("views/export.py", title="Export"),
+        st.Page("views/predict.py", title="Predict"),
     ]).run()
 finally:
     draw_steps()

@@ -51,13 +51,31 @@ def weighted_auc(weights: np.ndarray, score: np.ndarray, y: np.ndarray) -> np.nd
     return np.where((total_p > 0) & (total_q > 0), auc, np.nan)
 
 
+def weighted_average_precision(weights: np.ndarray, score: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Average precision (scikit-learn's step-wise sum of precision x recall gained at each
+    distinct score, highest first) for each row of ``weights``; NaN without both classes."""
+    order = np.argsort(-score, kind="stable")
+    s, pos = score[order], y[order] >= 0.5
+    w = weights[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    p = np.add.reduceat(w * pos, starts, axis=1)
+    q = np.add.reduceat(w * ~pos, starts, axis=1)
+    tp, fp = np.cumsum(p, axis=1), np.cumsum(q, axis=1)
+    total_p, total_q = tp[:, -1], fp[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        ap = (p * precision).sum(axis=1) / total_p
+    return np.where((total_p > 0) & (total_q > 0), ap, np.nan)
+
+
 def _binary(weights: np.ndarray, y: np.ndarray, logit: np.ndarray) -> dict[str, np.ndarray]:
     p = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
     pc = np.clip(p, EPS, 1 - EPS)
     loss = -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
     correct = ((p >= 0.5) == (y >= 0.5)).astype(np.float64)
     n = weights.sum(axis=1)
-    return {"auc": weighted_auc(weights, logit, y), "logloss": weights @ loss / n, "accuracy": weights @ correct / n}
+    return {"auc": weighted_auc(weights, logit, y), "average_precision": weighted_average_precision(weights, logit, y),
+            "logloss": weights @ loss / n, "accuracy": weights @ correct / n}
 
 
 def _regression(weights: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:

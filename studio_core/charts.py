@@ -106,12 +106,16 @@ def importance_chart(df: pd.DataFrame, output_name: str) -> alt.Chart:
         tooltip=["feature", alt.Tooltip("mean_abs_shap:Q", format=".4f")])
 
 
-def beeswarm_chart(long: pd.DataFrame, order: list[str], output_name: str) -> alt.Chart:
+def beeswarm_chart(long: pd.DataFrame, order: list[str], output_name: str, top: int = 20) -> alt.Chart:
     """One dot per (row, column): SHAP value across, coloured by the value's percentile among
     the explained rows (grey for text columns), jittered within the column's band.  Text columns
-    have no percentile: it is -1 here, since Vega-Lite drops a point whose colour field is null."""
-    long = long.assign(percentile=long.percentile.fillna(-1.0))
-    return alt.Chart(long, title="Every explained row, column by column").mark_circle(size=28, opacity=0.75).encode(
+    have no percentile: it is -1 here, since Vega-Lite drops a point whose colour field is null.
+    The ``top`` columns of ``order`` are drawn (a wide table's bands would run off the page)."""
+    shown = order[:top]
+    long = long[long.feature.isin(shown)].assign(percentile=lambda d: d.percentile.fillna(-1.0))
+    title = "Every explained row, column by column" + (f" (the top {top} of {len(order)} columns)" if len(order) > top else "")
+    order = shown
+    return alt.Chart(long, title=title).mark_circle(size=28, opacity=0.75).encode(
         x=alt.X("shap:Q", title=f"SHAP ({output_name})"), y=alt.Y("feature:N", sort=order, title=None),
         yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[0, 1])),
         color=alt.condition("datum.percentile >= 0",  # text columns have no percentile: grey, not hidden
@@ -145,3 +149,18 @@ def split_chart(wide: float, deep: float, bias: float) -> alt.Chart:
         x=alt.X("logit:Q", title="contribution to the output"), y=alt.Y("part:N", sort=["wide", "deep", "bias"], title=None),
         color=alt.Color("part:N", legend=None, scale=alt.Scale(domain=["wide", "deep", "bias"], range=["#f4a261", "#264653", "#adb5bd"])),
         tooltip=["part", alt.Tooltip("logit:Q", format="+.4f")])  # no fixed height: Streamlit squeezed a nominal axis into it
+
+
+def dependence_chart(curves: pd.DataFrame, mean: pd.DataFrame, column: str, numeric: bool, output_label: str) -> alt.Chart:
+    """ICE curves (one thin line per row) under the partial dependence (the thick mean line):
+    how the score moves when only ``column`` changes.  Categories keep their grid order."""
+    x = alt.X("value:Q", title=column) if numeric else alt.X("value:N", title=column, sort=list(mean.value.astype(str)))
+    curves = curves.assign(value=curves.value.astype(float if numeric else str))
+    mean = mean.assign(value=mean.value.astype(float if numeric else str))
+    ice = alt.Chart(curves, title=alt.TitleParams(f"How the score moves with {column} alone",
+                                                  subtitle="thin lines: one row each (ICE); thick line: their mean (partial dependence)")
+                    ).mark_line(opacity=0.18, strokeWidth=1, color="#8d99ae").encode(
+        x=x, y=alt.Y("prediction:Q", title=output_label), detail="row:N")
+    avg = alt.Chart(mean).mark_line(strokeWidth=3, color="#e63946", point=True).encode(
+        x=x, y="prediction:Q", tooltip=[alt.Tooltip("value", title=column), alt.Tooltip("prediction:Q", format=".4f", title="mean")])
+    return ice + avg

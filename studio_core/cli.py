@@ -425,12 +425,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if prep.label not in columns:
         raise StudioError(f"the data has no label column {prep.label!r}; evaluate needs labelled rows (use predict otherwise)")
     _warn(check_input_columns(prep, columns, args.allow_missing))
+    if not args.part:
+        _warn(_training_rows_warning(run, source, columns))
     scored = score_rows(run.model, prep, source, available=columns)
     if len(scored) == 0:
         raise StudioError("no rows with a label to evaluate; load labelled rows")
     out = {"rows": len(scored), **({"part": args.part} if args.part else {}), **scored.metrics()}
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _training_rows_warning(run: Any, source: Any, columns: set[str]) -> list[str]:
+    """A warning when the rows to evaluate hold the run's training rows (its split's sketch)."""
+    from .split import training_overlap
+
+    got = training_overlap(source.con, source.relation, columns, run.metrics.get("split") or {})
+    if not got or got[0] == 0:
+        return []
+    found, size = got
+    n_train = (run.metrics.get("split") or {}).get("counts", {}).get("train", 0)
+    return [f"these rows include the run's training rows ({found} of a {size}-row sample of them found: about {found / size:.0%} of its "
+            f"{n_train:,} training rows); figures on rows the model was fitted on are optimistic; for the honest figure evaluate "
+            "new rows, or the run's own test rows with --part test"]
 
 
 def _run_data(run: Any, items: list[str]) -> tuple[Workspace, str | None]:

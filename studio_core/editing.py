@@ -102,17 +102,28 @@ def summarize(spec: Spec, distinct: dict[str, int]) -> ModelSummary:
     return ModelSummary(wide if m.wide else [], wide_params if m.wide else 0, emb if m.deep else [], n_num, list(m.hidden_units), m.attention, deep if m.deep else 0)
 
 
+DIAGRAM_INPUTS = 8  # input names listed per part; the rest are counted ("+ 67 more")
+
+
+def _listed(names: list[str]) -> str:
+    shown = [n.replace(chr(34), "").replace("\\", "") for n in names[:DIAGRAM_INPUTS]]
+    return "\\n".join(shown + ([f"+ {len(names) - DIAGRAM_INPUTS} more"] if len(names) > DIAGRAM_INPUTS else []))
+
+
 def diagram_dot(s: ModelSummary) -> str:
-    """Graphviz DOT of the model: wide inputs -> linear; embeddings + numerics -> [attention] -> MLP."""
-    lines = ["digraph G {", "rankdir=LR; node [shape=box, style=rounded, fontsize=10];"]
+    """Graphviz DOT of the model: wide inputs -> linear; embeddings + numerics -> [attention] -> MLP.
+    Each part's inputs are one listed node (at most ``DIAGRAM_INPUTS`` names, then how many
+    more), so a 75-column table draws as compactly as a 10-column one."""
+    lines = ["digraph G {", "rankdir=LR; node [shape=box, style=rounded, fontsize=10]; nodesep=0.15; ranksep=0.3;"]
     lines.append('out [label="output\\n(sum of logits)", shape=ellipse];')
     if s.wide_inputs:
         lines.append(f'wide [label="wide: sparse linear\\n{len(s.wide_inputs)} fields, {s.wide_params:,} weights"];')
         lines.append('wide -> out;')
-        for i, w in enumerate(s.wide_inputs[:12]):
-            lines.append(f'w{i} [label="{w.replace(chr(34), "")}", shape=plaintext]; w{i} -> wide;')
+        lines.append(f'wide_in [label="{_listed(s.wide_inputs)}", shape=note, fontsize=9]; wide_in -> wide;')
     if s.embeddings or s.numeric_inputs:
         lines.append(f'emb [label="embeddings\\n{len(s.embeddings)} fields + {s.numeric_inputs} numeric"];')
+        if s.embeddings:
+            lines.append(f'deep_in [label="{_listed([e[0] for e in s.embeddings])}", shape=note, fontsize=9]; deep_in -> emb;')
         prev = "emb"
         if s.attention:
             lines.append('att [label="self-attention"]; emb -> att;')

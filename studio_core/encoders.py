@@ -118,7 +118,8 @@ class Standardizer:
     """(x - mean) / std, missing -> 0 (the mean); ``has_missing_`` adds a 0/1 indicator column."""
 
     def fit(self, source: Source, expr: str) -> Standardizer:
-        mean, std, missing = source.one(f"avg({expr}), stddev_pop({expr}), count(*) - count({expr})")
+        mean, std, missing, lo, hi = source.one(f"avg({expr}), stddev_pop({expr}), count(*) - count({expr}), min({expr}), max({expr})")
+        self.min_, self.max_ = (float(lo), float(hi)) if lo is not None else (None, None)  # the training range (what-if hints)
         self.mean_ = float(mean) if mean is not None else 0.0
         self.std_ = float(std) if std else 1.0
         self.has_missing_ = bool(missing)

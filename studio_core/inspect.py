@@ -71,6 +71,30 @@ def calibration_frame(h: Scored, bins: int = 10) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def base_rate(h: Scored) -> float:
+    """The share of positive rows."""
+    return float(np.mean(h.y >= 0.5)) if len(h.y) else float("nan")
+
+
+def threshold_for_share(h: Scored, share: float) -> float:
+    """The score threshold that flags (about) the top ``share`` of the rows: with rare
+    positives the useful thresholds sit far below 0.5, where a probability slider is crowded."""
+    if not len(h.prediction):
+        return 0.5
+    return float(np.quantile(h.prediction, 1.0 - min(max(share, 0.0), 1.0), method="higher"))
+
+
+def at_threshold(h: Scored, threshold: float) -> dict[str, float]:
+    """Precision, recall and F1 of flagging the rows scored at or above ``threshold`` (NaN
+    where undefined: precision when nothing is flagged, recall without positives)."""
+    cm = confusion(h, threshold)
+    tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    return {"precision": precision, "recall": recall, "f1": f1, "flagged": tp + fp, "flagged_share": (tp + fp) / max(len(h.y), 1)}
+
+
 def confusion(h: Scored, threshold: float) -> dict[str, int]:
     p = h.prediction >= threshold
     t = h.y >= 0.5

@@ -8,9 +8,16 @@ import math
 import numpy as np
 from sklearn import metrics as skm
 
-METRIC_KEYS = {"binary": ("auc", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2")}
-MAXIMISE = {"auc", "accuracy", "r2"}
-UNDEFINED = {"auc": "not defined (one class)", "r2": "not defined (one value)"}
+METRIC_KEYS = {"binary": ("auc", "average_precision", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2")}
+MAXIMISE = {"auc", "average_precision", "accuracy", "r2"}
+LABELS = {"auc": "AUC", "average_precision": "average precision", "logloss": "log loss", "accuracy": "accuracy",
+          "rmse": "RMSE", "mae": "MAE", "r2": "R²"}
+
+
+def metric_label(key: str) -> str:
+    """A metric's name for people ("average precision", not "average_precision")."""
+    return LABELS.get(key, key.replace("_", " "))
+UNDEFINED = {"auc": "not defined (one class)", "average_precision": "not defined (one class)", "r2": "not defined (one value)"}
 
 
 def binary_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -21,6 +28,8 @@ def binary_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "logloss": float(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0.0, 1.0])) if len(y) else float("nan"),
         "accuracy": float(np.mean((p >= 0.5) == (y >= 0.5))) if len(y) else float("nan"),
         "auc": float(skm.roc_auc_score(y, logits)) if len(np.unique(y)) == 2 else float("nan"),
+        # the area under the precision-recall curve, step-wise: with rare positives it shows what AUC hides
+        "average_precision": float(skm.average_precision_score(y, logits)) if len(np.unique(y)) == 2 else float("nan"),
     }
     return out
 

@@ -13,6 +13,7 @@ proximal step; Adam-family for the deep part) and a ``Trainer``, then writes the
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import tempfile
 import threading
@@ -163,6 +164,14 @@ def fit_once(spec: Spec, split: Split, ranks: Ranks) -> Preprocessor:
     return Preprocessor.from_json(distributed.broadcast_text(text))
 
 
+def positive_weighted(weight: float, device: str) -> Callable[..., torch.Tensor]:
+    """Binary cross-entropy with positive rows weighted ``weight`` (1: the plain loss)."""
+    if weight == 1.0:
+        return torch.nn.functional.binary_cross_entropy_with_logits
+    pos = torch.tensor(float(weight), device=device)
+    return functools.partial(torch.nn.functional.binary_cross_entropy_with_logits, pos_weight=pos)
+
+
 def distributed_loss(loss_fn: Callable[..., torch.Tensor], world: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Each rank's summed loss over its rows times world / (rows in the global batch): after
     DistributedDataParallel averages gradients over the ranks, the step equals one process
@@ -255,7 +264,7 @@ def train(
             if ranks.world > 1:
                 model.reseed_dropout(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
             optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
-            loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if prep.task == "binary" else torch.nn.functional.mse_loss
+            loss_fn = positive_weighted(t.positive_weight, device) if prep.task == "binary" else torch.nn.functional.mse_loss
             net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
             config = TrainerConfig(t.epochs, local_batch, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
                                    t.plateau_factor, monitor, device, t.mixed_precision, t.seed)

@@ -94,4 +94,4 @@ def suggestion_lines(s: Any) -> list[str]:
     lines.append(f"crosses ({len(crosses)}): {', '.join(crosses) if crosses else 'none'}")
     for r in by_role.get("ignored", []):
         lines.append(f"ignored: {r.name} ({r.reason})")
-    return lines
+    return lines + [f"note: {n}" for n in getattr(s, "notes", [])]

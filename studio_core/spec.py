@@ -118,6 +118,7 @@ class TrainSpec:
     wide_lr: float = 0.05
     warmup_steps: int = 100
     grad_clip: float = 1.0  # max gradient norm of the deep part; 0 disables
+    positive_weight: float = 1.0  # binary: a positive row's weight in the loss (rare positives: negatives per positive); 1 keeps scores calibrated
     early_stopping_patience: int = 2  # epochs without improvement before stopping; 0 disables
     plateau_patience: int = 1
     plateau_factor: float = 0.5

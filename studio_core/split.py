@@ -228,7 +228,7 @@ def _rank_codes(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> n
 def _fingerprints(con: duckdb.DuckDBPyConnection, relation: str, part_expr: str, columns: Sequence[str]) -> tuple[dict[str, int], dict[str, str]]:
     """Rows per part and each part's fingerprint: its row count and the sum of a hash of every
     row's values (order-independent; a changed, added or removed row changes it)."""
-    row_hash = f"hash({', '.join(qi(c) for c in columns)})" if columns else "0"
+    row_hash = _row_hash(columns)
     got = con.execute(f"SELECT {part_expr} AS p, count(*), sum({row_hash})::HUGEINT FROM {relation} GROUP BY 1").fetchall()
     counts, prints = dict.fromkeys(PARTS, 0), {}
     for p, n, s in got:
@@ -239,9 +239,36 @@ def _fingerprints(con: duckdb.DuckDBPyConnection, relation: str, part_expr: str,
     return counts, {k: prints.get(k, "0:0000000000000000") for k in PARTS}
 
 
-def _record(data: DataSpec, method: str, counts: dict[str, int], prints: dict[str, str], stratified: bool) -> dict[str, Any]:
+SKETCH_ROWS = 256
+
+
+def _row_hash(columns: Sequence[str]) -> str:
+    return f"hash({', '.join(qi(c) for c in columns)})" if columns else "0"
+
+
+def _train_sketch(con: duckdb.DuckDBPyConnection, relation: str, columns: Sequence[str]) -> list[str]:
+    """The smallest row hashes of the training rows (a bottom-k sketch): whether another table
+    holds training rows can then be estimated without keeping them (``training_overlap``)."""
+    got = con.execute(f"SELECT DISTINCT {_row_hash(columns)} AS h FROM {relation} WHERE __wd_part = 0 ORDER BY h LIMIT {SKETCH_ROWS}").fetchall()
+    return [f"{int(h):016x}" for (h,) in got]
+
+
+def training_overlap(con: duckdb.DuckDBPyConnection, relation: str, available: set[str], record: dict[str, Any]) -> tuple[int, int] | None:
+    """(sketched training rows found in ``relation``, sketch size): found / size estimates the
+    share of the run's training rows that ``relation`` holds.  None when the run kept no sketch
+    or the relation lacks a column the rows were hashed over."""
+    sketch, columns = record.get("train_sketch") or [], record.get("columns") or []
+    if not sketch or not set(columns) <= available:
+        return None
+    listed = ", ".join(f"{int(h, 16)}::UBIGINT" for h in sketch)
+    found = con.execute(f"SELECT count(DISTINCT h) FROM (SELECT {_row_hash(columns)} AS h FROM {relation}) WHERE h IN ({listed})").fetchall()[0][0]
+    return int(found), len(sketch)
+
+
+def _record(data: DataSpec, method: str, counts: dict[str, int], prints: dict[str, str], stratified: bool,
+            sketch: list[str] | None = None, columns: Sequence[str] = ()) -> dict[str, Any]:
     n = sum(counts.values())
-    return {"kind": data.split, "method": method, "seed": data.split_seed, "column": data.split_column,
+    return {"train_sketch": sketch or [], "columns": list(columns), "kind": data.split, "method": method, "seed": data.split_seed, "column": data.split_column,
             "stratified": stratified, "fractions": {"validation": data.validation_fraction, "test": round(_test_fraction(data, n), 6)},
             "max_test_rows": data.max_test_rows, "counts": counts, "fingerprints": prints}
 
@@ -284,11 +311,12 @@ def make_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, n_rows: 
         rel = con.sql(f"SELECT * FROM {qi(table)} LIMIT 0")
         types = {c: str(t) for c, t in zip(rel.columns, rel.types) if c not in OWN_COLUMNS}
         counts, prints = _fingerprints(con, qi(table), "__wd_part", list(types))
+        sketch = _train_sketch(con, qi(table), list(types))
         for helper in (table, f"{table}_rows", f"{table}_cuts"):
             con.execute(f"DROP TABLE IF EXISTS {qi(helper)}")
     except duckdb.Error as exc:
         raise StudioError(f"could not read the training rows: {_one_line(exc)}; check data.table / data.sql") from None
-    return Split(con, table, types, counts, False, _record(data, "permutation", counts, prints, stratified))
+    return Split(con, table, types, counts, False, _record(data, "permutation", counts, prints, stratified, sketch, list(types)))
 
 
 def used_columns(spec: Spec) -> list[str]:
@@ -324,9 +352,10 @@ def stream_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, column
         rel = con.sql(f"SELECT * FROM {qi(table)} LIMIT 0")
         types = {name: str(typ) for name, typ in zip(rel.columns, rel.types) if name not in OWN_COLUMNS}
         counts, prints = _fingerprints(con, qi(table), "__wd_part", list(types))
+        sketch = _train_sketch(con, qi(table), list(types))
     except duckdb.Error as exc:
         raise StudioError(f"could not read the training rows: {_one_line(exc)}; check data.table / data.sql") from None
-    return Split(con, table, types, counts, True, _record(data, "hash", counts, prints, False))
+    return Split(con, table, types, counts, True, _record(data, "hash", counts, prints, False, sketch, list(types)))
 
 
 def describe_change(recorded: dict[str, Any], now: Split) -> str:

@@ -28,6 +28,7 @@ from .errors import StudioError
 from .spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 from .split import SPLIT_TABLE, Split, clear_split, make_split, source_sql
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
+from .suggest_checks import distinct_crosses, looks_like_group_id, table_notes
 from .workspace import Workspace
 
 MAX_VOCAB = 10_000
@@ -66,6 +67,9 @@ class Suggestion:
     task_reason: str
     roles: list[ColumnRole] = field(default_factory=list)
     crosses: list[CrossCandidate] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the analyst should hear before training (suggest_checks)
+    group_columns: list[str] = field(default_factory=list)  # columns that look like group ids
+    positive_share: float | None = None  # binary: the positive class's share of the training rows
 
 
 def _cells(con, relation: str, exprs: list[str]) -> pd.DataFrame:
@@ -224,6 +228,8 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             role, reason = "ignored", "constant"
         elif not (is_numeric_type(t) or is_boolean_type(t) or t == "VARCHAR"):
             role, reason = "ignored", f"type {t} is not supported; derive numbers or text from it with SQL"
+        elif looks_like_group_id(col, distinct, nonnull, integral, t == "VARCHAR"):
+            role, reason = "categorical", f"looks like a group id ({distinct} values, about {nonnull / distinct:.0f} rows each)"
         elif is_numeric_type(t) and not (integral and distinct <= SMALL_INT_DISTINCT):
             if integral and distinct == nonnull and nonnull >= 50:
                 role, reason = "ignored", "unique id (every value different)"
@@ -277,7 +283,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
         scored.append((gain, group, int(card)))
     scored.sort(key=lambda s: -s[0])
     crosses = [CrossCandidate(g, float(s), int(k), _unseen_share(con, split, [comp_expr[c] for c in g])) for s, g, k in scored[:20]]
-    chosen = [c for c in crosses if c.score > MIN_CROSS_GAIN][:max_crosses]
+    chosen, notes = distinct_crosses(con, train, [c for c in crosses if c.score > MIN_CROSS_GAIN], comp_expr, max_crosses)
     cross_specs = [CrossFeature(list(c.columns), "hash", int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(2 * c.cardinality)))))), 1) for c in chosen]
     if not numeric and not categorical:
         why = "; ".join(f"{r.name}: {r.reason}" for r in final_roles if r.role == "ignored")
@@ -290,7 +296,8 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
         final_roles = [ColumnRole(r.name, r.role, f"{r.reason}; its quantile buckets feed the wide part (no categorical column to do so)", r.distinct,
                                   r.null_share, r.gain) if r.role == "numeric" else r for r in final_roles]
     spec = Spec(data=data, features=FeatureSpec(numeric, categorical, cross_specs))
-    return Suggestion(spec, task_reason, final_roles, crosses)
+    share, groups, table = table_notes(con, train, labelled, data, [r for r in final_roles if r.role in ("numeric", "categorical")], stats, types)
+    return Suggestion(spec, task_reason, final_roles, crosses, table + notes, groups, share)
 
 
 def _column_stats(con, relation: str, columns: list[str], types: dict[str, str]) -> dict[str, tuple[int, int, bool]]:

@@ -7,6 +7,7 @@ second, so it runs in the page rather than as a job.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,53 @@ def categories(run: Run, column: str, limit: int = 200) -> list[str] | None:
 
 def is_numeric(run: Run, column: str) -> bool:
     return column in {f.name for f in run.preprocessor.features.numeric}
+
+
+def training_range(run: Run, column: str) -> tuple[float, float] | None:
+    """The (min, max) of a numeric column on the training rows, where the run kept it (runs
+    trained before it was stored keep only bucket boundaries: their ends are given then)."""
+    enc = run.preprocessor.encoders_.get(f"std:{column}")
+    if enc is not None and getattr(enc, "min_", None) is not None:
+        return float(enc.min_), float(enc.max_)
+    bounds = getattr(run.preprocessor.encoders_.get(f"bkt:{column}"), "boundaries_", None)
+    return (float(bounds[0]), float(bounds[-1])) if bounds else None
+
+
+def input_hint(run: Run, column: str, value: Any) -> str | None:
+    """A warning for a what-if value the model has not seen: a number outside the training
+    range, or a category not in the training vocabulary (scored as 'unseen')."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip()):
+        return None
+    if is_numeric(run, column):
+        span = training_range(run, column)
+        x = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+        if pd.isna(x):
+            return "not a number: scored as missing"
+        if span and not span[0] <= x <= span[1]:
+            return f"outside the training range {span[0]:g} to {span[1]:g}: the model extrapolates"
+        return None
+    known = categories(run, column, limit=1 << 30)
+    if known is not None and str(value) not in set(known):
+        return "unseen in training: scored as 'unseen'"
+    return None
+
+
+def typical_row(outputs: np.ndarray) -> int:
+    """The explained row whose output is closest to the median: a fair first what-if row (the
+    first row can be an extreme one)."""
+    return int(np.argmin(np.abs(outputs - np.median(outputs)))) if len(outputs) else 0
+
+
+def row_matches(data: pd.DataFrame, columns: Sequence[str], query: str) -> list[int]:
+    """Rows whose value in *any* column contains ``query`` (case-insensitive), in order."""
+    if not query.strip():
+        return list(range(len(data)))
+    q = query.strip().lower()
+    hit = np.zeros(len(data), dtype=bool)
+    for c in columns:
+        if c in data:
+            hit |= data[c].astype(str).str.lower().str.contains(q, regex=False).to_numpy()
+    return [int(i) for i in np.flatnonzero(hit)]
 
 
 def clean_row(run: Run, row: dict[str, Any]) -> pd.DataFrame:

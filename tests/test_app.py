@@ -6,6 +6,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -113,7 +114,7 @@ def test_happy_path_sample_to_export(app):
     assert drawn["Precision-recall"]["marks"] == ["line"] and len(drawn["Precision-recall"]["data"][0]) > 50
     assert sum(r["rows"] for r in drawn["Calibration"]["data"][0]) == metrics["n_test"]
     assert len(drawn["Wide weights: what pushes the score up or down"]["data"][0]) == 30
-    assert [m.label for m in at.metric][:3] == ["test AUC", "test logloss", "test accuracy"]
+    assert [m.label for m in at.metric][:4] == ["test AUC", "test average precision", "test log loss", "test accuracy"]
     at.switch_page("views/export.py").run()
     assert not at.exception and "Download run (zip)" in [b.proto.label for b in at.get("download_button")]
     from studio_core.inspect import run_zip
@@ -256,7 +257,7 @@ def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatc
     stored = run.test_scores()
     assert sorted(r["actual"] for r in scatter["data"][0]) == pytest.approx(sorted(stored.y))  # the test rows, on the label's scale
     assert len(drawn["Residuals (predicted - actual)"]["data"][0]) == len(stored.y) == run.metrics["n_test"]
-    assert [m.label for m in at.metric][:3] == ["test rmse", "test mae", "test r2"]
+    assert [m.label for m in at.metric][:3] == ["test RMSE", "test MAE", "test R²"]
     at.radio(key="inspect_part").set_value("validation").run()  # the data is loaded: validation rows re-scored
     assert not at.exception and len({c["title"]: c for c in charts(at)}["Residuals (predicted - actual)"]["data"][0]) == run.metrics["n_val"]
     reset_hub()
@@ -341,6 +342,10 @@ def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, 
     assert len(swarm) == 20 * 4 and {r["feature"] for r in swarm} == {"colour", "size", "x1", "x2"}
     waterfall = next(c for t, c in drawn.items() if t.startswith("From the average"))
     assert sorted(r["feature"] for r in waterfall["data"][0]) == ["colour", "size", "x1", "x2"]
+    top = importance[0]["feature"] if len({r["mean_abs_shap"] for r in importance}) == 1 else max(importance, key=lambda r: r["mean_abs_shap"])["feature"]
+    curves = drawn[f"How the score moves with {top} alone"]
+    assert curves["marks"] == ["line", "line"] and len(curves["data"][0]) == 20 * len({r["value"] for r in curves["data"][0]})  # ICE: 20 rows x grid
+    assert len(curves["data"][1]) == len({r["value"] for r in curves["data"][0]})  # one mean point per grid value
     parts = {r["part"]: r["logit"] for r in drawn["Wide + deep + bias"]["data"][0]}
     assert set(parts) == {"wide", "deep", "bias"} and parts["wide"] != 0 and parts["deep"] != 0
     prob = at.metric[0]
@@ -356,6 +361,22 @@ def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, 
     after = float(at.metric[0].value)
     assert (after < before) if before > 0.5 else (after > before), (before, after)
     assert "vs the row" in at.metric[0].delta
+    from studio_core.whatif import typical_row
+
+    said = " ".join(c.value for c in at.caption)
+    assert "for 20 rows against 20 background rows on this server now" in said  # the estimate, shown before and after starting
+    result = next(iter(studio(at).explain_jobs.values())).snapshot().result.explanation
+    assert row == typical_row(result.outputs) and abs(result.outputs[row] - np.median(result.outputs)) <= np.ptp(result.outputs) / 2
+    at.number_input(key=f"whatif_{'ef' * 16}_{row}_x1").set_value(1e6).run()
+    hints = [c.value for c in at.caption if "⚠" in c.value]
+    assert any("outside the training range" in h for h in hints), hints
+    from studio_core.whatif import input_hint
+
+    assert "unseen in training" in input_hint(load_run_of(at), "colour", "purple")  # AppTest cannot type a new option; the page shows this text
+    wanted = str(result.data["size"].iloc[3])
+    at.text_input(key="explain_find").set_value(wanted).run()  # search any column, not the first four
+    offered = at.selectbox(key="explain_row").options
+    assert offered and all(wanted.lower() in o.lower() for o in offered)  # the label shows every column of this 4-column table
     reset_hub()
 
 

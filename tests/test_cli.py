@@ -24,7 +24,7 @@ def test_train_predict_evaluate_end_to_end(capsys, adult_slice, tmp_path):
     lo, hi = metrics["test_ci"]["auc"]
     # the last line leads with the test figures and their intervals, then the validation figure
     assert out.strip().splitlines()[-1].startswith(f"run written to {run}: test ({metrics['n_test']:,} rows, 95% interval): "
-                                                   f"auc {metrics['test']['auc']:.4f} [{lo:.4f}–{hi:.4f}], logloss ")
+                                                   f"auc {metrics['test']['auc']:.4f} [{lo:.4f}–{hi:.4f}], average_precision {metrics['test']['average_precision']:.4f} [")
     assert f"; validation auc {metrics['auc']:.4f} (best epoch {metrics['best_epoch']} of 2" in out
     assert (run / "test_predictions.parquet").is_file() and metrics["split"]["counts"]["test"] == metrics["n_test"]
 
@@ -352,3 +352,24 @@ def test_train_without_a_spec_says_what_it_suggests(capsys, synthetic_csv, tmp_p
     assert rc == 0
     assert err.startswith("no --spec given: suggesting features for 'target' from table 'synthetic'")
     assert "  task: binary" in err and "  crosses (" in err and "train log loss" in err
+
+
+def test_evaluate_warns_when_the_rows_include_the_training_rows(capsys, synthetic_csv, tmp_path):
+    """Evaluating a run on its own training file gave optimistic figures without a word."""
+    from conftest import write_synthetic
+
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", run, "--quiet")[0] == 0
+    n_train = json.loads((run / "metrics.json").read_text())["split"]["counts"]["train"]
+    rc, out, err = run_cli(capsys, "evaluate", "--run", run, "--data", synthetic_csv)
+    warned = [line for line in err.splitlines() if "include the run's training rows" in line]
+    assert rc == 0 and len(warned) == 1 and f"about 100% of its {n_train:,} training rows" in warned[0] and "--part test" in warned[0]
+    half = tmp_path / "half.csv"  # a quarter of the file's rows: about a quarter of the training rows
+    lines = synthetic_csv.read_text().splitlines()
+    half.write_text("\n".join(lines[:1] + lines[1 : 1 + len(lines) // 4]) + "\n")
+    rc, _, err = run_cli(capsys, "evaluate", "--run", run, "--data", half)
+    share = int(err.split("found: about ")[1].split("%")[0]) if "found: about" in err else -1
+    assert rc == 0 and 10 <= share <= 40, err
+    for args in (["--data", write_synthetic(tmp_path / "new.csv", seed=7)], ["--data", synthetic_csv, "--part", "test"]):
+        rc, _, err = run_cli(capsys, "evaluate", "--run", run, *args)
+        assert rc == 0 and "training rows" not in err, err

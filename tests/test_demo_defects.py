@@ -143,3 +143,35 @@ def test_features_page_shows_what_was_just_done(app):
     editor = at.dataframe[0].value  # the columns editor is the first frame on the page
     reasons = dict(zip(editor["column"], editor["reason"]))
     assert reasons["age"] == "set in the uploaded spec" and all(reasons.values())
+
+
+def test_a_wide_tables_diagram_and_beeswarm_stay_compact():
+    """75 inputs: the diagram dropped everything past 12 without a word and stood ~1,000 px tall;
+    the beeswarm drew a band for every column."""
+    import json
+
+    import pandas as pd
+
+    from studio_core.charts import beeswarm_chart
+    from studio_core.editing import ModelSummary, diagram_dot
+
+    names = [f"col{i:02d}" for i in range(75)]
+    dot = diagram_dot(ModelSummary(names, 1000, [(n, 10, 4) for n in names], 0, [64], False, 5000))
+    assert dot.count("col0") == 2 * 8 and dot.count("+ 67 more") == 2  # 8 names listed in each part, then the count
+    assert "col08" not in dot
+    long = pd.DataFrame({"row": 0, "feature": names, "shap": range(75), "value": "1", "percentile": 0.5})
+    spec = json.loads(beeswarm_chart(long, names, "log-odds").to_json())
+    drawn = next(iter(spec["datasets"].values()))
+    assert {r["feature"] for r in drawn} == set(names[:20]) and "top 20 of 75 columns" in spec["title"]
+
+
+def test_what_if_helpers_search_any_column_and_start_from_a_typical_row():
+    import numpy as np
+    import pandas as pd
+
+    from studio_core.whatif import row_matches, typical_row
+
+    data = pd.DataFrame({"a": ["x", "y", "z"], "b": [1, 2, 3], "zz": ["", "Bachelors", "HS"], "__wd_row": [10, 11, 12]})
+    assert row_matches(data, ["__wd_row", "a", "b", "zz"], "bachelors") == [1]  # the 4th column, any case
+    assert row_matches(data, ["__wd_row", "a", "b", "zz"], "12") == [2] and row_matches(data, ["a"], "") == [0, 1, 2]
+    assert typical_row(np.array([-9.0, 0.1, 0.3, 8.0, 0.2])) == 4  # nearest the median, not the first or an extreme

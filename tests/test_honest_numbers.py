@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import write_synthetic
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from studio_core import pipeline
 from studio_core.bootstrap import metric_samples, resample_counts
@@ -38,6 +38,7 @@ def test_paired_bootstrap_matches_a_slow_reference_on_the_same_resamples():
         for name, out in (("a", a), ("b", b)):
             p = 1 / (1 + np.exp(-out[idx]))
             assert fast[name]["auc"][k] == pytest.approx(roc_auc_score(y[idx], out[idx]), abs=1e-12)
+            assert fast[name]["average_precision"][k] == pytest.approx(average_precision_score(y[idx], out[idx]), abs=1e-12)
             assert fast[name]["logloss"][k] == pytest.approx(log_loss(y[idx], np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]), abs=1e-12)
             assert fast[name]["accuracy"][k] == pytest.approx(np.mean((p >= 0.5) == (y[idx] >= 0.5)), abs=1e-12)
     del rng_ref

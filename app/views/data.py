@@ -1,17 +1,13 @@
 """Data: load files or the sample, look at tables and column profiles, query with SQL."""
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import streamlit as st
 from plain import plain
 from state import SAMPLE_DIR, session
+from uploads import load_uploads
 
 from studio_core.charts import column_chart
 from studio_core.datafiles import free_table_name, table_name_for
 from studio_core.errors import StudioError
-from studio_core.hub import hub
 from studio_core.profile import profile as column_profiles
 from studio_core.sqlutil import qi
 
@@ -25,27 +21,7 @@ with left:
     files = st.file_uploader("Upload CSV or Parquet files", type=["csv", "tsv", "txt", "parquet"], accept_multiple_files=True,
                              key=f"uploads_{s.uploads}")
     if files and st.button("Load uploaded files", key="load_uploads", type="primary"):
-        budget = hub().limits.session_disk_bytes
-        with tempfile.TemporaryDirectory(prefix="wd-upload-", dir=s.spool) as spool:
-            for f in files:
-                if s.disk_used() + f.size > budget:
-                    st.error(f"{plain(f.name)}: {f.size / 2**20:,.0f} MB would take this session over its {budget / 2**30:g} GiB of disk "
-                             "(WDSTUDIO_SESSION_DISK); load a smaller file or drop tables you do not need")
-                    continue
-                path = Path(spool) / (table_name_for(f.name) + Path(f.name).suffix.lower())
-                with path.open("wb") as out:
-                    shutil.copyfileobj(f, out)  # spooled to disk once; DuckDB reads the file
-                wanted = table_name_for(f.name)
-                try:
-                    res = s.ws.load(path, name=free_table_name(wanted, s.ws.tables()))
-                    s.slow_tables.discard(res.table)
-                    st.success(f"Loaded {plain(f.name)} as table {plain(res.table)}: {res.rows:,} rows, {res.columns} columns"
-                               + (f" (a table {plain(wanted)} exists and is unchanged)" if res.table != wanted else ""))
-                    for w in res.warnings:
-                        st.warning(plain(w))
-                except StudioError as exc:
-                    st.error(plain(str(exc)))
-        s.uploads += 1  # a fresh uploader next run: the browser-side copies of the files are released
+        load_uploads(s, files)
 with right:
     sample = st.selectbox("Or a bundled sample", ["adult.csv", "clicklog.csv"], key="sample_name")
     if st.button("Load sample", key="load_sample"):

@@ -6,10 +6,11 @@ from live import task_view
 from state import pick_finished_run, session, slots
 
 from studio_core import charts
+from studio_core.dependence import dependence, partial_dependence
 from studio_core.errors import StudioError
 from studio_core.explain import estimate_seconds
 from studio_core.explain_job import explain_task
-from studio_core.whatif import categories, explain_row, is_numeric
+from studio_core.whatif import categories, explain_row, input_hint, is_numeric, row_matches, training_range, typical_row
 
 s = session()
 st.title("Explain")
@@ -48,25 +49,70 @@ c1, c2 = st.columns(2)
 c1.altair_chart(charts.importance_chart(importance, result.output_name), width="stretch")
 c2.altair_chart(charts.beeswarm_chart(result.long_frame(), list(importance.feature), result.output_name), width="stretch")
 
+st.subheader("One column: partial dependence and ICE")
+dep_col = st.selectbox("Column to vary (most important first)", list(importance.feature), key="dependence_column")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def curves_for(explanation_id: str, column: str, _run, _data):
+    """Computed once per explanation and column, not on every what-if edit."""
+    return dependence(_run, _data, column)
+
+
+try:
+    curves = curves_for(job.id, dep_col, run, result.data)
+    st.altair_chart(charts.dependence_chart(curves, partial_dependence(curves), dep_col, is_numeric(run, dep_col),
+                                            "probability" if run.preprocessor.task == "binary" else run.preprocessor.label), width="stretch")
+    st.caption(f"Each of the {len(result.values)} explained rows scored with {dep_col} set to each of {curves.value.nunique()} values, "
+               "every other column as it is.")
+except StudioError as exc:
+    st.error(str(exc))
+
 st.subheader("One row: its score, wide vs deep, and what if")
+find = st.text_input("Find rows (any column contains)", key="explain_find", placeholder="e.g. Bachelors, or a row number")
+matches = row_matches(result.data, ["__wd_row", *result.columns], find)
+if not matches:
+    st.warning(f"No explained row has a value containing {find!r}; showing all rows.")
+    matches = list(range(len(result.values)))
 labels = {i: f"row {result.data['__wd_row'].iloc[i] if '__wd_row' in result.data else i} · output {result.outputs[i]:+.3f} · "
-             + ", ".join(f"{c}={result.data[c].iloc[i]}" for c in result.columns[:4]) for i in range(len(result.values))}
-pick = st.selectbox("Row (type to search)", list(labels), format_func=labels.get, key="explain_row")
+             + ", ".join(f"{c}={result.data[c].iloc[i]}" for c in list(importance.feature)[:4]) for i in matches}
+typical = typical_row(result.outputs)
+options = [typical] + [i for i in matches if i != typical] if typical in matches else matches
+if st.session_state.get("explain_row") not in options:  # a new search: its first match, not a stale pick
+    st.session_state.pop("explain_row", None)
+pick = st.selectbox("Row (the first is the one nearest the median output)", options, format_func=labels.get, key="explain_row")
 row = {}
-grid = st.columns(4)
-for k, col in enumerate(result.columns):
-    value, box, key = result.data[col].iloc[pick], grid[k % 4], f"whatif_{snap.id}_{pick}_{col}"
+order = list(importance.feature)  # the inputs that move scores most come first
+shown, rest = order[:12], order[12:]
+
+
+def what_if_input(col: str, box) -> None:
+    value, key = result.data[col].iloc[pick], f"whatif_{snap.id}_{pick}_{col}"
     missing = pd.isna(value)  # None, NaN or NA: shown empty, and empty means missing
+    span = training_range(run, col) if is_numeric(run, col) else None
+    helptext = f"training range {span[0]:g} to {span[1]:g}" if span else None
     if is_numeric(run, col) and (missing or abs(float(value)) < 2**53):  # the number widget's range
-        row[col] = box.number_input(col, value=None if missing else float(value), key=key, format="%g")
+        row[col] = box.number_input(col, value=None if missing else float(value), key=key, format="%g", help=helptext)
     elif is_numeric(run, col):
-        row[col] = box.text_input(col, f"{float(value):g}", key=key)
+        row[col] = box.text_input(col, f"{float(value):g}", key=key, help=helptext)
     elif (options := categories(run, col)) is not None:
         current = "" if missing else str(value)
         options = [current] + [o for o in options if o != current] if current else [""] + options
         row[col] = box.selectbox(col, options, key=key, accept_new_options=True)
     else:
         row[col] = box.text_input(col, "" if missing else str(value), key=key)
+    if (hint := input_hint(run, col, row[col])) is not None:
+        box.caption(f":orange[⚠ {hint}]")
+
+
+grid = st.columns(4)
+for k, col in enumerate(shown):
+    what_if_input(col, grid[k % 4])
+if rest:
+    with st.expander(f"{len(rest)} more inputs (less important)"):
+        grid = st.columns(4)
+        for k, col in enumerate(rest):
+            what_if_input(col, grid[k % 4])
 try:
     one, parts = explain_row(run, row, background)
 except StudioError as exc:

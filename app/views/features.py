@@ -52,6 +52,22 @@ if s.spec is None:
 spec = s.spec
 reason = s.suggestion.task_reason.split("; positive class")[0] if s.suggestion else "from the spec"
 st.caption(f"Task: **{spec.data.task}** · {plain(reason)}")
+if s.suggestion and s.suggestion.notes:
+    st.warning("Before you train:\n\n" + "\n".join(f"- {plain(n)}" for n in s.suggestion.notes))
+for g in s.suggestion.group_columns if s.suggestion and spec.data.split != "group" else []:
+    if st.button(f"Use the grouped split by {g}", key=f"group_split_{g}",
+                 help=f"Every {g} value goes to one part (train, validation or test), so the test figures are on new groups; "
+                      f"{g} itself is then used by the split, not as a feature. The features are suggested again."):
+        try:
+            with st.spinner("Suggesting again with the grouped split…"):
+                s.suggestion = suggest(s.ws, DataSpec(**{**spec.data.__dict__, "split": "group", "split_column": g}))
+            s.spec = spec = s.suggestion.spec
+            st.rerun()
+        except StudioError as exc:
+            st.error(plain(str(exc)))
+if spec.data.split != "random":
+    st.caption(f"Split: **{spec.data.split}**" + (f" by {plain(spec.data.split_column)}" if spec.data.split_column else "")
+               + " (change it on the Train page).")
 try:  # the spec's rows: a table, or its data.sql
     src = s.ws.source(spec.data.table, spec.data.sql)
 except StudioError as exc:

@@ -6,27 +6,38 @@ from state import pick_finished_run, session
 
 from studio_core import charts
 from studio_core.errors import StudioError
-from studio_core.inspect import calibration_frame, confusion, holdout, pr_frame, roc_frame, two_classes, wide_weights
-from studio_core.metrics import METRIC_KEYS, UNDEFINED, format_metric
+from studio_core.inspect import (
+    at_threshold,
+    base_rate,
+    calibration_frame,
+    confusion,
+    holdout,
+    pr_frame,
+    roc_frame,
+    threshold_for_share,
+    two_classes,
+    wide_weights,
+)
+from studio_core.metrics import METRIC_KEYS, UNDEFINED, format_metric, metric_label
 from studio_core.results import interval_text
 
 s = session()
 st.title("Inspect")
 snap, run = pick_finished_run(s, "inspect_run")
 m = run.metrics
-keys = METRIC_KEYS[m["task"]]
+keys = [k for k in METRIC_KEYS[m["task"]] if k in m]  # a run from before a metric was added does not show it
 test, ci = m.get("test") or {}, m.get("test_ci") or {}
 if test:
     st.caption(f"Test: {m.get('n_test', 0):,} rows scored once, after training; nothing was decided on them. The interval is a 95 % bootstrap interval.")
     for col, k in zip(st.columns(len(keys)), keys):
-        col.metric(f"test {k.upper() if k == 'auc' else k}", format_metric(k, test.get(k)))
+        col.metric(f"test {metric_label(k)}", format_metric(k, test.get(k)))
         if interval_text(ci.get(k)):
             col.caption(f"95% interval {interval_text(ci.get(k))}")
 else:
     st.info("This run has no test rows: the figures below are validation figures, which also chose the best epoch.")
 c = st.columns(len(keys) + 2)
 for col, k in zip(c, keys):
-    col.metric(f"validation {k.upper() if k == 'auc' else k}", format_metric(k, m.get(k)))
+    col.metric(f"validation {metric_label(k)}", format_metric(k, m.get(k)))
 c[-2].metric("best epoch", f"{m.get('best_epoch', '?')} of {m.get('epochs_run', '?')}")
 c[-1].metric("rows per second", f"{float(m.get('train_rows_per_s') or 0):,.0f}")
 
@@ -47,7 +58,23 @@ if h is not None and h.task == "binary":
     else:
         c1.info(f"ROC and precision-recall: {UNDEFINED['auc']}: the {part} rows hold only one class.")
     c3.altair_chart(charts.calibration_chart(calibration_frame(h)), width="stretch")
-    threshold = st.slider("Threshold", 0.0, 1.0, 0.5, 0.01, key="threshold")
+    rate = base_rate(h)
+    st.markdown(f"**At a threshold** · base rate: {rate:.2%} of these {len(h.y):,} rows are positive"
+                + (" (rare positives: accuracy says little; read precision and recall)" if rate < 0.1 else ""))
+    t1, t2 = st.columns([1, 3])
+    by = t1.radio("Set the threshold by", ["share of rows flagged", "score"], index=0 if rate < 0.1 else 1, key="threshold_by")
+    if by == "score":
+        threshold = t2.slider("Threshold (flag rows scored at or above it)", 0.0, 1.0, 0.5, 0.001, format="%.3f", key="threshold")
+    else:
+        share = t2.slider("Share of rows flagged (%)", 0.1, 50.0, float(min(50.0, max(0.1, round(100 * rate, 1)))), 0.1, format="%.1f",
+                          key="flag_share", help="The rows with the highest scores; the threshold is the score of the last one flagged")
+        threshold = threshold_for_share(h, share / 100)
+    at = at_threshold(h, threshold)
+    q = st.columns(5)
+    q[0].metric("threshold", f"{threshold:.4f}")
+    q[1].metric("rows flagged", f"{at['flagged']:,} ({at['flagged_share']:.1%})")
+    for col, k in zip(q[2:], ("precision", "recall", "f1")):
+        col.metric(k if k != "f1" else "F1", "not defined" if at[k] != at[k] else f"{at[k]:.3f}")
     cm = confusion(h, threshold)
     st.table(pd.DataFrame({"predicted positive": [cm["tp"], cm["fp"]], "predicted negative": [cm["fn"], cm["tn"]]},
                           index=["actual positive", "actual negative"]))

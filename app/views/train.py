@@ -12,6 +12,7 @@ from studio_core.metrics import headline
 from studio_core.pipeline import resolve_device
 from studio_core.results import result_summary, run_label
 from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, SPLITS, WIDE_OPTIMIZERS
+from studio_core.suggest_checks import positive_weight_for
 from studio_core.validate import validate
 
 s = session()
@@ -42,10 +43,17 @@ def training_form() -> None:
                                       help="time: the column that orders the rows; group: the column whose values stay together; column: train/validation/test")
         d.validation_fraction = r3.number_input("Validation share", 0.01, 0.9, float(d.validation_fraction), 0.05, key="validation_fraction")
         d.test_fraction = r4.number_input("Test share", 0.0, 0.9, float(d.test_fraction), 0.05, key="test_fraction")
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         t.epochs = c1.number_input("Epochs", 1, 1000, t.epochs, key="epochs")
         t.batch_size = c2.number_input("Batch size", 1, 1 << 20, t.batch_size, key="batch_size")
         t.deep_lr = c3.number_input("Deep learning rate", 1e-6, 10.0, t.deep_lr, format="%.5f", key="deep_lr")
+        if d.task == "binary":
+            share = s.suggestion.positive_share if s.suggestion and s.suggestion.positive_share is not None else None
+            t.positive_weight = c4.number_input(
+                "Positive weight", 0.001, 1e6, float(t.positive_weight), format="%g", key="positive_weight",
+                help="A positive row's weight in the loss. 1 keeps the scores calibrated probabilities; for rare positives, "
+                     "negatives per positive gives both classes equal weight" + (f" (here {positive_weight_for(share):g}: positives are "
+                                                                                  f"{share:.2%} of the training rows)." if share else "."))
         c1, c2, c3 = st.columns(3)
         m.wide = c1.checkbox("Wide part", m.wide, key="use_wide")
         m.deep = c2.checkbox("Deep part", m.deep, key="use_deep")

@@ -1,0 +1,108 @@
+"""What a suggestion checks beyond each column alone, so the analyst hears it before training:
+rare positives, columns that look like group ids, one-to-one column pairs, and crosses that
+repeat a grouping already chosen.  Each check is a few DuckDB aggregates on the training rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+RARE_SHARE = 0.10  # a positive class under this share of the training rows is "rare"
+GROUP_MIN_VALUES, GROUP_MIN_ROWS_PER_VALUE = 10, 5
+PAIR_MAX_VALUES = 5_000  # one-to-one checks only between columns of at most this many values
+_ID_WORDS = ("id", "ids", "key", "group", "grp", "block", "cluster", "session", "user", "customer", "patient", "subject",
+             "account", "site", "store", "household", "family", "device", "batch", "plate", "school", "hospital")
+_ID_NAME = re.compile(r"(^|[_\W\d])(" + "|".join(_ID_WORDS) + r")($|[_\W\d])")
+
+
+def id_like_name(name: str) -> bool:
+    """``block_id``, ``userId``, ``Patient ID``, ``site``: a name that says its values name things."""
+    return bool(_ID_NAME.search(name.lower()) or re.search(r"[a-z0-9](Id|ID)$", name))
+
+
+def looks_like_group_id(name: str, distinct: int, nonnull: int, integral: bool, text: bool) -> bool:
+    """Integer or text codes under an id-like name, each value shared by many rows."""
+    return ((integral or text) and id_like_name(name) and distinct >= GROUP_MIN_VALUES
+            and nonnull >= GROUP_MIN_ROWS_PER_VALUE * distinct)
+
+
+def group_note(name: str, distinct: int, nonnull: int) -> str:
+    return (f"{name} looks like a group id ({distinct} values, about {nonnull / max(distinct, 1):.0f} rows each): rows of one group are "
+            "alike, so with a random split the test rows' groups were also seen in training and the test figures flatter the model "
+            f"on new groups; to measure it on new groups, use the grouped split by {name}")
+
+
+def positive_weight_for(share: float) -> float:
+    """Negatives per positive, rounded: the weight that gives both classes equal total weight."""
+    return round((1 - share) / share, 1) if 0 < share < 1 else 1.0
+
+
+def imbalance_note(label: str, positive: str, share: float) -> str | None:
+    if not 0 < share < RARE_SHARE:
+        return None
+    return (f"positives ({label} = {positive}) are {share:.2%} of the training rows: judge the model by AUC and average precision "
+            "rather than accuracy, set the threshold on Inspect by the share of rows flagged, and consider a positive weight of "
+            f"{positive_weight_for(share):g} (negatives per positive) on the Train page; weighted scores rank as well but are no "
+            "longer calibrated probabilities")
+
+
+def _distinct(con, relation: str, exprs: Sequence[str]) -> int:
+    return int(con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(exprs)} FROM {relation})").fetchall()[0][0])
+
+
+def same_grouping(con, relation: str, a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two column groups split the rows into the same groups (a one-to-one map between
+    their value combinations): equal distinct counts, and no more together."""
+    na, nb = _distinct(con, relation, a), _distinct(con, relation, b)
+    return na == nb and _distinct(con, relation, [*a, *b]) == na
+
+
+def one_to_one_pairs(con, relation: str, exprs: dict[str, str], distinct: dict[str, int]) -> list[tuple[str, str]]:
+    """Feature pairs whose values map one-to-one (e.g. ``education`` and ``educational_num``);
+    only pairs with the same number of values are queried."""
+    by_count: dict[int, list[str]] = {}
+    for name in exprs:
+        if 1 < distinct.get(name, 0) <= PAIR_MAX_VALUES:
+            by_count.setdefault(distinct[name], []).append(name)
+    pairs = []
+    for names in by_count.values():
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if _distinct(con, relation, [exprs[a], exprs[b]]) == distinct[a]:
+                    pairs.append((a, b))
+    return pairs
+
+
+def pair_note(a: str, b: str) -> str:
+    return (f"{a} and {b} are one-to-one (each value of one goes with one value of the other): they carry the same information; "
+            "keep one of them (set the other's role to ignored), or the crosses and importances are split between the two")
+
+
+def distinct_crosses(con, relation: str, candidates: Sequence, exprs: dict[str, str], limit: int) -> tuple[list, list[str]]:
+    """Up to ``limit`` candidates, best first, leaving out any that groups the rows exactly as
+    one already chosen (``education x occupation`` and ``educational_num x occupation``)."""
+    chosen: list = []
+    notes: list[str] = []
+    for c in candidates:
+        if len(chosen) >= limit:
+            break
+        twin = next((k for k in chosen if same_grouping(con, relation, [exprs[x] for x in c.columns], [exprs[x] for x in k.columns])), None)
+        if twin is None:
+            chosen.append(c)
+        else:
+            notes.append(f"cross {' x '.join(c.columns)} left out: it groups the rows exactly as {' x '.join(twin.columns)}, already chosen")
+    return chosen, notes
+
+
+def table_notes(con, train: str, labelled: str, data, used: Sequence, stats: dict, types: dict) -> tuple[float | None, list[str], list[str]]:
+    """(positive share, group-id columns, notes) of a suggestion's feature columns ``used``
+    (``ColumnRole``) on the training rows (``labelled`` has the 0/1 label as ``__y``)."""
+    from .preprocess import text_expr
+
+    share = float(con.execute(f"SELECT avg(__y) FROM {labelled}").fetchall()[0][0] or 0) if data.task == "binary" else None
+    groups = [r.name for r in used if r.reason.startswith("looks like a group id")]
+    notes = [n for n in [imbalance_note(data.label, data.positive_class, share) if share is not None else None] if n]
+    notes += [group_note(g, stats[g][1], stats[g][0]) for g in groups]
+    pairs = one_to_one_pairs(con, train, {r.name: text_expr(r.name, types[r.name]) for r in used}, {r.name: r.distinct for r in used})
+    return share, groups, notes + [pair_note(a, b) for a, b in pairs]
