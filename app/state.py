@@ -56,6 +56,8 @@ class StudioSession:
     closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
     slow_tables: set[str] = field(default_factory=set)  # tables whose row count ran past the query timeout
     uploads: int = 0  # bumps the uploader's key once files are spooled: the browser's copies are let go
+    database: Path | None = None  # the DuckDB file holding the tables (see ``workspace_file``)
+    notice: str = ""  # said once on the next page (e.g. the saved tables could not be opened)
     _cursors: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     @property
@@ -73,11 +75,13 @@ class StudioSession:
         self.last_seen = time.time()
 
     def disk_used(self) -> int:
-        """Bytes in the session's folder: uploads and DuckDB's spill files."""
-        return sum(f.stat().st_size for f in self.spool.rglob("*") if f.is_file())
+        """Bytes of the session's disk: its tables' database file, uploads and DuckDB's spill files."""
+        kept = [self.database, self.database.with_name(self.database.name + ".wal")] if self.database else []
+        return sum(f.stat().st_size for f in self.spool.rglob("*") if f.is_file()) + sum(f.stat().st_size for f in kept if f.is_file())
 
     def close(self) -> None:
-        """Drop the session's tables (they go with its connection) and delete its folder."""
+        """Close the session's connection (its tables stay in its database file) and delete its
+        folder of uploads and spill files."""
         self.closed = True
         try:
             self.base.con.close()
@@ -112,9 +116,25 @@ def new_session(token: str, job_ids: list[str] | None = None, server: Hub | None
     spool.mkdir(parents=True, exist_ok=True, mode=0o700)
     (spool / "spill").mkdir(exist_ok=True, mode=0o700)
     bounds = Bounds(max_load_bytes=lim.session_disk_bytes, load_timeout_s=lim.load_timeout_s, max_temp_bytes=lim.session_disk_bytes)
-    ws = Workspace(threads=1, memory_limit=lim.session_memory, allowed_dirs=[spool, SAMPLE_DIR], query_timeout_s=lim.query_timeout_s,
+    database = workspace_file(server, token)
+    options = dict(threads=1, memory_limit=lim.session_memory, allowed_dirs=[spool, SAMPLE_DIR], query_timeout_s=lim.query_timeout_s,
                    temp_directory=spool / "spill", bounds=bounds)
-    return StudioSession(token, ws, spool, job_ids=list(job_ids or []))
+    notice = ""
+    try:
+        ws = Workspace(**options, database=database)
+    except Exception as exc:  # noqa: BLE001 - a damaged or locked file must not cost the user the session
+        ws = Workspace(**options)
+        notice = (f"This session's saved tables could not be opened ({str(exc).splitlines()[0][:160]}); it starts with no tables. "
+                  "Your runs are still listed; load your data again.")
+    return StudioSession(token, ws, spool, job_ids=list(job_ids or []), database=database, notice=notice)
+
+
+def workspace_file(server: Hub, token: str) -> Path:
+    """The session's DuckDB database beside its runs, so its tables survive a refresh, an idle
+    release and a server restart (spill files and uploads stay in the session's own folder)."""
+    folder = server.runs_root / token
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder / ".workspace.duckdb"
 
 
 def release(s: StudioSession) -> None:
@@ -183,10 +203,10 @@ def session() -> StudioSession:
             st.query_params["s"] = current.owner  # page switches drop query params; keep the token
         return current
     server = hub()
-    if current is not None:  # released while idle: same token, runs read back, tables gone
+    if current is not None:  # released while idle: same token, runs and tables read back
         st.query_params["s"] = current.owner
-        st.warning(f"This session was idle for over {server.limits.session_ttl_s / 3600:g} h: its tables and running jobs were released. "
-                   "Finished runs are still here; load your data again to keep working.")
+        st.warning(f"This session was idle for over {server.limits.session_ttl_s / 3600:g} h: its running jobs were stopped. "
+                   "Its tables and finished runs are still here.")
     token = st.query_params.get("s", "")
     with server.lock:
         sweep_idle(server.sessions, time.time())
@@ -209,6 +229,9 @@ def session() -> StudioSession:
             server.browsers[token] = browser
     st.query_params["s"] = token
     st.session_state[KEY] = found
+    if found.notice:
+        st.warning(found.notice)
+        found.notice = ""
     return found
 
 

@@ -85,7 +85,9 @@ class Workspace:
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None,
                  allowed_dirs: Sequence[str | Path] | None = None, query_timeout_s: float | None = None,
-                 allowed_files: Sequence[str | Path] = (), temp_directory: str | Path | None = None, bounds: Bounds | None = None):
+                 allowed_files: Sequence[str | Path] = (), temp_directory: str | Path | None = None, bounds: Bounds | None = None,
+                 database: str | Path | None = None):
+        """``database``: a DuckDB file that keeps the tables across restarts (None: in memory)."""
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         self.bounds = bounds or Bounds()
         if temp_directory:
@@ -96,7 +98,7 @@ class Workspace:
             config["threads"] = threads
         if memory_limit:
             config["memory_limit"] = memory_limit
-        self.con = duckdb.connect(":memory:", config=config)
+        self.con = duckdb.connect(str(database) if database else ":memory:", config=config)
         sandbox = allowed_dirs is not None or bool(allowed_files)
         self.allowed_dirs = tuple(Path(d).resolve() for d in (allowed_dirs or ())) if sandbox else None
         self.allowed_files = tuple(Path(f).resolve() for f in allowed_files)

@@ -444,7 +444,8 @@ def test_abandoned_sessions_are_released_and_a_returning_tab_is_told(tmp_path, m
     assert job.snapshot().status == "cancelled" and not a.spool.exists() and a.closed
     at.run()  # the idle tab comes back
     assert not at.exception and at.warning and "idle" in at.warning[0].value
-    assert studio(at).owner == a.owner and studio(at) is not a and studio(at).ws.tables() == []
+    assert studio(at).owner == a.owner and studio(at) is not a and studio(at).ws.tables() == ["synthetic"]  # its tables are kept (its DuckDB file)
+    assert "tables and finished runs are still here" in at.warning[0].value
     at.switch_page("views/export.py").run()  # its finished run is still there
     assert not at.exception and at.selectbox(key="export_run").options
     reset_hub()
@@ -572,3 +573,43 @@ def test_out_of_core_training_from_the_studio_notes_hashed_columns_and_inspects(
     assert not at.exception and not at.error, [e.value for e in at.error]
     drawn = {c["title"].split(" (")[0]: c for c in charts(at)}
     assert {"ROC", "Precision-recall", "Calibration"} <= set(drawn) and sum(r["rows"] for r in drawn["Calibration"]["data"][0]) == metrics["n_test"]
+
+
+def test_tables_survive_a_server_restart_and_count_against_the_disk_budget(app, tmp_path):
+    """A restarted studio showed no tables: every page asked to load the data again."""
+    load_sample(app)
+    app.text_area(key="sql_text").set_value("SELECT age, income FROM adult WHERE age > 60")
+    app.text_input(key="sql_save_as").set_value("older")
+    app.button(key="run_sql").click().run()
+    s = studio(app)
+    token, database = s.owner, s.database
+    assert database.is_file() and database.parent == tmp_path / "runs" / token and s.disk_used() >= database.stat().st_size
+    reset_hub()  # a fresh server process: the old connections go with it
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.query_params["s"] = token
+    again.run()
+    assert not again.exception and set(studio(again).ws.tables()) >= {"adult", "older"}
+    assert studio(again).ws.run_sql("SELECT count(*) AS n FROM older")["n"][0] == studio(again).ws.run_sql(
+        "SELECT count(*) AS n FROM adult WHERE age > 60")["n"][0]
+    other = AppTest.from_file(APP, default_timeout=120)
+    other.run()
+    assert studio(other).ws.tables() == [] and studio(other).database != database  # each session its own file
+    reset_hub()
+
+
+def test_a_damaged_tables_file_starts_an_empty_session_with_a_warning(tmp_path, monkeypatch, small_spec):
+    from studio_core import pipeline
+
+    ws, spec = small_spec
+    token = "cd" * 16
+    pipeline.train(spec, ws, tmp_path / "runs" / token / ("ef" * 16))
+    (tmp_path / "runs" / token / ".workspace.duckdb").write_bytes(b"not a database" * 100)
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    reset_hub()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["s"] = token
+    at.run()
+    assert not at.exception and any("saved tables could not be opened" in w.value for w in at.warning)
+    at.switch_page("views/train.py").run()
+    assert at.radio(key="run_pick").options == ["run 1"]  # the runs are kept
+    reset_hub()
