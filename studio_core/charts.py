@@ -51,10 +51,12 @@ def column_chart(values: pd.DataFrame, name: str, numeric: bool) -> alt.Chart:
         x=alt.X("rows:Q"), y=alt.Y("value:N", sort="-x", title=name)).properties(height=160)
 
 
-def _diagonal(lo: float, hi: float) -> alt.Chart:
-    """The dashed y = x line (chance on ROC, perfect calibration, perfect predictions)."""
+def _diagonal(lo: float, hi: float, x_title: str, y_title: str) -> alt.Chart:
+    """The dashed y = x line (chance on ROC, perfect calibration, perfect predictions).  It
+    repeats the main layer's axis titles: Vega-Lite joins differing layer titles ("a, x") and
+    drops the axis title when one layer's is None."""
     return alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(strokeDash=[4, 4], color="grey").encode(
-        x=alt.X("x:Q", title=None), y=alt.Y("y:Q", title=None))
+        x=alt.X("x:Q", title=x_title), y=alt.Y("y:Q", title=y_title))
 
 
 def roc_chart(df: pd.DataFrame, auc: float | None) -> alt.Chart:
@@ -62,26 +64,27 @@ def roc_chart(df: pd.DataFrame, auc: float | None) -> alt.Chart:
 
     line = alt.Chart(df, title=f"ROC (AUC {format_metric('auc', auc)})").mark_line().encode(
         x=alt.X("false_positive_rate:Q", title="false positive rate"), y=alt.Y("true_positive_rate:Q", title="true positive rate"))
-    return line + _diagonal(0, 1)
+    return line + _diagonal(0, 1, "false positive rate", "true positive rate")
 
 
 def pr_chart(df: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(df, title="Precision-recall").mark_line(color="#8338ec").encode(x="recall:Q", y="precision:Q")
+    return alt.Chart(df, title="Precision-recall").mark_line(color="#8338ec").encode(x=alt.X("recall:Q", title="recall"),
+                                                                                     y=alt.Y("precision:Q", title="precision"))
 
 
 def calibration_chart(df: pd.DataFrame) -> alt.Chart:
     pts = alt.Chart(df, title="Calibration").mark_line(point=True).encode(
         x=alt.X("predicted:Q", title="predicted probability", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("observed:Q", title="observed share of positives", scale=alt.Scale(domain=[0, 1])), tooltip=["rows"])
-    return pts + _diagonal(0, 1)
+    return pts + _diagonal(0, 1, "predicted probability", "observed share of positives")
 
 
 def scatter_chart(actual, predicted) -> alt.Chart:
     df = pd.DataFrame({"actual": actual, "predicted": predicted}).sample(n=min(len(actual), 5000), random_state=0)
     points = alt.Chart(df, title=alt.TitleParams("Predicted vs actual", subtitle="dashed line: perfect predictions")).mark_circle(opacity=0.4).encode(
-        x=alt.X("actual:Q", scale=alt.Scale(zero=False)), y=alt.Y("predicted:Q", scale=alt.Scale(zero=False)))
+        x=alt.X("actual:Q", title="actual", scale=alt.Scale(zero=False)), y=alt.Y("predicted:Q", title="predicted", scale=alt.Scale(zero=False)))
     lo, hi = float(min(df.actual.min(), df.predicted.min())), float(max(df.actual.max(), df.predicted.max()))
-    return points + _diagonal(lo, hi)
+    return points + _diagonal(lo, hi, "actual", "predicted")
 
 
 def weights_chart(df: pd.DataFrame, top: int = 15) -> alt.Chart:

@@ -95,6 +95,10 @@ def test_charts_name_their_axes_in_words_and_predicted_vs_actual_has_its_diagona
     assert diagonal["mark"]["strokeDash"] and [r["x"] for r in rows] == [r["y"] for r in rows] == [10.0, 110.0]
     cal = charts.calibration_chart(pd.DataFrame({"predicted": [0.1, 0.9], "observed": [0.2, 0.8], "rows": [5, 5]})).to_dict()
     assert cal["layer"][0]["encoding"]["y"]["title"] == "observed share of positives"
+    # a layer with another title (or None) makes Vega-Lite join the titles or drop the axis title: every layer says the same
+    for chart, words in ((roc, ("false positive rate", "true positive rate")), (cal, ("predicted probability", "observed share of positives")),
+                         (scatter, ("actual", "predicted"))):
+        assert {(lay["encoding"]["x"].get("title"), lay["encoding"]["y"].get("title")) for lay in chart["layer"]} == {words}
 
 
 def test_small_texts_say_what_happened():

@@ -131,6 +131,8 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
 
         page.get_by_role("link", name="Inspect").click()
         expect(page.get_by_text("Wide weights").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("test average precision")).to_be_visible(timeout=30_000)  # the metric cards drawn, not their placeholders
+        page.wait_for_timeout(1000)
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "4-inspect.png"), full_page=True)
 
@@ -143,12 +145,14 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         expect(page.get_by_text(re.compile(r"40 rows explained"))).to_be_visible(timeout=30_000)
         page.wait_for_timeout(1500)
         embeds = page.locator(".vega-embed")
-        assert embeds.count() == 4  # importance, beeswarm, waterfall, wide/deep split
+        assert embeds.count() == 5  # importance, beeswarm, partial dependence + ICE, waterfall, wide/deep split
         assert colour_pixels(embeds.nth(0), "#457b9d") > 2000  # importance bars
         assert colour_pixels(embeds.nth(1), "#8d99ae", 12) > 1200  # the beeswarm's grey dots: text columns are drawn too
-        assert colour_pixels(embeds.nth(2), "#2a9d8f") + colour_pixels(embeds.nth(2), "#e63946") > 500  # waterfall bars
+        assert colour_pixels(embeds.nth(2), "#e63946", 12) > 150  # the partial dependence line and its points
+        assert colour_pixels(embeds.nth(2), "#e9ebef", 8) > 150  # the faint ICE lines (#8d99ae at 18 % on white)
+        assert colour_pixels(embeds.nth(3), "#2a9d8f") + colour_pixels(embeds.nth(3), "#e63946") > 500  # waterfall bars
         for colour in ("#f4a261", "#264653", "#adb5bd"):  # wide, deep and bias bars all drawn
-            assert colour_pixels(embeds.nth(3), colour, 12) > 200, colour
+            assert colour_pixels(embeds.nth(4), colour, 12) > 200, colour
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "5-explain.png"), full_page=True)
 
