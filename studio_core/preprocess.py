@@ -30,7 +30,7 @@ from .encoders import (
 )
 from .jsonsafe import json_safe
 from .spec import FeatureSpec
-from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
+from .sqlutil import is_boolean_type, is_integer_type, is_numeric_type, qi, ql
 
 BATCH_ROWS = 262_144
 
@@ -38,6 +38,8 @@ BATCH_ROWS = 262_144
 def text_expr(column: str, duck_type: str) -> str:
     """SQL giving a column's value as text, the same for 9, 9.0 and '9' (so serving matches)."""
     c = qi(column)
+    if is_integer_type(duck_type):  # digits, exact past 2^53 (the DOUBLE route prints the same text below it)
+        return f"CAST({c} AS VARCHAR)"
     if is_numeric_type(duck_type):
         return f"regexp_replace(CAST(TRY_CAST({c} AS DOUBLE) AS VARCHAR), '\\.0$', '')"
     if is_boolean_type(duck_type):

@@ -26,5 +26,12 @@ def is_numeric_type(duck_type: str) -> bool:
     return t in NUMERIC_TYPES or t.startswith("DECIMAL")
 
 
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+
+
+def is_integer_type(duck_type: str) -> bool:
+    return str(duck_type).upper() in INTEGER_TYPES
+
+
 def is_boolean_type(duck_type: str) -> bool:
     return str(duck_type).upper() == "BOOLEAN"

@@ -28,7 +28,7 @@ from .errors import StudioError
 from .spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 from .split import SPLIT_TABLE, Split, clear_split, make_split, source_sql
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
-from .suggest_checks import distinct_crosses, looks_like_group_id, table_notes
+from .suggest_checks import distinct_crosses, looks_like_code, looks_like_group_id, quantity_name, table_notes
 from .workspace import Workspace
 
 MAX_VOCAB = 10_000
@@ -230,7 +230,9 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             role, reason = "ignored", f"type {t} is not supported; derive numbers or text from it with SQL"
         elif looks_like_group_id(col, distinct, nonnull, integral, t == "VARCHAR"):
             role, reason = "categorical", f"looks like a group id ({distinct} values, about {nonnull / distinct:.0f} rows each)"
-        elif is_numeric_type(t) and not (integral and distinct <= SMALL_INT_DISTINCT):
+        elif is_numeric_type(t) and looks_like_code(col, distinct, nonnull, integral):
+            role, reason = "categorical", f"integer codes of an id ({distinct} values): labels, not quantities"
+        elif is_numeric_type(t) and not (integral and distinct <= SMALL_INT_DISTINCT and not quantity_name(col)):
             if integral and distinct == nonnull and nonnull >= 50:
                 role, reason = "ignored", "unique id (every value different)"
             else:

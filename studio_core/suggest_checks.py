@@ -11,20 +11,39 @@ from collections.abc import Sequence
 RARE_SHARE = 0.10  # a positive class under this share of the training rows is "rare"
 GROUP_MIN_VALUES, GROUP_MIN_ROWS_PER_VALUE = 10, 5
 PAIR_MAX_VALUES = 5_000  # one-to-one checks only between columns of at most this many values
+MAX_PAIRS, PAIRS_PER_QUERY = 400, 100
 _ID_WORDS = ("id", "ids", "key", "group", "grp", "block", "cluster", "session", "user", "customer", "patient", "subject",
-             "account", "site", "store", "household", "family", "device", "batch", "plate", "school", "hospital")
+             "account", "site", "store", "household", "family", "device", "batch", "plate", "school", "hospital",
+             "code", "zip", "zipcode", "postcode", "sku", "item", "product", "movie", "film", "book", "merchant", "vendor")
 _ID_NAME = re.compile(r"(^|[_\W\d])(" + "|".join(_ID_WORDS) + r")($|[_\W\d])")
 
 
 def id_like_name(name: str) -> bool:
     """``block_id``, ``userId``, ``Patient ID``, ``site``: a name that says its values name things."""
-    return bool(_ID_NAME.search(name.lower()) or re.search(r"[a-z0-9](Id|ID)$", name))
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()  # productCode -> product_code
+    return bool(_ID_NAME.search(words) or re.search(r"[a-z0-9](Id|ID)$", name))
 
 
 def looks_like_group_id(name: str, distinct: int, nonnull: int, integral: bool, text: bool) -> bool:
     """Integer or text codes under an id-like name, each value shared by many rows."""
     return ((integral or text) and id_like_name(name) and distinct >= GROUP_MIN_VALUES
             and nonnull >= GROUP_MIN_ROWS_PER_VALUE * distinct)
+
+
+_QUANTITY = re.compile(r"(^|_)(year|years|age|count|counts|qty|quantity|amount|price|total|duration|hours|days|minutes|seconds|visits)($|_)")
+
+
+def quantity_name(name: str) -> bool:
+    """``year``, ``visits_count``, ``itemCount``: integers that measure something, numeric even
+    with few distinct values (a small-integer column is otherwise taken as categorical)."""
+    return bool(_QUANTITY.search(re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()))
+
+
+def looks_like_code(name: str, distinct: int, nonnull: int, integral: bool) -> bool:
+    """Integers under an id-like name that repeat (``item_id``, ``zip``): labels, not
+    quantities -- a vocabulary, not a standardised number.  A count, an age or a year keeps its
+    numeric role (their names say nothing of ids); an id that never repeats is ignored elsewhere."""
+    return integral and id_like_name(name) and distinct >= GROUP_MIN_VALUES and distinct < nonnull
 
 
 def group_note(name: str, distinct: int, nonnull: int) -> str:
@@ -59,18 +78,20 @@ def same_grouping(con, relation: str, a: Sequence[str], b: Sequence[str]) -> boo
 
 
 def one_to_one_pairs(con, relation: str, exprs: dict[str, str], distinct: dict[str, int]) -> list[tuple[str, str]]:
-    """Feature pairs whose values map one-to-one (e.g. ``education`` and ``educational_num``);
-    only pairs with the same number of values are queried."""
+    """Feature pairs whose values map one-to-one (e.g. ``education`` and ``educational_num``).
+    Only pairs with the same number of values can be; they are counted ``PAIRS_PER_QUERY`` at a
+    time in one scan each, at most ``MAX_PAIRS`` of them (2,000 binary columns would otherwise be
+    two million pairs), the columns with the most values first."""
     by_count: dict[int, list[str]] = {}
     for name in exprs:
         if 1 < distinct.get(name, 0) <= PAIR_MAX_VALUES:
             by_count.setdefault(distinct[name], []).append(name)
+    candidates = [(a, b) for k in sorted(by_count, reverse=True) for i, a in enumerate(by_count[k]) for b in by_count[k][i + 1 :]][:MAX_PAIRS]
     pairs = []
-    for names in by_count.values():
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                if _distinct(con, relation, [exprs[a], exprs[b]]) == distinct[a]:
-                    pairs.append((a, b))
+    for start in range(0, len(candidates), PAIRS_PER_QUERY):
+        batch = candidates[start : start + PAIRS_PER_QUERY]
+        counts = con.execute(f"SELECT {', '.join(f'count(DISTINCT ({exprs[a]}, {exprs[b]}))' for a, b in batch)} FROM {relation}").fetchall()[0]
+        pairs += [(a, b) for (a, b), n in zip(batch, counts) if int(n) == distinct[a]]
     return pairs
 
 

