@@ -110,21 +110,22 @@ def gbdt_scores(spec, parts: dict[str, pd.DataFrame]) -> dict[str, dict[str, flo
     for c in feats:
         if not pd.api.types.is_numeric_dtype(x["train"][c]):
             cats = pd.Categorical(x["train"][c].astype(str)).categories
-            for k in x:
-                x[k][c] = pd.Categorical(x[k][c].astype(str), categories=cats)
+            for k in x:  # a value unseen in training becomes missing, as the W&D model's id 0
+                text = x[k][c].astype(str)
+                x[k][c] = pd.Categorical(text.where(text.isin(cats)), categories=cats)
     if task == "binary":
         y = {k: (v[label].astype(str) == spec.data.positive_class).to_numpy(int) for k, v in parts.items()}
     else:
         y = {k: v[label].astype(float).to_numpy() for k, v in parts.items()}
     out = {}
     if task == "binary":
-        m = lgb.LGBMClassifier(n_estimators=5000, verbose=-1).fit(x["train"], y["train"], eval_set=[(x["val"], y["val"])],
+        m = lgb.LGBMClassifier(n_estimators=5000, verbose=-1).fit(x["train"], y["train"], eval_X=(x["val"],), eval_y=(y["val"],),
                                                                    callbacks=[lgb.early_stopping(50, verbose=False)])
         out["LightGBM"] = binary(y["test"], m.predict_proba(x["test"])[:, 1])
         h = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0).fit(x["train"], y["train"])
         out["HistGB"] = binary(y["test"], h.predict_proba(x["test"])[:, 1])
     else:
-        m = lgb.LGBMRegressor(n_estimators=5000, verbose=-1).fit(x["train"], y["train"], eval_set=[(x["val"], y["val"])],
+        m = lgb.LGBMRegressor(n_estimators=5000, verbose=-1).fit(x["train"], y["train"], eval_X=(x["val"],), eval_y=(y["val"],),
                                                                   callbacks=[lgb.early_stopping(50, verbose=False)])
         out["LightGBM"] = regression(y["test"], m.predict(x["test"]))
         h = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=0).fit(x["train"], y["train"])

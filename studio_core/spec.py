@@ -109,7 +109,7 @@ class ModelSpec:
 
 @dataclass
 class TrainSpec:
-    epochs: int = 6
+    epochs: int = 20  # at most: early stopping on the validation rows usually ends training sooner
     batch_size: int = 512
     deep_optimizer: str = "adam"
     deep_lr: float = 0.002
@@ -119,7 +119,7 @@ class TrainSpec:
     warmup_steps: int = 100
     grad_clip: float = 1.0  # max gradient norm of the deep part; 0 disables
     positive_weight: float = 1.0  # binary: a positive row's weight in the loss (rare positives: negatives per positive); 1 keeps scores calibrated
-    early_stopping_patience: int = 2  # epochs without improvement before stopping; 0 disables
+    early_stopping_patience: int = 3  # epochs without improvement before stopping; 0 disables
     plateau_patience: int = 1
     plateau_factor: float = 0.5
     monitor: str = "auto"  # "auto": auc (binary) or rmse (regression)

@@ -44,7 +44,7 @@ def training_form() -> None:
         d.validation_fraction = r3.number_input("Validation share", 0.01, 0.9, float(d.validation_fraction), 0.05, key="validation_fraction")
         d.test_fraction = r4.number_input("Test share", 0.0, 0.9, float(d.test_fraction), 0.05, key="test_fraction")
         c1, c2, c3, c4 = st.columns(4)
-        t.epochs = c1.number_input("Epochs", 1, 1000, t.epochs, key="epochs")
+        t.epochs = c1.number_input("Epochs (at most)", 1, 1000, t.epochs, key="epochs", help="Training stops earlier when the validation figure has not improved for the early-stopping patience (Advanced)")
         t.batch_size = c2.number_input("Batch size", 1, 1 << 20, t.batch_size, key="batch_size")
         t.deep_lr = c3.number_input("Deep learning rate", 1e-6, 10.0, t.deep_lr, format="%.5f", key="deep_lr")
         if d.task == "binary":
