@@ -221,7 +221,7 @@ def attack_huge_model(c: Ctx) -> str:
 def attack_job_flood(c: Ctx) -> str:
     hidden = hidden_units(c.page)
     hidden.fill("64, 32")
-    epochs = c.page.get_by_label("Epochs")
+    epochs = c.page.get_by_role("spinbutton", name="Epochs (at most)")
     epochs.fill("20")  # long enough that three are still queued or running when the fourth is pressed
     epochs.press("Tab")
     for _ in range(4):

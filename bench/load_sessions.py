@@ -163,7 +163,7 @@ def main() -> None:
                 for page in pages:
                     page.get_by_text("Task: binary").wait_for(timeout=120_000)
                     page.get_by_role("link", name="Train").click()
-                    epochs = page.get_by_label("Epochs")
+                    epochs = page.get_by_role("spinbutton", name="Epochs (at most)")
                     epochs.fill(str(EPOCHS))
                     epochs.press("Tab")
                 clicked = time.perf_counter()

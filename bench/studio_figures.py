@@ -159,7 +159,7 @@ def fig_train(browser, url: str) -> None:
     page.get_by_role("link", name="Train").click()
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     idle(page)
-    epochs = page.get_by_label("Epochs").input_value()
+    epochs = page.get_by_role("spinbutton", name="Epochs (at most)").input_value()
     t0 = time.perf_counter()
     page.get_by_role("button", name="Start training").click()
     page.wait_for_function("document.querySelector('.vega-embed svg, .vega-embed canvas') !== null", polling="raf", timeout=900_000)

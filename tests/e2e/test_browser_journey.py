@@ -102,7 +102,7 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "2-features.png"), full_page=True)
 
         page.get_by_role("link", name="Train").click()
-        epochs = page.get_by_label("Epochs")
+        epochs = page.get_by_role("spinbutton", name="Epochs (at most)")
         epochs.fill("2")
         epochs.press("Tab")
         page.get_by_role("button", name="Start training").click()
@@ -223,7 +223,7 @@ def test_after_a_server_restart_runs_and_tables_are_kept(tmp_path):
             page.get_by_role("button", name="Suggest features").click()
             expect(page.get_by_text("Task: binary")).to_be_visible(timeout=60_000)
             page.get_by_role("link", name="Train").click()
-            epochs = page.get_by_label("Epochs")
+            epochs = page.get_by_role("spinbutton", name="Epochs (at most)")
             epochs.fill("1")
             epochs.press("Tab")
             page.get_by_role("button", name="Start training").click()
