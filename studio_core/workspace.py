@@ -24,8 +24,9 @@ from .duckerrors import _one_line, out_of_resources
 from .errors import StudioError
 from .fetch import bounded_frame, write_csv
 from .files import check_regular
+from .numeric_cleaning import clean_numeric
 from .sqlgate import READ_ONLY_CREATE, TRAILING_SEMICOLON, single_select
-from .sqlutil import FLOAT_TYPES, is_numeric_type, qi, ql
+from .sqlutil import is_numeric_type, qi, ql
 
 EXACT_DISTINCT_MAX_ROWS = 2_000_000
 MAX_COLUMNS = int(os.environ.get("WDSTUDIO_MAX_COLUMNS", "5000"))
@@ -86,8 +87,7 @@ class Workspace:
     def __init__(self, threads: int | None = None, memory_limit: str | None = None,
                  allowed_dirs: Sequence[str | Path] | None = None, query_timeout_s: float | None = None,
                  allowed_files: Sequence[str | Path] = (), temp_directory: str | Path | None = None, bounds: Bounds | None = None,
-                 database: str | Path | None = None):
-        """``database``: a DuckDB file that keeps the tables across restarts (None: in memory)."""
+                 database: str | Path | None = None):  # a DuckDB file keeping the tables across restarts; None: in memory
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         self.bounds = bounds or Bounds()
         if temp_directory:
@@ -230,48 +230,7 @@ class Workspace:
         return warnings + self._clean_numeric(name, allow_decimal_comma=delimiter != ",", view_of=f"read_csv({args})" if as_view else None)
 
     def _clean_numeric(self, name: str, allow_decimal_comma: bool = False, view_of: str | None = None) -> list[str]:
-        """Turn numeric-looking text columns into DOUBLE and ``inf``/``nan`` into NULL (with a
-        warning), deciding for all columns in one pass.  A table is altered in place; for a view
-        (``view_of``: the SQL it reads, e.g. ``read_parquet(...)``) the same cleaning becomes the
-        view's projection, so a file read in place has the types and values it would have loaded
-        as a table (training on a view and scoring from a table must see the same columns)."""
-        table = self.table(name)
-        aggs: list[str] = []
-        plan: list[tuple[str, list[str], int]] = []  # column, candidate value expressions, first aggregate
-        for col, typ in table.types.items():
-            c = qi(col)
-            if typ == "VARCHAR":
-                checks = [f"TRY_CAST(trim({c}) AS DOUBLE)"] + ([f"TRY_CAST(replace(trim({c}), ',', '.') AS DOUBLE)"] if allow_decimal_comma else [])
-                plan.append((col, checks, len(aggs)))
-                aggs += [f"count({c})"] + [f"count({e})" for e in checks] + [f"count(*) FILTER (WHERE isinf({e}) OR isnan({e}))" for e in checks]
-            elif typ in FLOAT_TYPES:
-                plan.append((col, [c], len(aggs)))
-                aggs += [f"count({c})", f"count({c})", f"count(*) FILTER (WHERE isinf({c}) OR isnan({c}))"]
-        if not plan:
-            return []
-        got = self.con.execute(f"SELECT {', '.join(aggs)} FROM {table.ref}").fetchall()[0]
-        warnings: list[str] = []
-        cleaned: dict[str, str] = {}
-        for col, checks, at in plan:
-            n, k = got[at], len(checks)
-            chosen = next((j for j in range(k) if n and got[at + 1 + j] == n), None)
-            if chosen is None:
-                continue  # text that is not all numbers stays text
-            expr, bad = checks[chosen], got[at + 1 + k + chosen]
-            c = qi(col)
-            if view_of is None:
-                if expr != c:
-                    self.con.execute(f"ALTER TABLE {table.ref} ALTER {c} SET DATA TYPE DOUBLE USING {expr}")
-                if bad:
-                    self.con.execute(f"UPDATE {table.ref} SET {c} = NULL WHERE isinf({c}) OR isnan({c})")
-            elif expr != c or bad:
-                cleaned[col] = f"CASE WHEN isinf({expr}) OR isnan({expr}) THEN NULL ELSE {expr} END" if bad else expr
-            if bad:
-                warnings.append(f"column {col!r}: {bad} inf/nan value(s) treated as missing")
-        if view_of is not None and cleaned:
-            projection = ", ".join(f"{cleaned[col]} AS {qi(col)}" if col in cleaned else qi(col) for col in table.columns)
-            self.con.execute(f"CREATE OR REPLACE VIEW {table.ref} AS SELECT {projection} FROM {view_of}")
-        return warnings
+        return clean_numeric(self.con, self.table(name), allow_decimal_comma, view_of)
 
     def register_frame(self, name: str, frame: Any) -> str:
         """Make a pandas DataFrame / Arrow table available as table ``name`` (a copy)."""
