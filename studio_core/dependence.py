@@ -44,15 +44,15 @@ def dependence(run: Run, data: pd.DataFrame, column: str, points: int = GRID_POI
     if rows.empty:
         raise StudioError("no rows to compute the curves on; explain some rows first")
     grid = grid_for(run, data, column, points)
+    values = np.tile(np.asarray(grid, dtype=object), len(rows))
     frame = rows.loc[rows.index.repeat(len(grid))].reset_index(drop=True)
-    frame[column] = pd.Series(np.tile(np.asarray(grid, dtype=object), len(rows)), dtype=float if is_numeric(run, column) else object)
+    frame[column] = pd.Series(values, dtype=float if is_numeric(run, column) else object)
     codes, _ = encode_rows(run, frame_source(frame))
     columns = feature_columns(run)
     f = RowFunction(run, codes, columns)
     out = f(np.repeat(np.arange(codes.n)[:, None], len(columns), axis=1))
     prediction = run.preprocessor.decode_label(out) if run.preprocessor.task == "binary" else out
-    return pd.DataFrame({"row": np.repeat(np.arange(len(rows)), len(grid)), "value": np.tile(np.asarray(grid, dtype=object), len(rows)),
-                         "prediction": prediction})
+    return pd.DataFrame({"row": np.repeat(np.arange(len(rows)), len(grid)), "value": values, "prediction": prediction})
 
 
 def partial_dependence(curves: pd.DataFrame) -> pd.DataFrame:

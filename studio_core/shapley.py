@@ -110,10 +110,11 @@ def _deep_slices(prep: Preprocessor, model: torch.nn.Module, codes: ColumnCodes)
 def _first_layer_shares(prep: Preprocessor, model: torch.nn.Module, codes: ColumnCodes, columns: list[str]) -> torch.Tensor:
     """(n, m_deep, units): each deep column's share of the first linear layer (no bias)."""
     weight = model.mlp[0].weight.detach()
+    slices = _deep_slices(prep, model, codes)
     shares = []
     for name in columns:
         total = torch.zeros(codes.n, weight.shape[0])
-        for kind, key, cols in _deep_slices(prep, model, codes)[name]:
+        for kind, key, cols in slices[name]:
             if kind == "emb":
                 ids = torch.from_numpy(np.asarray(codes.buckets[name] if name in codes.buckets and name not in codes.cat_ids
                                                   else codes.cat_ids[name], dtype=np.int64))

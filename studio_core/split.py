@@ -225,20 +225,6 @@ def _rank_codes(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> n
     return np.asarray(got, dtype=np.int64)
 
 
-def _fingerprints(con: duckdb.DuckDBPyConnection, relation: str, part_expr: str, columns: Sequence[str]) -> tuple[dict[str, int], dict[str, str]]:
-    """Rows per part and each part's fingerprint: its row count and the sum of a hash of every
-    row's values (order-independent; a changed, added or removed row changes it)."""
-    row_hash = _row_hash(columns)
-    got = con.execute(f"SELECT {part_expr} AS p, count(*), sum({row_hash})::HUGEINT FROM {relation} GROUP BY 1").fetchall()
-    counts, prints = dict.fromkeys(PARTS, 0), {}
-    for p, n, s in got:
-        if p is None:
-            continue
-        counts[PARTS[int(p)]] = int(n)
-        prints[PARTS[int(p)]] = f"{int(n)}:{int(s or 0) % (1 << 64):016x}"
-    return counts, {k: prints.get(k, "0:0000000000000000") for k in PARTS}
-
-
 SKETCH_ROWS = 256
 
 
@@ -246,11 +232,24 @@ def _row_hash(columns: Sequence[str]) -> str:
     return f"hash({', '.join(qi(c) for c in columns)})" if columns else "0"
 
 
-def _train_sketch(con: duckdb.DuckDBPyConnection, relation: str, columns: Sequence[str]) -> list[str]:
-    """The smallest row hashes of the training rows (a bottom-k sketch): whether another table
-    holds training rows can then be estimated without keeping them (``training_overlap``)."""
-    got = con.execute(f"SELECT DISTINCT {_row_hash(columns)} AS h FROM {relation} WHERE __wd_part = 0 ORDER BY h LIMIT {SKETCH_ROWS}").fetchall()
-    return [f"{int(h):016x}" for (h,) in got]
+def _fingerprints(con: duckdb.DuckDBPyConnection, relation: str, part_expr: str,
+                  columns: Sequence[str]) -> tuple[dict[str, int], dict[str, str], list[str]]:
+    """Rows per part, each part's fingerprint (its row count and the sum of a hash of every
+    row's values: order-independent; a changed, added or removed row changes it), and the
+    training rows' smallest row hashes, distinct (a bottom-k sketch: whether another table holds
+    training rows can be estimated without keeping them, ``training_overlap``) -- one pass."""
+    row_hash = _row_hash(columns)
+    got = con.execute(f"SELECT {part_expr} AS p, count(*), sum({row_hash})::HUGEINT, min({row_hash}, {SKETCH_ROWS}) "
+                      f"FROM {relation} GROUP BY 1").fetchall()
+    counts, prints, sketch = dict.fromkeys(PARTS, 0), {}, []
+    for p, n, s, smallest in got:
+        if p is None:
+            continue
+        counts[PARTS[int(p)]] = int(n)
+        prints[PARTS[int(p)]] = f"{int(n)}:{int(s or 0) % (1 << 64):016x}"
+        if int(p) == 0:  # duplicated rows repeat a hash: the sketch keeps each once
+            sketch = [f"{int(h):016x}" for h in sorted(set(smallest or []))]
+    return counts, {k: prints.get(k, "0:0000000000000000") for k in PARTS}, sketch
 
 
 def training_overlap(con: duckdb.DuckDBPyConnection, relation: str, available: set[str], record: dict[str, Any]) -> tuple[int, int] | None:
@@ -310,8 +309,7 @@ def make_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, n_rows: 
                         f"WHERE __wd_part = {code} ORDER BY __wd_row")
         rel = con.sql(f"SELECT * FROM {qi(table)} LIMIT 0")
         types = {c: str(t) for c, t in zip(rel.columns, rel.types) if c not in OWN_COLUMNS}
-        counts, prints = _fingerprints(con, qi(table), "__wd_part", list(types))
-        sketch = _train_sketch(con, qi(table), list(types))
+        counts, prints, sketch = _fingerprints(con, qi(table), "__wd_part", list(types))
         for helper in (table, f"{table}_rows", f"{table}_cuts"):
             con.execute(f"DROP TABLE IF EXISTS {qi(helper)}")
     except duckdb.Error as exc:
@@ -351,8 +349,7 @@ def stream_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, column
             con.execute(f"CREATE OR REPLACE TEMP VIEW {qi(table + '_' + SUFFIX[name])} AS SELECT * FROM {qi(table)} WHERE __wd_part = {code}")
         rel = con.sql(f"SELECT * FROM {qi(table)} LIMIT 0")
         types = {name: str(typ) for name, typ in zip(rel.columns, rel.types) if name not in OWN_COLUMNS}
-        counts, prints = _fingerprints(con, qi(table), "__wd_part", list(types))
-        sketch = _train_sketch(con, qi(table), list(types))
+        counts, prints, sketch = _fingerprints(con, qi(table), "__wd_part", list(types))
     except duckdb.Error as exc:
         raise StudioError(f"could not read the training rows: {_one_line(exc)}; check data.table / data.sql") from None
     return Split(con, table, types, counts, True, _record(data, "hash", counts, prints, False, sketch, list(types)))

@@ -18,10 +18,14 @@ _ID_WORDS = ("id", "ids", "key", "group", "grp", "block", "cluster", "session", 
 _ID_NAME = re.compile(r"(^|[_\W\d])(" + "|".join(_ID_WORDS) + r")($|[_\W\d])")
 
 
+def _words(name: str) -> str:
+    """A column name as lower-case words: ``productCode`` -> ``product_code``."""
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
 def id_like_name(name: str) -> bool:
     """``block_id``, ``userId``, ``Patient ID``, ``site``: a name that says its values name things."""
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()  # productCode -> product_code
-    return bool(_ID_NAME.search(words) or re.search(r"[a-z0-9](Id|ID)$", name))
+    return bool(_ID_NAME.search(_words(name)) or re.search(r"[a-z0-9](Id|ID)$", name))
 
 
 def looks_like_group_id(name: str, distinct: int, nonnull: int, integral: bool, text: bool) -> bool:
@@ -36,7 +40,7 @@ _QUANTITY = re.compile(r"(^|_)(year|years|age|count|counts|qty|quantity|amount|p
 def quantity_name(name: str) -> bool:
     """``year``, ``visits_count``, ``itemCount``: integers that measure something, numeric even
     with few distinct values (a small-integer column is otherwise taken as categorical)."""
-    return bool(_QUANTITY.search(re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()))
+    return bool(_QUANTITY.search(_words(name)))
 
 
 def looks_like_code(name: str, distinct: int, nonnull: int, integral: bool) -> bool:

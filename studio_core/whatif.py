@@ -27,6 +27,17 @@ def categories(run: Run, column: str, limit: int = 200) -> list[str] | None:
     return [str(v) for v in vocab[:limit]] if vocab is not None else None
 
 
+def known_values(run: Run, column: str) -> frozenset[str] | None:
+    """Every training category of a column as a set, built once per encoder (what-if checks each
+    input on every page run); None for numeric or hashed columns."""
+    enc = run.preprocessor.encoders_.get(f"cat:{column}")
+    if getattr(enc, "vocabulary_", None) is None:
+        return None
+    if getattr(enc, "_known", None) is None:  # underscore-first: not part of the encoder's saved state
+        enc._known = frozenset(str(v) for v in enc.vocabulary_)
+    return enc._known
+
+
 def is_numeric(run: Run, column: str) -> bool:
     return column in {f.name for f in run.preprocessor.features.numeric}
 
@@ -54,8 +65,8 @@ def input_hint(run: Run, column: str, value: Any) -> str | None:
         if span and not span[0] <= x <= span[1]:
             return f"outside the training range {span[0]:g} to {span[1]:g}: the model extrapolates"
         return None
-    known = categories(run, column, limit=1 << 30)
-    if known is not None and str(value) not in set(known):
+    known = known_values(run, column)
+    if known is not None and str(value) not in known:
         return "unseen in training: scored as 'unseen'"
     return None
 

@@ -48,8 +48,7 @@ if st.button("Score", type="primary", key="predict_start", disabled=busy or (wit
                 path = Path(tmp) / "bundle.zip"
                 path.write_bytes(bundle_file.getvalue())
                 scorer = load_bundle(path)  # read whole: the folder can go
-        job = s.predicts[key] = predict_task(scorer, s.ws.fork(), table, run.preprocessor.task if scorer is run else scorer.preprocessor.task,
-                                             allow, slots=slots())
+        job = s.predicts[key] = predict_task(scorer, s.ws.fork(), table, scorer.preprocessor.task, allow, slots=slots())
     except StudioError as exc:
         st.error(plain(str(exc)))
 

@@ -63,6 +63,15 @@ def server(tmp_path):
     stop(proc)
 
 
+def start_training(page, epochs: int) -> None:
+    """Open Train, set the epochs and press Start training."""
+    page.get_by_role("link", name="Train").click()
+    box = page.get_by_role("spinbutton", name="Epochs (at most)")
+    box.fill(str(epochs))
+    box.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+
+
 def colour_pixels(locator, hex_colour: str, tolerance: int = 24) -> int:
     """How many pixels of the element's screenshot are near ``hex_colour``: a drawn chart's
     marks, not just its frame (an empty chart has axes and labels only)."""
@@ -101,11 +110,7 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "2-features.png"), full_page=True)
 
-        page.get_by_role("link", name="Train").click()
-        epochs = page.get_by_role("spinbutton", name="Epochs (at most)")
-        epochs.fill("2")
-        epochs.press("Tab")
-        page.get_by_role("button", name="Start training").click()
+        start_training(page, epochs=2)
         expect(page.get_by_text(re.compile(r"^Test AUC 0\.\d{4} \(95% interval .* validation AUC"))).to_be_visible(timeout=180_000)
         expect(page.locator(".vega-embed").first).to_be_visible(timeout=30_000)
         assert page.locator(".vega-embed").count() >= 2
@@ -113,6 +118,7 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "3-train.png"), full_page=True)
 
         # a second run: selected at once, shown live (progress, Cancel, its own charts), then done
+        epochs = page.get_by_role("spinbutton", name="Epochs (at most)")
         epochs.fill("3")
         epochs.press("Tab")
         started = time.perf_counter()
@@ -222,11 +228,7 @@ def test_after_a_server_restart_runs_and_tables_are_kept(tmp_path):
             page.get_by_role("link", name="Features").click()
             page.get_by_role("button", name="Suggest features").click()
             expect(page.get_by_text("Task: binary")).to_be_visible(timeout=60_000)
-            page.get_by_role("link", name="Train").click()
-            epochs = page.get_by_role("spinbutton", name="Epochs (at most)")
-            epochs.fill("1")
-            epochs.press("Tab")
-            page.get_by_role("button", name="Start training").click()
+            start_training(page, epochs=1)
             expect(page.get_by_text(re.compile(r"^Test AUC"))).to_be_visible(timeout=180_000)
             token = re.search(r"s=([0-9a-f]+)", page.url).group(1)
 
