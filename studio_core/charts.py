@@ -96,6 +96,17 @@ def weights_chart(df: pd.DataFrame, top: int = 15) -> alt.Chart:
         color=alt.condition("datum.weight > 0", alt.value("#2a9d8f"), alt.value("#e63946")), tooltip=["feature", "value", "weight", "count"])
 
 
+def effect_chart(curve: pd.DataFrame, column: str) -> alt.Chart:
+    """A numeric column's wide weights as a step curve over its buckets (``inspect.effect_curve``)."""
+    known = curve[curve.bucket > 0]
+    points = pd.concat([known[["start", "weight", "interval"]].rename(columns={"start": "value"}),
+                        known.tail(1)[["end", "weight", "interval"]].rename(columns={"end": "value"})], ignore_index=True)
+    return alt.Chart(points, title=alt.TitleParams(f"Wide effect of {column}", subtitle="the weight each bucket adds to the logit")
+                     ).mark_line(interpolate="step-after", point=True, color="#f4a261").encode(
+        x=alt.X("value:Q", title=column), y=alt.Y("weight:Q", title="wide weight (logit)"),
+        tooltip=["interval", alt.Tooltip("weight:Q", format="+.4f")])
+
+
 def residual_chart(actual, predicted) -> alt.Chart:
     df = pd.DataFrame({"residual": pd.Series(predicted) - pd.Series(actual)})
     return alt.Chart(df, title="Residuals (predicted - actual)").mark_bar(color="#457b9d").encode(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .encoders import embedding_dim_for
-from .spec import CategoricalFeature, CrossFeature, NumericFeature, Spec
+from .spec import NUMERIC_TRANSFORMS, CategoricalFeature, CrossFeature, ModelSpec, NumericFeature, Spec
 
 ROLES = ("numeric", "categorical", "ignored")
 
@@ -17,6 +17,17 @@ def _numeric_dim(f: NumericFeature) -> int:
     bucketizer gives a continuous column: ``buckets - 1`` boundaries make ``buckets`` buckets,
     plus id 0 for missing (what ``Preprocessor.layout`` sizes the embedding from)."""
     return int(f.embedding_dim) or embedding_dim_for(f.buckets + 1)
+
+
+def numeric_width(f: NumericFeature, m: ModelSpec) -> int:
+    """About how many numbers a numeric column gives the MLP (piecewise: one per bin, about
+    ``buckets`` of them; periodic: its embedding; bucketize: none, its bucket is embedded)."""
+    return {"standardize": 1, "quantile": 1, "piecewise": int(f.buckets), "periodic": int(m.periodic_dim)}.get(f.transform, 0)
+
+
+def periodic_params(m: ModelSpec) -> int:
+    k = int(m.periodic_frequencies)
+    return k + 2 * k * int(m.periodic_dim) + int(m.periodic_dim)
 
 
 def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> list[dict[str, Any]]:
@@ -48,7 +59,7 @@ def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
         name, role = r["column"], r.get("role") or "ignored"
         if role == "numeric":
             f = copy.deepcopy(num.get(name, NumericFeature(name, buckets=32, embed=True)))
-            f.transform = r.get("encoding") if r.get("encoding") in ("standardize", "bucketize") else f.transform
+            f.transform = r.get("encoding") if r.get("encoding") in NUMERIC_TRANSFORMS else f.transform
             f.wide = bool(r.get("wide"))
             if r.get("embedding_dim") and int(r["embedding_dim"]) != _numeric_dim(f):
                 f.embedding_dim = int(r["embedding_dim"])
@@ -92,9 +103,9 @@ def summarize(spec: Spec, distinct: dict[str, int]) -> ModelSummary:
     wide_params = sum(ids[c.name] for c in f.categorical if c.wide) + sum(ids[n.name] for n in f.numeric if n.wide) + sum(x.hash_buckets + 1 for x in f.crosses)
     emb = [(c.name, ids[c.name], c.embedding_dim) for c in f.categorical if c.deep]
     emb += [(n.name, ids[n.name], _numeric_dim(n)) for n in f.numeric if n.transform == "bucketize" or n.embed]
-    n_num = sum(1 for n in f.numeric if n.transform == "standardize")
+    n_num = sum(numeric_width(n, m) for n in f.numeric)
     width = (len(emb) + n_num) * m.attention_dim if m.attention else sum(d for _, _, d in emb) + n_num
-    deep = sum(i * d for _, i, d in emb)
+    deep = sum(i * d for _, i, d in emb) + sum(periodic_params(m) for n in f.numeric if n.transform == "periodic")
     for u in m.hidden_units:
         deep += width * u + u
         width = u
@@ -121,7 +132,7 @@ def diagram_dot(s: ModelSummary) -> str:
         lines.append('wide -> out;')
         lines.append(f'wide_in [label="{_listed(s.wide_inputs)}", shape=note, fontsize=9]; wide_in -> wide;')
     if s.embeddings or s.numeric_inputs:
-        lines.append(f'emb [label="embeddings\\n{len(s.embeddings)} fields + {s.numeric_inputs} numeric"];')
+        lines.append(f'emb [label="embeddings\\n{len(s.embeddings)} fields + {s.numeric_inputs} numeric inputs"];')
         if s.embeddings:
             lines.append(f'deep_in [label="{_listed([e[0] for e in s.embeddings])}", shape=note, fontsize=9]; deep_in -> emb;')
         prev = "emb"

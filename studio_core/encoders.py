@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .piecewise import PiecewiseLinear
+
 HASH_SEED = 0
 CROSS_PRIME = 1_000_003
 MASK32 = (1 << 32) - 1
@@ -151,6 +153,15 @@ class QuantileBucketizer:
         self.n_ids_ = len(self.boundaries_) + 2
         return self
 
+    @classmethod
+    def fitted(cls, boundaries: list[float]) -> QuantileBucketizer:
+        """A bucketizer with the given boundaries: a piecewise column's wide ids, crosses and
+        bucket embedding use its encoding's bins, so the wide weights read as its effect curve."""
+        enc = cls(len(boundaries) + 1)
+        enc.boundaries_ = [float(b) for b in boundaries]
+        enc.n_ids_ = len(enc.boundaries_) + 2
+        return enc
+
     def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         x = pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
         ids = 1 + np.searchsorted(np.asarray(self.boundaries_, dtype=np.float64), x, side="left")
@@ -207,7 +218,7 @@ class CrossEncoder:
         return (1 + folded % int(self.buckets)).astype(np.int64)
 
 
-ENCODERS = {c.__name__: c for c in (VocabEncoder, HashEncoder, Standardizer, QuantileBucketizer, CrossEncoder)}
+ENCODERS = {c.__name__: c for c in (VocabEncoder, HashEncoder, Standardizer, QuantileBucketizer, CrossEncoder, PiecewiseLinear)}
 
 
 def encoder_state(enc: Any) -> dict[str, Any]:

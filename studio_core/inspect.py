@@ -131,6 +131,36 @@ def wide_weights(run: Run) -> pd.DataFrame:
     return df[df.weight != 0].sort_values("weight", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def effect_columns(run: Run) -> list[str]:
+    """Numeric columns whose quantile buckets feed the wide part (each has an effect curve)."""
+    return [n.name for n in run.preprocessor.features.numeric if n.wide] if run.model.use_wide else []
+
+
+def effect_curve(run: Run, column: str) -> pd.DataFrame:
+    """A numeric column's wide effect: one row per bucket with its interval (``start``,
+    ``end``; the open ends at the training minimum and maximum) and the wide weight its values
+    add to the logit -- a step-shaped curve.  A piecewise column's buckets are its bins.  The
+    missing-value weight is the row with ``bucket`` 0 (no interval)."""
+    prep = run.preprocessor
+    if column not in effect_columns(run):
+        raise StudioError(f"{column!r} does not feed the wide part of this run; effect curves exist for {', '.join(effect_columns(run)) or 'no column'}")
+    key = f"bkt:{column}"
+    start = next(s for k, s, _ in prep.wide_offsets() if k == key)
+    enc = prep.encoders_[key]
+    weights = run.model.wide.weight.detach().double().numpy()[start:start + enc.n_ids_, 0]
+    b = [float(x) for x in enc.boundaries_]
+    scaled = prep.encoders_.get(f"std:{column}")
+    lo = getattr(scaled, "min_", None)
+    hi = getattr(scaled, "max_", None)
+    lo = float(lo) if lo is not None else (b[0] if b else 0.0)
+    hi = float(hi) if hi is not None else (b[-1] if b else 1.0)
+    edges = [min(lo, b[0]) if b else lo] + b + [max(hi, b[-1]) if b else hi]
+    rows = [{"bucket": i, "interval": enc.label(i), "start": edges[i - 1], "end": edges[i], "weight": float(weights[i])}
+            for i in range(1, enc.n_ids_)]
+    rows.append({"bucket": 0, "interval": "(missing)", "start": float("nan"), "end": float("nan"), "weight": float(weights[0])})
+    return pd.DataFrame(rows)
+
+
 def run_zip(run_dir: str | Path) -> bytes:
     """The run directory as a zip (spec, preprocessing state, weights, metrics, history)."""
     run_dir = Path(run_dir)

@@ -9,6 +9,7 @@ The output is one logit (binary) or one value (regression): wide + deep.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -110,6 +111,29 @@ class _BagSum(torch.autograd.Function):
         return None, grad.new_zeros(ctx.rows, grad.shape[1]).index_add_(0, ids.reshape(-1), spread)
 
 
+class PeriodicEmbedding(nn.Module):
+    """Periodic embeddings of standardised numeric columns (PLR, Gorishniy et al. 2022): per
+    column, ``v = 2 pi c x`` for ``k`` trained frequencies ``c`` (initialised N(0, scale): small
+    means smooth functions first), then ``[cos v, sin v] -> linear -> ReLU`` of width ``dim``."""
+
+    def __init__(self, columns: int, frequencies: int, dim: int, scale: float):
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(columns, frequencies) * scale)
+        bound = 1.0 / math.sqrt(2 * frequencies)  # nn.Linear's default initialisation, per column
+        self.weight = nn.Parameter(torch.empty(columns, 2 * frequencies, dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(columns, dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, columns) -> (batch, columns, dim)
+        v = (2 * math.pi) * x.unsqueeze(-1) * self.frequencies
+        v = torch.cat([torch.cos(v), torch.sin(v)], dim=-1)
+        return torch.relu(torch.einsum("bnk,nkd->bnd", v, self.weight) + self.bias)
+
+    def one(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Column ``k``'s embedding of its values ``x`` (n,) -> (n, dim)."""
+        v = (2 * math.pi) * x.unsqueeze(-1) * self.frequencies[k]
+        return torch.relu(torch.cat([torch.cos(v), torch.sin(v)], dim=-1) @ self.weight[k] + self.bias[k])
+
+
 class FieldAttention(nn.Module):
     """Self-attention over per-field vectors (AutoInt): residual multi-head layers."""
 
@@ -160,15 +184,22 @@ class WideDeep(nn.Module):
             for emb in self.embeddings:
                 nn.init.normal_(emb.weight, std=0.05)
             n_num = len(layout.numeric_inputs)
+            periodic = sorted(set(layout.periodic_inputs))
+            plain = [i for i in range(n_num) if i not in set(periodic)]
+            # numeric inputs enter as [plain values..., periodic embeddings...] (buffers: not saved weights)
+            self.register_buffer("plain_index", torch.tensor(plain, dtype=torch.int64), persistent=False)
+            self.register_buffer("periodic_index", torch.tensor(periodic, dtype=torch.int64), persistent=False)
+            p_dim = spec.attention_dim if spec.attention else spec.periodic_dim
+            self.periodic = PeriodicEmbedding(len(periodic), spec.periodic_frequencies, p_dim, spec.periodic_scale) if periodic else None
             self.attention = None
             if spec.attention:
                 d = spec.attention_dim
                 self.field_proj = nn.ModuleList(nn.Linear(e.embedding_dim, d, bias=False) for e in self.embeddings)
-                self.num_vectors = nn.Parameter(torch.randn(n_num, d) * 0.05)
+                self.num_vectors = nn.Parameter(torch.randn(len(plain), d) * 0.05)
                 self.attention = FieldAttention(d, spec.attention_heads, spec.attention_layers, spec.dropout, self.dropout_random)
                 width = d * (len(self.embeddings) + n_num)
             else:
-                width = sum(layout.deep_embedding_dims) + n_num
+                width = sum(layout.deep_embedding_dims) + len(plain) + len(periodic) * p_dim
             layers: list[nn.Module] = []
             for units in spec.hidden_units:
                 layers.append(nn.Linear(width, units))
@@ -191,13 +222,17 @@ class WideDeep(nn.Module):
         if not self.use_deep:
             return torch.zeros(cat.shape[0], device=cat.device)
         embedded = [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
+        plain = num if self.periodic is None else num[:, self.plain_index]
+        periodic = self.periodic(num[:, self.periodic_index]) if self.periodic is not None else None
         if self.attention is not None:
             fields = [proj(e) for proj, e in zip(self.field_proj, embedded)]
-            if num.shape[1]:
-                fields += list((num.unsqueeze(-1) * self.num_vectors).unbind(1))
+            if plain.shape[1]:
+                fields += list((plain.unsqueeze(-1) * self.num_vectors).unbind(1))
+            if periodic is not None:
+                fields += list(periodic.unbind(1))
             x = self.attention(torch.stack(fields, dim=1)).flatten(1)
         else:
-            x = torch.cat(embedded + [num], dim=1)
+            x = torch.cat(embedded + [plain] + ([periodic.flatten(1)] if periodic is not None else []), dim=1)
         return self.mlp(x).squeeze(-1)
 
     def forward(self, wide: torch.Tensor, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
@@ -209,6 +244,19 @@ class WideDeep(nn.Module):
     def deep_parameters(self) -> list[nn.Parameter]:
         wide_ids = {id(p) for p in self.wide_parameters()}
         return [p for p in self.parameters() if id(p) not in wide_ids]
+
+    def deep_parameter_groups(self, weight_decay: float) -> list[dict]:
+        """The deep parameters in two optimiser groups: weight matrices decayed, and never
+        embeddings, biases, normalisation parameters, numeric field vectors or frequencies
+        (decay pulls a rare value's embedding to zero and a frequency to a constant)."""
+        wide_ids = {id(p) for p in self.wide_parameters()}
+        decayed, kept = [], []
+        for name, p in self.named_parameters():
+            if id(p) in wide_ids:
+                continue
+            plain = p.ndim < 2 or name.endswith("bias") or name.startswith("embeddings.") or name in ("num_vectors", "periodic.frequencies")
+            (kept if plain else decayed).append(p)
+        return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -22,6 +22,8 @@ Encoders as ONNX (all int64 unless said otherwise):
   HashEncoder        1 + MurmurHash3(text) mod buckets (com.microsoft.MurmurHash3, seed 0,
                      positive=1: the unsigned x86_32 hash of the UTF-8 bytes, == ``mmh3.hash``);
   Standardizer       (x - mean) / std in double, NaN -> 0, then float32 (+ 0/1 missing column);
+  PiecewiseLinear    per bin (x - left) / width in double, clipped (ends open), NaN -> 0 (+ missing);
+                     quantile mode: 2 * sum / bins - 1, one column;
   QuantileBucketizer 1 + count(boundaries < x), NaN -> 0;
   CrossEncoder       codes folded as c = (c * 1000003 + code + 1) mod 2^32, then
                      1 + c mod buckets (hash) or LabelEncoder over the kept codes (vocab).
@@ -44,7 +46,9 @@ import pyarrow.compute as pc
 from onnx import TensorProto, helper, numpy_helper
 
 from .encoders import CROSS_PRIME, HASH_SEED, CrossEncoder, HashEncoder, QuantileBucketizer, Standardizer, VocabEncoder
+from .piecewise import PiecewiseLinear
 from .preprocess import Preprocessor, number_expr
+from .spec import SCALED_TRANSFORMS
 from .sqlutil import is_boolean_type, is_numeric_type, qi
 
 MISSING_TEXT = "\u0000"
@@ -52,7 +56,7 @@ ML_DOMAIN, MS_DOMAIN = "ai.onnx.ml", "com.microsoft"
 ML_OPSET, MS_OPSET = 3, 1
 RESERVED_NAMES = ("logit", "prediction")
 MODEL_PREFIX = "model/"  # names inside the model graph once merged: never clash with column names
-_SUPPORTED = {"cat": (VocabEncoder, HashEncoder), "std": (Standardizer,), "bkt": (QuantileBucketizer,), "cross": (CrossEncoder,)}
+_SUPPORTED = {"cat": (VocabEncoder, HashEncoder), "std": (Standardizer, PiecewiseLinear), "bkt": (QuantileBucketizer,), "cross": (CrossEncoder,)}
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def synthetic_raw_rows(prep: Preprocessor, n: int = 10_000, seed: int = 0) -> pa
             std, bkt = prep.encoders_.get(f"std:{col}"), prep.encoders_.get(f"bkt:{col}")
             mean, scale = (std.mean_, std.std_) if std is not None else (0.0, 1.0)
             values = rng.normal(mean, scale * 1.5, n)
-            bounds = np.asarray(getattr(bkt, "boundaries_", []), np.float64)
+            bounds = np.asarray(getattr(bkt, "boundaries_", None) or getattr(std, "edges_", None) or [], np.float64)
             if len(bounds):
                 values = np.where(rng.random(n) < 0.3, rng.choice(bounds, n), values)  # ties: boundaries themselves
             cols[col] = pa.array(np.where(nulls, np.nan, values), pa.float64(), mask=nulls)
@@ -278,9 +282,12 @@ class _Encoders:
         return self._memo(("bkt", col), make)
 
     def standardized(self, col: str) -> list[str]:
-        """float32 [batch, 1] scaled value and, if fitted with missing values, the indicator."""
+        """float32 [batch, 1] columns of the scaled value (standardised, or the piecewise-linear
+        encoding's bins, or its CDF value) and, if fitted with missing values, the indicator."""
         enc = self.prep.encoders_[f"std:{col}"]
         x, nan = self.x(col), self.missing(col)
+        if isinstance(enc, PiecewiseLinear):
+            return self._piecewise(enc, x, nan)
         scaled = self.b.op("Div", [self.b.op("Sub", [x, self.b.const(float(enc.mean_), np.float64)]), self.b.const(float(enc.std_), np.float64)])
         value = self.b.op("Where", [nan, self.b.const(0.0, np.float64), scaled], "scaled")
         cols = [self.b.op("Cast", [value], to=TensorProto.FLOAT)]
@@ -288,6 +295,26 @@ class _Encoders:
             cols.append(self.b.op("Cast", [nan], "missing_flag", to=TensorProto.FLOAT))
         axis = self.b.const([1], np.int64)
         return [self.b.op("Unsqueeze", [c, axis]) for c in cols]
+
+    def _piecewise(self, enc: PiecewiseLinear, x: str, nan: str) -> list[str]:
+        """``PiecewiseLinear.transform`` in float64: (x - left edge) / width per bin, clipped
+        (the ends open in piecewise mode), zeros for missing; quantile mode: 2 * mean - 1."""
+        e = np.asarray(enc.edges_, np.float64)
+        lower, upper = enc.clip_bounds()
+        axis = self.b.const([1], np.int64)
+        x2, nan2 = self.b.op("Unsqueeze", [x, axis]), self.b.op("Unsqueeze", [nan, axis])
+        v = self.b.op("Div", [self.b.op("Sub", [x2, self.b.const(e[:-1].reshape(1, -1), np.float64, "bin_left")]),
+                              self.b.const((e[1:] - e[:-1]).reshape(1, -1), np.float64, "bin_width")])
+        v = self.b.op("Min", [self.b.op("Max", [v, self.b.const(lower.reshape(1, -1), np.float64, "clip_low")]),
+                              self.b.const(upper.reshape(1, -1), np.float64, "clip_high")])
+        if enc.mode == "quantile":
+            total = self.b.op("ReduceSum", [v, axis], keepdims=1)
+            v = self.b.op("Sub", [self.b.op("Mul", [total, self.b.const(2.0 / enc.n_bins, np.float64)]), self.b.const(1.0, np.float64)], "cdf")
+        v = self.b.op("Where", [nan2, self.b.const(0.0, np.float64), v], "piecewise")
+        cols = [self.b.op("Cast", [v], to=TensorProto.FLOAT)]
+        if enc.has_missing_:
+            cols.append(self.b.op("Cast", [nan2], "missing_flag", to=TensorProto.FLOAT))
+        return cols
 
     def cross(self, i: int) -> str:
         """Cross id: fold the component codes, then hash into buckets or look the code up."""
@@ -327,7 +354,7 @@ def build_preprocess_graph(prep: Preprocessor, outputs: list[str], opset: int, i
         fields += [e.bucket(n.name) for n in f.numeric if n.transform == "bucketize" or n.embed]
         produced["cat"] = b.op("Concat", [b.op("Unsqueeze", [ids, axis]) for ids in fields], "cat", axis=1)
     if "num" in outputs:
-        produced["num"] = b.op("Concat", [c for n in f.numeric if n.transform == "standardize" for c in e.standardized(n.name)], "num", axis=1)
+        produced["num"] = b.op("Concat", [c for n in f.numeric if n.transform in SCALED_TRANSFORMS for c in e.standardized(n.name)], "num", axis=1)
     for k, v in produced.items():
         b.nodes.append(helper.make_node("Identity", [v], [f"pp/out_{k}"], name=f"pp/out_{k}"))
     graph_inputs = [helper.make_tensor_value_info(r.name, TensorProto.STRING if r.kind == "text" else TensorProto.DOUBLE, ["batch"]) for r in inputs]

@@ -29,7 +29,8 @@ from .encoders import (
     text_codes,
 )
 from .jsonsafe import json_safe
-from .spec import FeatureSpec
+from .piecewise import PiecewiseLinear
+from .spec import SCALED_TRANSFORMS, FeatureSpec
 from .sqlutil import is_boolean_type, is_integer_type, is_numeric_type, qi, ql
 
 BATCH_ROWS = 262_144
@@ -80,7 +81,7 @@ class ColumnCodes:
     cat_ids: dict[str, np.ndarray]  # categorical column -> ids
     text_codes: dict[str, np.ndarray]  # text column used in a cross -> murmur3 codes (NULL -> 0)
     buckets: dict[str, np.ndarray]  # numeric column -> bucket ids
-    scaled: dict[str, np.ndarray]  # standardized numeric column -> (n, 1 or 2) float32
+    scaled: dict[str, np.ndarray]  # numeric column entering the deep part as numbers -> (n, width) float32
 
     def mix(self, columns: list[str], rows: np.ndarray) -> ColumnCodes:
         """Codes of ``len(rows)`` new rows where column ``columns[j]`` takes its codes from row
@@ -110,6 +111,7 @@ class Layout:
     deep_cardinalities: tuple[int, ...]
     deep_embedding_dims: tuple[int, ...]
     numeric_inputs: tuple[str, ...]
+    periodic_inputs: tuple[int, ...] = ()  # indices into numeric_inputs that get periodic embeddings
 
 
 @dataclass
@@ -160,10 +162,17 @@ class Preprocessor:
             enc[f"cat:{f.name}"] = e
         crossed = {c for x in self.features.crosses for c in x.columns}
         for f in self.features.numeric:
-            if f.transform == "standardize":
-                enc[f"std:{f.name}"] = Standardizer().fit(source, number_expr(f.name))
+            scaled = None
+            if f.transform in ("standardize", "periodic"):
+                scaled = Standardizer().fit(source, number_expr(f.name))
+            elif f.transform in ("piecewise", "quantile"):
+                scaled = PiecewiseLinear(f.buckets, f.transform).fit(source, number_expr(f.name))
+            if scaled is not None:
+                enc[f"std:{f.name}"] = scaled  # the key of every scaled value (runs before piecewise named it so)
             if f.transform == "bucketize" or f.embed or f.wide or f.name in crossed:
-                enc[f"bkt:{f.name}"] = QuantileBucketizer(f.buckets).fit(source, number_expr(f.name))
+                # a piecewise column's buckets are its bins, so its wide weights are its effect curve
+                enc[f"bkt:{f.name}"] = (QuantileBucketizer.fitted(scaled.edges_[1:-1]) if isinstance(scaled, PiecewiseLinear)
+                                        else QuantileBucketizer(f.buckets).fit(source, number_expr(f.name)))
         self.encoders_ = enc
         for i, x in enumerate(self.features.crosses):
             cross = CrossEncoder(x.encoding, x.hash_buckets, x.min_count)
@@ -220,13 +229,15 @@ class Preprocessor:
                 deep.append(n.name if n.transform == "bucketize" else f"{n.name} (bucket)")
                 cards.append(enc[f"bkt:{n.name}"].n_ids_)
                 dims.append(int(n.embedding_dim) or embedding_dim_for(enc[f"bkt:{n.name}"].n_ids_))
-        numeric = []
+        numeric, periodic = [], []
         for n in f.numeric:
-            if n.transform == "standardize":
-                numeric.append(n.name)
-                if enc[f"std:{n.name}"].has_missing_:
-                    numeric.append(f"{n.name} (missing)")
-        return Layout(tuple(wide_fields), wide_dim, tuple(deep), tuple(cards), tuple(dims), tuple(numeric))
+            if n.transform not in SCALED_TRANSFORMS:
+                continue
+            e = enc[f"std:{n.name}"]
+            if n.transform == "periodic":
+                periodic.append(len(numeric))
+            numeric += e.input_names(n.name) if isinstance(e, PiecewiseLinear) else [n.name] + ([f"{n.name} (missing)"] if e.has_missing_ else [])
+        return Layout(tuple(wide_fields), wide_dim, tuple(deep), tuple(cards), tuple(dims), tuple(numeric), tuple(periodic))
 
     def wide_offsets(self) -> list[tuple[str, int, int]]:
         """(field, first global id, number of ids) for every wide field, in order."""
@@ -299,7 +310,7 @@ class Preprocessor:
             {c.name: enc[f"cat:{c.name}"].transform(col[c.name]) for c in f.categorical},
             {c: text_codes(col[c]) for c in sorted(crossed_text)},
             {x.name: enc[f"bkt:{x.name}"].transform(col[x.name]) for x in f.numeric if f"bkt:{x.name}" in enc},
-            {x.name: enc[f"std:{x.name}"].transform(col[x.name]) for x in f.numeric if x.transform == "standardize"},
+            {x.name: enc[f"std:{x.name}"].transform(col[x.name]) for x in f.numeric if x.transform in SCALED_TRANSFORMS},
         )
 
     def assemble(self, codes: ColumnCodes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -314,7 +325,7 @@ class Preprocessor:
         wide_arr = np.stack([w + o for w, o in zip(wide, offsets)], axis=1) if wide else np.zeros((n, 0), np.int64)
         deep = [codes.cat_ids[c.name] for c in f.categorical if c.deep] + [codes.buckets[x.name] for x in f.numeric if x.transform == "bucketize" or x.embed]
         cat_arr = np.stack(deep, axis=1) if deep else np.zeros((n, 0), np.int64)
-        nums = [codes.scaled[x.name] for x in f.numeric if x.transform == "standardize"]
+        nums = [codes.scaled[x.name] for x in f.numeric if x.transform in SCALED_TRANSFORMS]
         num_arr = np.concatenate(nums, axis=1) if nums else np.zeros((n, 0), np.float32)
         return wide_arr.astype(np.int64), cat_arr.astype(np.int64), num_arr.astype(np.float32)
 

@@ -34,6 +34,7 @@ import torch
 
 from .errors import Cancelled
 from .preprocess import ColumnCodes, Preprocessor
+from .spec import SCALED_TRANSFORMS
 
 _WALK_FLOATS = 8_000_000  # floats of one batch of walk states (~32 MB; the batch's copies about 4x that)
 
@@ -92,18 +93,27 @@ def fast_deep(model: torch.nn.Module) -> bool:
 
 
 def _deep_slices(prep: Preprocessor, model: torch.nn.Module, codes: ColumnCodes) -> dict[str, list]:
-    """Input column -> [(kind, key, first-layer column slice)] of the MLP's input."""
+    """Input column -> [(kind, key, first-layer column slice)] of the MLP's input: embeddings,
+    then the plain numeric inputs, then the periodic embeddings (``WideDeep.deep_logit``'s order).
+    ``key`` is the embedding index, or (column, its value column, periodic index or None)."""
     f, out, start = prep.features, {}, 0
     deep_ids = [c.name for c in f.categorical if c.deep] + [x.name for x in f.numeric if x.transform == "bucketize" or x.embed]
     for k, name in enumerate(deep_ids):
         d = model.embeddings[k].embedding_dim
         out.setdefault(name, []).append(("emb", k, slice(start, start + d)))
         start += d
-    for x in f.numeric:
-        if x.transform == "standardize":
-            w = codes.scaled[x.name].shape[1]
-            out.setdefault(x.name, []).append(("num", x.name, slice(start, start + w)))
-            start += w
+    owners = [(x.name, j) for x in f.numeric if x.transform in SCALED_TRANSFORMS for j in range(codes.scaled[x.name].shape[1])]
+    periodic = [int(i) for i in getattr(model, "periodic_index", torch.zeros(0)).tolist()] if getattr(model, "periodic", None) is not None else []
+    plain = [i for i in range(len(owners)) if i not in set(periodic)]
+    for i in plain:
+        name, j = owners[i]
+        out.setdefault(name, []).append(("num", (name, j, None), slice(start, start + 1)))
+        start += 1
+    for k, i in enumerate(periodic):
+        name, j = owners[i]
+        d = model.periodic.weight.shape[2]
+        out.setdefault(name, []).append(("num", (name, j, k), slice(start, start + d)))
+        start += d
     return out
 
 
@@ -120,7 +130,10 @@ def _first_layer_shares(prep: Preprocessor, model: torch.nn.Module, codes: Colum
                                                   else codes.cat_ids[name], dtype=np.int64))
                 x = model.embeddings[key](ids)
             else:
-                x = torch.from_numpy(np.ascontiguousarray(codes.scaled[key], dtype=np.float32))
+                col, j, k = key
+                x = torch.from_numpy(np.ascontiguousarray(codes.scaled[col][:, j:j + 1], dtype=np.float32))
+                if k is not None:
+                    x = model.periodic.one(k, x[:, 0])
             total += x @ weight[:, cols].T
         shares.append(total)
     return torch.stack(shares, dim=1) if shares else torch.zeros(codes.n, 0, weight.shape[0])

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from .encoders import embedding_dim_for
 from .errors import Problem, StudioError
 from .preprocess import Layout
-from .spec import ModelSpec, Spec
+from .spec import SCALED_TRANSFORMS, ModelSpec, Spec
 
 TRAINING_BYTES_PER_PARAM = 16
 DEFAULT_MAX_PARAMS = 200_000_000
@@ -32,19 +32,23 @@ def max_params() -> int:
         return DEFAULT_MAX_PARAMS
 
 
-def deep_params(embeddings: Sequence[tuple[int, int]], n_numeric: int, model: ModelSpec) -> int:
-    """Parameters of the deep part: embeddings ``(ids, dim)``, optional attention, the MLP."""
+def deep_params(embeddings: Sequence[tuple[int, int]], n_numeric: int, model: ModelSpec, n_periodic: int = 0) -> int:
+    """Parameters of the deep part: embeddings ``(ids, dim)``, periodic embeddings of
+    ``n_periodic`` of the ``n_numeric`` numeric inputs, optional attention, the MLP."""
     if not model.deep:
         return 0
     total = sum(n * d for n, d in embeddings)
+    p_dim = model.attention_dim if model.attention else model.periodic_dim
+    k = model.periodic_frequencies
+    total += n_periodic * (k + 2 * k * p_dim + p_dim)  # frequencies, per-column linear map and bias
     if model.attention:
         d = model.attention_dim
         fields = len(embeddings) + n_numeric
-        total += sum(e * d for _, e in embeddings) + n_numeric * d  # field projections, numeric vectors
+        total += sum(e * d for _, e in embeddings) + (n_numeric - n_periodic) * d  # field projections, numeric vectors
         total += model.attention_layers * (4 * d * d + 4 * d + 2 * d)  # in/out projections, biases, layer norm
         width = fields * d
     else:
-        width = sum(e for _, e in embeddings) + n_numeric
+        width = sum(e for _, e in embeddings) + n_numeric - n_periodic + n_periodic * p_dim
     for units in model.hidden_units:
         total += width * units + units + (2 * units if model.batch_norm else 0)
         width = units
@@ -63,8 +67,10 @@ def spec_params(spec: Spec, vocabulary: int | None = None) -> int:
     embeddings = [(ids[c.name], int(c.embedding_dim)) for c in f.categorical if c.deep]
     embeddings += [(int(n.buckets) + 1, int(n.embedding_dim) or embedding_dim_for(int(n.buckets) + 1))
                    for n in f.numeric if n.transform == "bucketize" or n.embed]
-    n_numeric = sum(1 for n in f.numeric if n.transform == "standardize")  # values (a missing flag may add one each)
-    return (wide if m.wide else 0) + deep_params(embeddings, n_numeric, m) + 1
+    # one value each at least (a missing flag may add one, a piecewise column one per bin)
+    n_numeric = sum(1 for n in f.numeric if n.transform in SCALED_TRANSFORMS)
+    n_periodic = sum(1 for n in f.numeric if n.transform == "periodic")
+    return (wide if m.wide else 0) + deep_params(embeddings, n_numeric, m, n_periodic) + 1
 
 
 def size_text(params: int) -> str:
@@ -88,7 +94,8 @@ def size_problems(spec: Spec, limit: int | None = None) -> list[Problem]:
 def layout_params(layout: Layout, model: ModelSpec) -> int:
     """The exact parameter count of the model a fitted layout builds."""
     wide = layout.wide_dim if model.wide else 0
-    return wide + deep_params(list(zip(layout.deep_cardinalities, layout.deep_embedding_dims)), len(layout.numeric_inputs), model) + 1
+    embeddings = list(zip(layout.deep_cardinalities, layout.deep_embedding_dims))
+    return wide + deep_params(embeddings, len(layout.numeric_inputs), model, len(layout.periodic_inputs)) + 1
 
 
 def check_layout(layout: Layout, model: ModelSpec, limit: int | None = None) -> int:

@@ -19,7 +19,8 @@ from .errors import Problem, SpecError
 
 SPEC_VERSION = 1
 TASKS = ("binary", "regression")
-NUMERIC_TRANSFORMS = ("standardize", "bucketize")
+NUMERIC_TRANSFORMS = ("standardize", "piecewise", "periodic", "quantile", "bucketize")
+SCALED_TRANSFORMS = ("standardize", "piecewise", "periodic", "quantile")  # a column that enters the deep part as numbers
 CATEGORICAL_ENCODINGS = ("vocab", "hash")
 CROSS_ENCODINGS = ("hash", "vocab")
 DEEP_OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
@@ -50,11 +51,15 @@ class DataSpec:
 
 @dataclass
 class NumericFeature:
-    """A numeric column: standardised into the deep part, or cut into quantile buckets."""
+    """A numeric column and how it enters the deep part (see ``transform``)."""
 
     name: str = ""
-    transform: str = "standardize"  # "standardize" or "bucketize"
-    buckets: int = 10  # quantile buckets (bucketize, embed, crosses and wide ids)
+    # "standardize": (x - mean) / std; "piecewise": piecewise-linear encoding over quantile bins;
+    # "periodic": standardised, then learned periodic embeddings (sin/cos of trained frequencies);
+    # "quantile": the training CDF as one number in [-1, 1] (robust to skew and outliers);
+    # "bucketize": only its quantile bucket, embedded
+    transform: str = "standardize"
+    buckets: int = 10  # quantile buckets (bucketize, embed, crosses, wide ids); piecewise/quantile: bins (up to twice as many)
     embed: bool = False  # standardize: also embed the bucket id in the deep part (thresholds, tails)
     wide: bool = False  # also feed the bucket id to the wide (linear) part
     embedding_dim: int = 0  # size of the bucket embedding; 0 = the rule round(1.6 * n^0.56)
@@ -105,6 +110,9 @@ class ModelSpec:
     attention_heads: int = 2
     attention_layers: int = 1
     wide_l1: float = 0.0  # L1 strength on wide weights (proximal step)
+    periodic_frequencies: int = 16  # periodic numerics: trained frequencies per column
+    periodic_dim: int = 16  # periodic numerics: the embedding each column becomes
+    periodic_scale: float = 0.1  # periodic numerics: std of the initial frequencies (small: smooth functions first)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from .errors import StudioError
 from .spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 from .split import SPLIT_TABLE, Split, clear_split, make_split, source_sql
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
-from .suggest_checks import distinct_crosses, looks_like_code, looks_like_group_id, quantity_name, table_notes
+from .suggest_checks import distinct_crosses, looks_like_code, looks_like_group_id, numeric_encoding, quantity_name, table_notes
 from .workspace import Workspace
 
 MAX_VOCAB = 10_000
@@ -236,7 +236,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             if integral and distinct == nonnull and nonnull >= 50:
                 role, reason = "ignored", "unique id (every value different)"
             else:
-                role, reason = "numeric", f"numeric with {distinct} distinct values"
+                role, reason = "numeric", numeric_encoding(distinct)[1]
         elif not is_numeric_type(t) and nonnull >= 50 and distinct / nonnull > ID_SHARE:
             role, reason = "ignored", f"unique id ({distinct} distinct in {nonnull} rows)"
         else:
@@ -261,7 +261,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             continue
         final_roles.append(ColumnRole(r.name, r.role, r.reason, r.distinct, r.null_share, infos[r.name]))
         if r.role == "numeric":
-            numeric.append(NumericFeature(r.name, "standardize", NUMERIC_BUCKETS, True, False))
+            numeric.append(NumericFeature(r.name, numeric_encoding(r.distinct)[0], NUMERIC_BUCKETS, True, False))
         else:
             hashed = r.distinct > MAX_VOCAB
             n_ids = min(r.distinct, 1 << 20) + 1

@@ -50,6 +50,21 @@ def looks_like_code(name: str, distinct: int, nonnull: int, integral: bool) -> b
     return integral and id_like_name(name) and distinct >= GROUP_MIN_VALUES and distinct < nonnull
 
 
+PERIODIC_MIN_DISTINCT = 64  # a numeric column with at least this many values gets periodic embeddings
+
+
+def numeric_encoding(distinct: int) -> tuple[str, str]:
+    """How a numeric column enters the deep part, and why.  Measured (bench/quality.py, this
+    machine): periodic embeddings of the standardised value lifted diamonds' test R² from
+    0.9811 to 0.9816 and Adult's AUC from 0.9254 to 0.9262 (3 seeds, beside each column's
+    embedded quantile bucket); piecewise-linear bins over-fitted both (diamonds 0.9695 with
+    16 bins).  A column of few values gains nothing from a smooth curve: its bucket embedding
+    already gives each value its own vector."""
+    if distinct >= PERIODIC_MIN_DISTINCT:
+        return "periodic", f"periodic embeddings ({distinct} distinct values: a smooth learned curve, plus its quantile bucket)"
+    return "standardize", f"standardised ({distinct} distinct values: each value's bucket is also embedded)"
+
+
 def group_note(name: str, distinct: int, nonnull: int) -> str:
     return (f"{name} looks like a group id ({distinct} values, about {nonnull / max(distinct, 1):.0f} rows each): rows of one group are "
             "alike, so with a random split the test rows' groups were also seen in training and the test figures flatter the model "

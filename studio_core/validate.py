@@ -115,6 +115,10 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
         _number(p, f"model.hidden_units[{i}]", u, 1, 65536)
     _number(p, "model.dropout", m.dropout, 0.0, 0.95)
     _number(p, "model.wide_l1", m.wide_l1, 0.0)
+    if any(n.transform == "periodic" for n in f.numeric):
+        _number(p, "model.periodic_frequencies", m.periodic_frequencies, 1, 1024)
+        _number(p, "model.periodic_dim", m.periodic_dim, 1, 1024)
+        _number(p, "model.periodic_scale", m.periodic_scale, 0.0, 1000.0, low_open=True)
     if m.attention:
         _number(p, "model.attention_dim", m.attention_dim, 1, 1024)
         _number(p, "model.attention_heads", m.attention_heads, 1, 64)

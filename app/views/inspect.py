@@ -11,6 +11,8 @@ from studio_core.inspect import (
     base_rate,
     calibration_frame,
     confusion,
+    effect_columns,
+    effect_curve,
     holdout,
     pr_frame,
     roc_frame,
@@ -92,5 +94,12 @@ else:
     query = st.text_input("Search feature values", key="weight_search")
     shown = weights[weights.feature.str.contains(query, case=False, regex=False) | weights.value.str.contains(query, case=False, regex=False)] if query else weights
     st.dataframe(shown.head(500), hide_index=True)
+    numeric_wide = effect_columns(run)
+    if numeric_wide:
+        col = st.selectbox("Effect curve of a numeric column (its buckets' wide weights)", numeric_wide, key="effect_column")
+        curve = effect_curve(run, col)
+        st.altair_chart(charts.effect_chart(curve, col), width="stretch")
+        missing = curve[curve.bucket == 0].weight.iloc[0]
+        st.caption(f"A missing {col} adds {missing:+.4f} to the logit." if missing else f"Missing {col} values add nothing in the wide part.")
 
 st.page_link("views/explain.py", label="Explain these scores: SHAP per column, wide vs deep per row, what-if")

@@ -1,0 +1,62 @@
+"""The numeric encodings on the pages (issue 14): the Features editor offers and shows each
+column's encoding, and the Inspect page draws a numeric column's wide effect curve."""
+
+from __future__ import annotations
+
+import pytest
+from test_app import _session_with_run, charts, load_sample, studio, suggest_income
+
+from studio_core.editing import apply_rows, feature_rows
+from studio_core.hub import reset_hub
+from studio_core.inspect import effect_curve
+from studio_core.runs import load_run
+from studio_core.spec import NUMERIC_TRANSFORMS
+
+
+def _editor(at):
+    return next(d for d in at.dataframe if getattr(d, "key", None) == "columns_editor")
+
+
+def test_features_editor_offers_every_numeric_encoding_and_shows_the_chosen_one(app):
+    import json
+
+    at = app
+    load_sample(at)
+    suggest_income(at)
+    editor = _editor(at)
+    config = json.loads(editor.proto.columns)
+    assert set(NUMERIC_TRANSFORMS) <= set(config["encoding"]["type_config"]["options"]) and "piecewise" in config["encoding"]["help"]
+    rows = editor.value.set_index("column")
+    assert rows.loc["fnlwgt", "encoding"] == "periodic" and "periodic embeddings" in rows.loc["fnlwgt", "reason"]
+    spec = studio(at).spec
+    assert {f.name: f.transform for f in spec.features.numeric}["fnlwgt"] == "periodic"
+    # an edit in the grid goes through apply_rows: choosing piecewise for age changes the spec the page keeps
+    edited = [dict(r, encoding="piecewise") if r["column"] == "age" else r for r in feature_rows(spec, list(rows.index), {})]
+    studio(at).spec = apply_rows(spec, edited)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert _editor(at).value.set_index("column").loc["age", "encoding"] == "piecewise"
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert f"+ {32 + 4 * 16} numeric" in dot  # age: 32 bins; fnlwgt, capital gain and loss, hours: 16-wide periodic embeddings
+
+
+def test_inspect_draws_a_numeric_columns_wide_effect_curve(tmp_path, monkeypatch, small_spec):
+    ws, spec = small_spec
+    col = spec.features.numeric[0]
+    col.transform, col.wide, col.buckets = "piecewise", True, 6
+    at = _session_with_run(tmp_path, monkeypatch, (ws, spec), "34" * 16)
+    at.switch_page("views/inspect.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="effect_column").options == [col.name]
+    drawn = {c["title"]: c for c in charts(at)}
+    chart = drawn[f"Wide effect of {col.name}"]
+    assert chart["marks"] == ["line"] and chart["fields"][0]["x"] == "value" and chart["fields"][0]["y"] == "weight"
+    run = load_run(tmp_path / "runs" / ("34" * 16) / ("ef" * 16))
+    curve = effect_curve(run, col.name)
+    known = curve[curve.bucket > 0]
+    points = chart["data"][0]
+    assert len(points) == len(known) + 1  # each bucket's start, then the last bucket's end
+    assert [p["value"] for p in points] == pytest.approx(list(known.start) + [known.end.iloc[-1]])
+    assert [p["weight"] for p in points] == pytest.approx(list(known.weight) + [known.weight.iloc[-1]])
+    assert any(col.name in c.value for c in at.caption)
+    reset_hub()
