@@ -39,7 +39,7 @@ from _contention import Contention
 from studio_core import pipeline
 from studio_core.bundle import export_bundle
 from studio_core.model_card import figures_text
-from studio_core.onnx_preprocess import raw_feeds, raw_inputs, raw_select_sql
+from studio_core.onnx_raw_inputs import raw_feeds, raw_inputs, raw_select_sql
 from studio_core.preprocess import BATCH_ROWS
 from studio_core.scoring import load_bundle
 from studio_core.spec import DataSpec

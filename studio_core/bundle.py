@@ -30,7 +30,7 @@ from .errors import StudioError
 from .int8 import int8_figures
 from .jsonsafe import json_safe
 from .model_card import model_card
-from .onnx_preprocess import MISSING_TEXT, iter_raw_feeds, raw_inputs
+from .onnx_raw_inputs import MISSING_TEXT, iter_raw_feeds, raw_inputs, synthetic_raw_rows
 from .onnx_run import PARITY_ATOL, PARITY_RTOL, TOLERANCE_TEXT, max_abs, run_model, run_raw, session, tolerance_used
 from .preprocess import Preprocessor
 from .scoring import FORMAT, FORMAT_VERSION
@@ -84,7 +84,7 @@ def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | No
     import duckdb
 
     from .onnx_export import PARITY_ROWS, encoded_inputs, export_model, model_bytes, model_inputs, model_parity, torch_logits
-    from .onnx_preprocess import build_preprocess_graph, merge_raw, synthetic_raw_rows, unsupported
+    from .onnx_preprocess import build_preprocess_graph, merge_raw, unsupported
     from .runs import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)

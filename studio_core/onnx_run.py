@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_preprocess import iter_raw_feeds
+from .onnx_raw_inputs import iter_raw_feeds
 from .preprocess import Preprocessor
 
 # What "the ONNX graph matches" means: |onnx - torch| <= ATOL + RTOL * |torch| for every row

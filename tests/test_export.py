@@ -22,7 +22,7 @@ from studio_core import pipeline
 from studio_core.bundle import export_bundle
 from studio_core.cli import main
 from studio_core.errors import StudioError
-from studio_core.onnx_preprocess import MISSING_TEXT, raw_input_names
+from studio_core.onnx_raw_inputs import MISSING_TEXT, raw_input_names
 from studio_core.onnx_run import PARITY_TOL
 from studio_core.results import change_text
 from studio_core.runs import load_run
