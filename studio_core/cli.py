@@ -17,6 +17,7 @@ from pathlib import Path
 from .cli_data import _data_spec, _error, _load, _sources, _warn
 from .cli_runs import cmd_evaluate, cmd_export, cmd_predict, cmd_score
 from .cli_train import Terminated, cmd_train
+from .cli_tune import add_parser as add_tune_parser
 from .errors import StudioError
 
 
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--nproc", type=int, default=0, help="train with N processes on this machine (torchrun + DistributedDataParallel)")
             p.add_argument("--preprocessing", help="a fitted preprocess.json to use instead of fitting (what --nproc ships to its ranks)")
         p.set_defaults(func=func)
+
+    add_tune_parser(sub, data_help)
 
     p = sub.add_parser("predict", help="score a file with a run")
     p.add_argument("--allow-missing", action="store_true", help="score even when feature columns are missing or look renamed (as missing values)")

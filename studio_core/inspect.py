@@ -117,6 +117,8 @@ def wide_weights(run: Run) -> pd.DataFrame:
         vocab = getattr(enc, "vocabulary_", None)
         counts = getattr(enc, "counts_", None)
         bounds = getattr(enc, "boundaries_", None)
+        combos = getattr(enc, "labels_", None) or {}  # a cross's combinations (runs before they were kept: none)
+        shared = getattr(enc, "encoding", "") == "hash"
         for i in range(n):
             if i == 0:
                 label = "(unseen or missing)"
@@ -124,6 +126,8 @@ def wide_weights(run: Run) -> pd.DataFrame:
                 label = str(vocab[i - 1])
             elif bounds is not None:
                 label = enc.label(i)
+            elif str(i) in combos:
+                label = combos[str(i)] + (" (+ others in its hash bucket)" if shared else "")
             else:
                 label = f"#{i}"
             rows.append((names[key], label, float(weights[start + i]), int(counts[i - 1]) if counts is not None and i > 0 else None))

@@ -186,9 +186,11 @@ class WideDeep(nn.Module):
             n_num = len(layout.numeric_inputs)
             periodic = sorted(set(layout.periodic_inputs))
             plain = [i for i in range(n_num) if i not in set(periodic)]
-            # numeric inputs enter as [plain values..., periodic embeddings...] (buffers: not saved weights)
-            self.register_buffer("plain_index", torch.tensor(plain, dtype=torch.int64), persistent=False)
-            self.register_buffer("periodic_index", torch.tensor(periodic, dtype=torch.int64), persistent=False)
+            # numeric inputs enter as [plain values..., periodic embeddings...]; plain index lists, not
+            # buffers: DistributedDataParallel broadcasts buffers before every forward, and a rank
+            # without validation rows runs fewer forwards (the broadcasts would never match)
+            self.plain_index, self.periodic_index = plain, periodic
+            self._index_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
             p_dim = spec.attention_dim if spec.attention else spec.periodic_dim
             self.periodic = PeriodicEmbedding(len(periodic), spec.periodic_frequencies, p_dim, spec.periodic_scale) if periodic else None
             self.attention = None
@@ -222,8 +224,13 @@ class WideDeep(nn.Module):
         if not self.use_deep:
             return torch.zeros(cat.shape[0], device=cat.device)
         embedded = [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
-        plain = num if self.periodic is None else num[:, self.plain_index]
-        periodic = self.periodic(num[:, self.periodic_index]) if self.periodic is not None else None
+        plain, periodic = num, None
+        if self.periodic is not None:
+            at = self._index_cache.get(str(num.device))
+            if at is None:
+                at = self._index_cache[str(num.device)] = tuple(torch.tensor(i, dtype=torch.int64, device=num.device)
+                                                                 for i in (self.plain_index, self.periodic_index))
+            plain, periodic = num.index_select(1, at[0]), self.periodic(num.index_select(1, at[1]))
         if self.attention is not None:
             fields = [proj(e) for proj, e in zip(self.field_proj, embedded)]
             if plain.shape[1]:

@@ -224,8 +224,10 @@ def train(
     stop_event: threading.Event | None = None,
     ranks: Ranks | None = None,
     preprocessing: dict[str, Any] | None = None,
+    score_test: bool = True,
 ) -> Outcome:
     """Train ``spec`` on the workspace's rows; write the run to ``out_dir`` when given.
+    ``score_test=False`` (a tuning trial) leaves the test rows unscored.
 
     With ``ranks`` (a torchrun process) it trains one DistributedDataParallel replica on its
     shard; rank 0 alone writes the run.  ``preprocessing`` is a fitted preprocessor's state,
@@ -279,7 +281,7 @@ def train(
                 raise TrainingDiverged(f"{exc}{'; suspect column(s): ' + ', '.join(suspects) if suspects else ''}") from None
         rows_per_s = result.rows_per_s if ranks.world <= 1 else distributed.all_reduce([result.rows_per_s])[0]
         model.cpu()
-        test = score_rows(model, prep, split.test, key=True, stop_event=stop_event) if ranks.is_main else None
+        test = score_rows(model, prep, split.test, key=True, stop_event=stop_event) if ranks.is_main and score_test else None
         metrics = {
             "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
             "epochs_planned": t.epochs, "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),

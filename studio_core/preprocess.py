@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .cross_labels import LABELS_KEPT, combination_labels
 from .encoders import (
     CrossEncoder,
     HashEncoder,
@@ -176,8 +177,8 @@ class Preprocessor:
         self.encoders_ = enc
         for i, x in enumerate(self.features.crosses):
             cross = CrossEncoder(x.encoding, x.hash_buckets, x.min_count)
+            exprs = [self._cross_component_expr(c) for c in x.columns]
             if x.encoding == "vocab":
-                exprs = [self._cross_component_expr(c) for c in x.columns]
                 rows = source.all(f"SELECT {', '.join(exprs)}, count(*) FROM {{src}} GROUP BY ALL LIMIT {cap + 1}")
                 if len(rows) > cap:  # too many combinations to hold: hash them, as for a large vocabulary column
                     cross = CrossEncoder("hash", cap, x.min_count).fit()
@@ -188,6 +189,10 @@ class Preprocessor:
                     cross.fit(combos, np.array([r[-1] for r in rows], dtype=np.int64))
             else:
                 cross.fit()
+            if cross.encoding == "hash":  # name each bucket by its most frequent combinations
+                rows = source.all(f"SELECT {', '.join(exprs)}, count(*) AS n FROM {{src}} GROUP BY ALL ORDER BY n DESC LIMIT {4 * LABELS_KEPT}")
+            combos = [self._combo_codes(c, [r[j] for r in rows]) for j, c in enumerate(x.columns)]
+            cross.labels_ = {str(k): v for k, v in combination_labels(x.columns, rows, cross.transform(combos), self._describe).items()} if rows else {}
             enc[f"cross:{i}"] = cross
         if self.task == "regression":
             mean, std = source.one(f"avg({number_expr(self.label)}), stddev_pop({number_expr(self.label)})")
@@ -196,6 +201,13 @@ class Preprocessor:
 
     def _cross_component_expr(self, col: str) -> str:
         return number_expr(col) if col in self._numeric_cols() else self._text(col)
+
+    def _describe(self, col: str, value: Any) -> str:
+        """A cross component's training value as text: a numeric one as its bucket's interval."""
+        if col in self._numeric_cols():
+            enc = self.encoders_[f"bkt:{col}"]
+            return enc.label(int(enc.transform(pa.array([value], pa.float64()))[0]))
+        return "(missing)" if value is None else str(value)
 
     def _combo_codes(self, col: str, values: list[Any]) -> np.ndarray:
         """Component codes of distinct combinations, exactly as ``transform`` computes them."""

@@ -103,7 +103,7 @@ def _deep_slices(prep: Preprocessor, model: torch.nn.Module, codes: ColumnCodes)
         out.setdefault(name, []).append(("emb", k, slice(start, start + d)))
         start += d
     owners = [(x.name, j) for x in f.numeric if x.transform in SCALED_TRANSFORMS for j in range(codes.scaled[x.name].shape[1])]
-    periodic = [int(i) for i in getattr(model, "periodic_index", torch.zeros(0)).tolist()] if getattr(model, "periodic", None) is not None else []
+    periodic = list(model.periodic_index) if getattr(model, "periodic", None) is not None else []
     plain = [i for i in range(len(owners)) if i not in set(periodic)]
     for i in plain:
         name, j = owners[i]

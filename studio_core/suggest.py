@@ -21,7 +21,6 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from .encoders import embedding_dim_for
 from .errors import StudioError
@@ -29,6 +28,7 @@ from .spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, Numer
 from .split import SPLIT_TABLE, Split, clear_split, make_split, source_sql
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
 from .suggest_checks import distinct_crosses, looks_like_code, looks_like_group_id, numeric_encoding, quantity_name, table_notes
+from .suggest_scores import cross_gain, single_column_scores
 from .workspace import Workspace
 
 MAX_VOCAB = 10_000
@@ -36,7 +36,6 @@ MIN_ROWS_PER_VALUE_DEEP = 50  # sparser categoricals (user/item ids) go to the w
 SMALL_INT_DISTINCT = 32  # integer columns with at most this many values are categorical
 ID_SHARE = 0.9  # text columns with distinct/non-null above this are id-like
 LEAK_SCORE = 0.99
-SMOOTHING = 20.0  # pseudo-rows pulling a value's mean towards its baseline
 MIN_CROSS_GAIN = 1e-4  # nats per validation row
 CROSS_POOL = 16  # crosses are searched among the most informative features
 TRIPLE_POOL = 7
@@ -70,68 +69,7 @@ class Suggestion:
     notes: list[str] = field(default_factory=list)  # what the analyst should hear before training (suggest_checks)
     group_columns: list[str] = field(default_factory=list)  # columns that look like group ids
     positive_share: float | None = None  # binary: the positive class's share of the training rows
-
-
-def _cells(con, relation: str, exprs: list[str]) -> pd.DataFrame:
-    """Aggregated (keys..., n, sum y, sum y^2) per combination of values of ``exprs``."""
-    keys = ", ".join(f"CAST({e} AS VARCHAR) AS k{i}" for i, e in enumerate(exprs))
-    df = con.sql(f"SELECT {keys}, count(*)::DOUBLE AS n, sum(__y)::DOUBLE AS s, sum(__y * __y)::DOUBLE AS s2 FROM {relation} GROUP BY ALL").df()
-    for i in range(len(exprs)):
-        df[f"k{i}"] = df[f"k{i}"].astype(object).where(df[f"k{i}"].notna(), "\x00")
-    return df
-
-
-def _loss(task: str, p: np.ndarray, n: np.ndarray, s: np.ndarray, s2: np.ndarray) -> float:
-    """Total log-loss (binary) or squared error (regression) of predicting p in each cell."""
-    if task == "binary":
-        p = np.clip(p, 1e-6, 1 - 1e-6)
-        return float(-(s * np.log(p) + (n - s) * np.log(1 - p)).sum())
-    return float((s2 - 2 * p * s + n * p * p).sum())
-
-
-def _single(tr: pd.DataFrame, va: pd.DataFrame, key: str, p0: float, m: float) -> np.ndarray:
-    """Smoothed mean of the label for each validation cell's value of ``key`` alone."""
-    g = tr.groupby(key)[["n", "s"]].sum()
-    return va[key].map((g.s + m * p0) / (g.n + m)).fillna(p0).to_numpy(dtype=float)
-
-
-def cross_gain(con, train: str, val: str, exprs: list[str], task: str, m: float = SMOOTHING) -> float:
-    """Validation loss reduction per row of a cross beyond its columns, fitted on training rows.
-
-    The baseline is the better of (a) the additive combination of the columns' own smoothed
-    encodings (on the logit scale for binary) and (b) each column alone; each cell's mean is
-    shrunk towards (a) with ``m`` pseudo-rows -- so a cross scores only for what it predicts
-    *beyond its parts*, out of sample; rare or unseen cells score nothing.
-    """
-    tr, va = _cells(con, train, exprs), _cells(con, val, exprs)
-    if tr.empty or va.empty:
-        return 0.0
-    keys = [f"k{i}" for i in range(len(exprs))]
-    p0 = tr.s.sum() / tr.n.sum()
-    link, inv = ((lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))), (lambda z: 1 / (1 + np.exp(-z)))) \
-        if task == "binary" else ((lambda p: p), (lambda z: z))
-
-    def parts(frame: pd.DataFrame) -> np.ndarray:
-        z = np.full(len(frame), link(p0))
-        for k in keys:
-            g = tr.groupby(k)[["n", "s"]].sum()
-            enc = link((g.s + m * p0) / (g.n + m)) - link(p0)
-            z = z + frame[k].map(enc).fillna(0.0).to_numpy(dtype=float)
-        return inv(z)
-
-    n, s, s2 = va.n.to_numpy(), va.s.to_numpy(), va.s2.to_numpy()
-    base = parts(va)
-    tr = tr.assign(p=(tr.s + m * parts(tr)) / (tr.n + m))
-    merged = va.merge(tr[keys + ["p"]], on=keys, how="left")
-    pred = merged.p.fillna(pd.Series(base, index=merged.index)).to_numpy(dtype=float)
-    # redundant columns (education / education_num) make the additive baseline double-count:
-    # the baseline is the best of the additive model and each column alone
-    base_loss = min([_loss(task, base, n, s, s2)] + [_loss(task, _single(tr, va, k, p0, m), n, s, s2) for k in keys])
-    gain = (base_loss - _loss(task, pred, n, s, s2)) / n.sum()
-    if task == "regression":
-        var = s2.sum() / n.sum() - (s.sum() / n.sum()) ** 2
-        gain = gain / var if var > 0 else 0.0
-    return float(gain)
+    time_columns: list[str] = field(default_factory=list)  # columns ordering the rows in time (a time split is offered)
 
 
 def _label_values(ws: Workspace, src: str, label: str, label_type: str) -> list[str]:
@@ -286,7 +224,9 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
     scored.sort(key=lambda s: -s[0])
     crosses = [CrossCandidate(g, float(s), int(k), _unseen_share(con, split, [comp_expr[c] for c in g])) for s, g, k in scored[:20]]
     chosen, notes = distinct_crosses(con, train, [c for c in crosses if c.score > MIN_CROSS_GAIN], comp_expr, max_crosses)
-    cross_specs = [CrossFeature(list(c.columns), "hash", int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(2 * c.cardinality)))))), 1) for c in chosen]
+    # a cross whose combinations fit a vocabulary gets one (no collisions, readable weights); a larger one is hashed
+    cross_specs = [CrossFeature(list(c.columns), "vocab" if c.cardinality <= MAX_VOCAB else "hash",
+                                int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(2 * c.cardinality)))))), 1) for c in chosen]
     if not numeric and not categorical:
         why = "; ".join(f"{r.name}: {r.reason}" for r in final_roles if r.role == "ignored")
         raise StudioError(f"no column can be a feature for label {data.label!r} ({why or 'the table has only the label'}); "
@@ -298,8 +238,8 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
         final_roles = [ColumnRole(r.name, r.role, f"{r.reason}; its quantile buckets feed the wide part (no categorical column to do so)", r.distinct,
                                   r.null_share, r.gain) if r.role == "numeric" else r for r in final_roles]
     spec = Spec(data=data, features=FeatureSpec(numeric, categorical, cross_specs))
-    share, groups, table = table_notes(con, train, labelled, data, [r for r in final_roles if r.role in ("numeric", "categorical")], stats, types)
-    return Suggestion(spec, task_reason, final_roles, crosses, table + notes, groups, share)
+    share, groups, times, table = table_notes(con, train, labelled, data, [r for r in final_roles if r.role in ("numeric", "categorical")], stats, types)
+    return Suggestion(spec, task_reason, final_roles, crosses, table + notes, groups, share, times)
 
 
 def _column_stats(con, relation: str, columns: list[str], types: dict[str, str]) -> dict[str, tuple[int, int, bool]]:
@@ -315,73 +255,6 @@ def _column_stats(con, relation: str, columns: list[str], types: dict[str, str])
         vals = con.execute(f"SELECT {', '.join(exprs)} FROM {relation}").fetchall()[0]
         for i, c in enumerate(cols):
             out[c] = (int(vals[3 * i]), int(vals[3 * i + 1]), bool(vals[3 * i + 2]))
-    return out
-
-
-def _weighted_auc(score: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float | None:
-    """AUC of cells (score, positives, negatives), ties counted half: exact for grouped data."""
-    if pos.sum() == 0 or neg.sum() == 0:
-        return None
-    order = np.argsort(score, kind="stable")
-    score, pos, neg = score[order], pos[order], neg[order]
-    uniq, idx = np.unique(score, return_inverse=True)
-    p, n = np.bincount(idx, pos, len(uniq)), np.bincount(idx, neg, len(uniq))
-    neg_below = np.cumsum(n) - n
-    return float((p * (neg_below + 0.5 * n)).sum() / (pos.sum() * neg.sum()))
-
-
-def _unpivot_cells(con, rel: str, cols: str, keys: str) -> pd.DataFrame:
-    """(col, k, n, s, s2) for every non-NULL value of every column, in one query."""
-    df = con.sql(f"SELECT col, k, count(*)::DOUBLE n, sum(__y)::DOUBLE s, sum(__y * __y)::DOUBLE s2 FROM "
-                 f"(UNPIVOT (SELECT {cols}, __y FROM {rel}) ON {keys} INTO NAME col VALUE k) GROUP BY ALL").df()
-    df["k"] = df["k"].astype(object).where(df["k"].notna(), "\x00")
-    return df
-
-
-def _with_nulls(con, frame: pd.DataFrame, rel: str, n_cols: int) -> pd.DataFrame:
-    """UNPIVOT drops NULL values: add each column's NULL cell back from the totals."""
-    n, s, s2 = con.execute(f"SELECT count(*)::DOUBLE, sum(__y)::DOUBLE, sum(__y * __y)::DOUBLE FROM {rel}").fetchall()[0]
-    seen = frame.groupby("col")[["n", "s", "s2"]].sum().reindex([f"c{i}" for i in range(n_cols)]).fillna(0.0)
-    nulls = pd.DataFrame({"col": seen.index, "k": "\x00", "n": n - seen.n.to_numpy(), "s": (s or 0.0) - seen.s.to_numpy(),
-                          "s2": (s2 or 0.0) - seen.s2.to_numpy()})
-    return pd.concat([frame, nulls[nulls.n > 0]], ignore_index=True)
-
-
-def single_column_scores(con, train: str, val: str, exprs: dict[str, str], task: str, m: float = SMOOTHING) -> dict[str, tuple[float, float | None]]:
-    """Per column: (held-out gain, leakage score) of a smoothed target encoding of the column.
-
-    The leakage score is the validation AUC (binary, either direction) or R² (regression) of the
-    column alone.  Computed from per-(column, value) aggregates: a few queries for any number
-    of columns, instead of several per column.
-    """
-    out: dict[str, tuple[float, float | None]] = {}
-    names = list(exprs)
-    for start in range(0, len(names), 200):
-        chunk = names[start : start + 200]
-        cols = ", ".join(f"CAST({exprs[c]} AS VARCHAR) AS {qi('c' + str(i))}" for i, c in enumerate(chunk))
-        keys = ", ".join(qi("c" + str(i)) for i in range(len(chunk)))
-
-        tr_all = _with_nulls(con, _unpivot_cells(con, train, cols, keys), train, len(chunk))
-        va_all = _with_nulls(con, _unpivot_cells(con, val, cols, keys), val, len(chunk))
-        if tr_all.empty or va_all.empty:
-            continue
-        p0 = tr_all[tr_all.col == "c0"].s.sum() / tr_all[tr_all.col == "c0"].n.sum()
-        tr_all["p"] = (tr_all.s + m * p0) / (tr_all.n + m)
-        merged = va_all.merge(tr_all[["col", "k", "p"]], on=["col", "k"], how="left")
-        merged["p"] = merged.p.fillna(p0)
-        for i, name in enumerate(chunk):
-            g = merged[merged.col == f"c{i}"]
-            n, s_, s2, pred = g.n.to_numpy(), g.s.to_numpy(), g.s2.to_numpy(), g.p.to_numpy()
-            base = _loss(task, np.full(len(g), p0), n, s_, s2)
-            gain = (base - _loss(task, pred, n, s_, s2)) / max(n.sum(), 1)
-            if task == "binary":
-                auc = _weighted_auc(pred, s_, n - s_)
-                leak = None if auc is None else max(auc, 1 - auc)
-            else:
-                var = s2.sum() - s_.sum() ** 2 / max(n.sum(), 1)
-                gain = gain / (var / max(n.sum(), 1)) if var > 0 else 0.0
-                leak = 1 - _loss(task, pred, n, s_, s2) / var if var > 0 else None
-            out[name] = (float(gain), leak if n.sum() >= 20 else None)
     return out
 
 

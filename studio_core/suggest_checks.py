@@ -135,14 +135,47 @@ def distinct_crosses(con, relation: str, candidates: Sequence, exprs: dict[str, 
     return chosen, notes
 
 
-def table_notes(con, train: str, labelled: str, data, used: Sequence, stats: dict, types: dict) -> tuple[float | None, list[str], list[str]]:
-    """(positive share, group-id columns, notes) of a suggestion's feature columns ``used``
-    (``ColumnRole``) on the training rows (``labelled`` has the 0/1 label as ``__y``)."""
+def table_notes(con, train: str, labelled: str, data, used: Sequence, stats: dict,
+                types: dict) -> tuple[float | None, list[str], list[str], list[str]]:
+    """(positive share, group-id columns, time columns, notes) of a suggestion's feature
+    columns ``used`` (``ColumnRole``) on the training rows (``labelled`` has the 0/1 label as
+    ``__y``)."""
     from .preprocess import text_expr
 
     share = float(con.execute(f"SELECT avg(__y) FROM {labelled}").fetchall()[0][0] or 0) if data.task == "binary" else None
     groups = [r.name for r in used if r.reason.startswith("looks like a group id")]
     notes = [n for n in [imbalance_note(data.label, data.positive_class, share) if share is not None else None] if n]
     notes += [group_note(g, stats[g][1], stats[g][0]) for g in groups]
+    times = [] if data.split == "time" else time_columns(types, stats, data.label)
+    notes += [time_note(times[0])] if times else []
     pairs = one_to_one_pairs(con, train, {r.name: text_expr(r.name, types[r.name]) for r in used}, {r.name: r.distinct for r in used})
-    return share, groups, notes + [pair_note(a, b) for a, b in pairs]
+    return share, groups, times, notes + [pair_note(a, b) for a, b in pairs]
+
+
+_TIME_WORDS = ("time", "timestamp", "ts", "date", "datetime", "day", "epoch", "created", "updated")
+_TIME_NAME = re.compile(r"(^|_)(" + "|".join(_TIME_WORDS) + r")($|_)|_at$|^at$")
+TIME_MIN_DISTINCT = 20  # a column ordering rows in time takes many values
+
+
+def time_columns(types: dict[str, str], stats: dict, label: str) -> list[str]:
+    """Columns that order the rows in time, best first: DATE / TIMESTAMP columns, then numbers
+    (integers or not) under a time-like name (``ts``, ``event_time``, ``created_at``,
+    ``unixTime``) with many values."""
+    typed, named = [], []
+    for col, t in types.items():
+        if col == label or col not in stats:
+            continue
+        nonnull, distinct, _ = stats[col]
+        if distinct < TIME_MIN_DISTINCT:
+            continue
+        upper = t.upper()
+        if upper.startswith(("TIMESTAMP", "DATE")):
+            typed.append(col)
+        elif _TIME_NAME.search(_words(col)) and not upper.startswith(("VARCHAR", "BOOL")):
+            named.append(col)
+    return typed + named
+
+
+def time_note(col: str) -> str:
+    return (f"{col} orders the rows in time: a random split scores the model on a past it has already seen. Use the "
+            f"time-ordered split (data.split = 'time', data.split_column = '{col}'): validation and test are then the latest rows")

@@ -57,13 +57,19 @@ reason = s.suggestion.task_reason.split("; positive class")[0] if s.suggestion e
 st.caption(f"Task: **{spec.data.task}** · {plain(reason)}")
 if s.suggestion and s.suggestion.notes:
     st.warning("Before you train:\n\n" + "\n".join(f"- {plain(n)}" for n in s.suggestion.notes))
-for g in s.suggestion.group_columns if s.suggestion and spec.data.split != "group" else []:
-    if st.button(f"Use the grouped split by {g}", key=f"group_split_{g}",
-                 help=f"Every {g} value goes to one part (train, validation or test), so the test figures are on new groups; "
-                      f"{g} itself is then used by the split, not as a feature. The features are suggested again."):
+offers = [("group", g, f"Use the grouped split by {g}",
+           f"Every {g} value goes to one part (train, validation or test), so the test figures are on new groups; "
+           f"{g} itself is then used by the split, not as a feature. The features are suggested again.")
+          for g in (s.suggestion.group_columns if s.suggestion and spec.data.split != "group" else [])]
+offers += [("time", t, f"Use the time-ordered split by {t}",
+            f"Rows are ordered by {t}: training is the earliest rows, validation the next, test the latest, so the test "
+            "figures are on a future the model has not seen. The features are suggested again.")
+           for t in (s.suggestion.time_columns[:1] if s.suggestion and spec.data.split != "time" else [])]
+for kind, col, text, why in offers:
+    if st.button(text, key=f"{kind}_split_{col}", help=why):
         try:
-            with st.spinner("Suggesting again with the grouped split…"):
-                s.suggestion = suggest(s.ws, DataSpec(**{**spec.data.__dict__, "split": "group", "split_column": g}))
+            with st.spinner(f"Suggesting again with the {'grouped' if kind == 'group' else 'time-ordered'} split…"):
+                s.suggestion = suggest(s.ws, DataSpec(**{**spec.data.__dict__, "split": kind, "split_column": col}))
             s.spec = spec = s.suggestion.spec
             st.rerun()
         except StudioError as exc:

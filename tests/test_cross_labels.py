@@ -1,0 +1,63 @@
+"""Crosses an analyst can read (issue 14, item 5): Inspect names a cross's weights by their
+combinations -- ``city=Oslo × zip=8001``, a numeric component by its bucket -- for vocabulary
+crosses exactly and for hashed ones by each bucket's most frequent training combination."""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+from test_export import mixed_spec, train_run
+
+from studio_core.encoders import text_codes
+from studio_core.inspect import wide_weights
+from studio_core.runs import load_run
+from studio_core.spec import DataSpec
+from studio_core.suggest import suggest
+
+
+def _id_of(prep, i: int, values: dict) -> int:
+    """The cross id ``transform`` gives one row with these component values."""
+    x = prep.features.crosses[i]
+    codes = [prep.encoders_[f"bkt:{c}"].transform(pa.array([values[c]], pa.float64())) if c in prep._numeric_cols()
+             else text_codes(pa.array([values[c]], pa.string())) for c in x.columns]
+    return int(prep.encoders_[f"cross:{i}"].transform(codes)[0])
+
+
+def test_inspect_names_cross_weights_by_their_combinations(tmp_path):
+    run_dir, ws = train_run(tmp_path, mixed_spec())
+    run = load_run(run_dir)
+    prep = run.preprocessor
+    w = wide_weights(run)
+    # vocabulary cross city x zip: every id named, and the name is the combination that id encodes
+    city_zip = w[w.feature == "city x zip"]
+    named = city_zip[city_zip.value != "(unseen or missing)"]
+    assert len(named) > 5 and not named.value.str.startswith("#").any()
+    for label in named.value.head(8):
+        m = re.fullmatch(r"city=(.*) × zip=(.*)", label)
+        assert m, label
+        enc = prep.encoders_["cross:1"]
+        key = next(k for k, v in enc.labels_.items() if v == label)
+        assert _id_of(prep, 1, {"city": None if m[1] == "(missing)" else m[1], "zip": m[2]}) == int(key)
+    # numeric x categorical: the numeric part is its bucket's interval
+    age_city = w[w.feature == "age x city"]
+    assert age_city.value.str.fullmatch(r"age=(\(.*, .*\]|\(missing\)) × city=.*|\(unseen or missing\)").all()
+    # a hashed cross: each bucket named by its most frequent combination, saying the bucket is shared
+    hashed = w[(w.feature == "city x user agent") & (w.value != "(unseen or missing)")]
+    assert len(hashed) > 10 and hashed.value.str.endswith("(+ others in its hash bucket)").all()
+    label = hashed.value.iloc[0].removesuffix(" (+ others in its hash bucket)")
+    m = re.fullmatch(r"city=(.*) × user agent=(.*)", label)
+    key = next(k for k, v in prep.encoders_["cross:0"].labels_.items() if v == label)
+    assert _id_of(prep, 0, {"city": m[1], "user agent": m[2]}) == int(key)
+
+
+def test_a_cross_whose_combinations_fit_a_vocabulary_is_suggested_as_one(tmp_path):
+    from studio_core.workspace import Workspace
+
+    ws = Workspace()
+    ws.load("sample_data/adult.csv", name="adult")
+    sug = suggest(ws, DataSpec(table="adult", label="income"))
+    assert sug.spec.features.crosses
+    for x, cand in ((x, next(c for c in sug.crosses if list(c.columns) == x.columns)) for x in sug.spec.features.crosses):
+        assert x.encoding == ("vocab" if cand.cardinality <= 10_000 else "hash")
+    assert any(x.encoding == "vocab" for x in sug.spec.features.crosses)
