@@ -30,6 +30,7 @@ from studio_core.runs import Run, load_run
 from studio_core.spec import Spec
 from studio_core.suggest import Suggestion
 from studio_core.tasks import Slots, Task
+from studio_core.tune_job import TuneJob
 from studio_core.workspace import Bounds, Workspace
 
 os.umask(0o077)  # everything the server writes (uploads, spill files, runs) is readable by its own user only
@@ -52,6 +53,7 @@ class StudioSession:
     explain_jobs: dict[str, Task] = field(default_factory=dict)  # run id -> its latest SHAP task
     exports: dict[str, Task] = field(default_factory=dict)  # run id -> its latest bundle export
     predicts: dict[str, Task] = field(default_factory=dict)  # run id (or "bundle") -> its latest scoring of a table
+    tune: TuneJob | None = None  # the latest tuning search
     last_seen: float = field(default_factory=time.time)
     closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
     slow_tables: set[str] = field(default_factory=set)  # tables whose row count ran past the query timeout
@@ -144,7 +146,7 @@ def release(s: StudioSession) -> None:
     for job in registry().owned(s.owner):
         if job.snapshot().active:
             job.cancel()
-    for task in [*s.explain_jobs.values(), *s.exports.values(), *s.predicts.values()]:
+    for task in [*s.explain_jobs.values(), *s.exports.values(), *s.predicts.values(), *([s.tune.task] if s.tune else [])]:
         task.cancel()
     s.close()
 

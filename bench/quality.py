@@ -16,7 +16,13 @@ positives (``wide_table.py``).
 Target (issue 14): W&D at or above the better GBDT on every dataset's main metric (binary AUC
 within 0.002 counts as level), above it on the ratings log; Adult's command under 30 s.
 
-Run: ``.venv/bin/python bench/quality.py [--seeds 3] [--only adult,ratings]`` (~10-20 min).
+With ``--tune N`` each seed also runs ``tune`` (N trials, validation rows only) and trains the best
+spec once for its test figures, beside LightGBM given the same N Optuna trials (num_leaves,
+learning rate, min_child_samples, column share, L2; trial 0 its defaults), both reported apart
+from the defaults.
+
+Run: ``.venv/bin/python bench/quality.py [--seeds 3] [--only adult,ratings] [--tune 10]`` (~10-20 min
+without tuning).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from studio_core import pipeline
 from studio_core.spec import DataSpec
 from studio_core.split import split_for
 from studio_core.suggest import suggest
+from studio_core.tune import tune
 from studio_core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +111,8 @@ def frames(ws: Workspace, spec, metrics: dict) -> dict[str, pd.DataFrame]:
     return {name: sp.con.sql(f"SELECT {cols} FROM {getattr(sp, name).relation} ORDER BY __wd_row").df() for name in ("train", "val", "test")}
 
 
-def gbdt_scores(spec, parts: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
+def _xy(spec, parts: dict[str, pd.DataFrame]) -> tuple[dict, dict]:
+    """Feature frames (text columns as pandas categories of the training values) and labels."""
     label, feats, task = spec.data.label, spec.feature_names(), spec.data.task
     x = {k: v[feats].copy() for k, v in parts.items()}
     for c in feats:
@@ -117,20 +125,53 @@ def gbdt_scores(spec, parts: dict[str, pd.DataFrame]) -> dict[str, dict[str, flo
         y = {k: (v[label].astype(str) == spec.data.positive_class).to_numpy(int) for k, v in parts.items()}
     else:
         y = {k: v[label].astype(float).to_numpy() for k, v in parts.items()}
-    out = {}
-    if task == "binary":
-        m = lgb.LGBMClassifier(n_estimators=5000, verbose=-1).fit(x["train"], y["train"], eval_X=(x["val"],), eval_y=(y["val"],),
-                                                                   callbacks=[lgb.early_stopping(50, verbose=False)])
-        out["LightGBM"] = binary(y["test"], m.predict_proba(x["test"])[:, 1])
-        h = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0).fit(x["train"], y["train"])
-        out["HistGB"] = binary(y["test"], h.predict_proba(x["test"])[:, 1])
-    else:
-        m = lgb.LGBMRegressor(n_estimators=5000, verbose=-1).fit(x["train"], y["train"], eval_X=(x["val"],), eval_y=(y["val"],),
-                                                                  callbacks=[lgb.early_stopping(50, verbose=False)])
-        out["LightGBM"] = regression(y["test"], m.predict(x["test"]))
-        h = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=0).fit(x["train"], y["train"])
-        out["HistGB"] = regression(y["test"], h.predict(x["test"]))
+    return x, y
+
+
+def _lgbm(task: str, x: dict, y: dict, **params):
+    cls = lgb.LGBMClassifier if task == "binary" else lgb.LGBMRegressor
+    return cls(n_estimators=5000, verbose=-1, **params).fit(x["train"], y["train"], eval_X=(x["val"],), eval_y=(y["val"],),
+                                                           callbacks=[lgb.early_stopping(50, verbose=False)])
+
+
+def _score(task: str, model, x, y, part: str) -> dict[str, float]:
+    return binary(y[part], model.predict_proba(x[part])[:, 1]) if task == "binary" else regression(y[part], model.predict(x[part]))
+
+
+def gbdt_scores(spec, parts: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
+    task = spec.data.task
+    x, y = _xy(spec, parts)
+    out = {"LightGBM": _score(task, _lgbm(task, x, y), x, y, "test")}
+    h = (HistGradientBoostingClassifier if task == "binary" else HistGradientBoostingRegressor)(categorical_features="from_dtype", random_state=0)
+    out["HistGB"] = _score(task, h.fit(x["train"], y["train"]), x, y, "test")
     return out
+
+
+def lgbm_tuned(spec, parts: dict[str, pd.DataFrame], trials: int, seed: int) -> dict[str, float]:
+    """LightGBM with the same trial budget as the W&D search: Optuna TPE on the validation rows
+    (trial 0 its defaults), each trial early-stopped on them; the best scored once on test."""
+    import optuna
+
+    task = spec.data.task
+    x, y = _xy(spec, parts)
+    main = "auc" if task == "binary" else "rmse"
+    models = {}
+
+    def objective(trial) -> float:
+        params = {"num_leaves": trial.suggest_int("num_leaves", 8, 256, log=True),
+                  "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+                  "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+                  "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
+                  "reg_lambda": trial.suggest_float("reg_lambda", 1e-8, 10.0, log=True)}
+        models[trial.number] = m = _lgbm(task, x, y, random_state=seed, **params)
+        v = _score(task, m, x, y, "val")[main]
+        return v if main == "auc" else -v
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial({"num_leaves": 31, "learning_rate": 0.1, "min_child_samples": 20, "colsample_bytree": 1.0, "reg_lambda": 1e-8})
+    study.optimize(objective, n_trials=trials)
+    return _score(task, models[study.best_trial.number], x, y, "test")
 
 
 def binary(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -155,6 +196,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated: adult, diamonds, ratings, wide80")
+    ap.add_argument("--tune", type=int, default=0, help="also tune W&D and LightGBM with this many trials each (validation rows)")
     a = ap.parse_args()
     torch.set_num_threads(2)
     contention = Contention()
@@ -163,19 +205,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name, (ws, data, cli_args) in datasets(tmp, only).items():
-            scores: dict[str, list[dict[str, float]]] = {"W&D default": [], "LightGBM": [], "HistGB": []}
+            models = ["W&D default", "LightGBM", "HistGB"] + (["W&D tuned", "LightGBM tuned"] if a.tune else [])
+            scores: dict[str, list[dict[str, float]]] = {k: [] for k in models}
             for s in range(a.seeds):
                 spec = suggest(ws, DataSpec(**{**data.__dict__, "split_seed": 42 + s})).spec
                 spec.train.seed = 42 + s
+                keys = ("auc", "logloss") if spec.data.task == "binary" else ("r2", "rmse")
                 m = pipeline.train(spec, ws, tmp / f"{name}-{s}").metrics
-                scores["W&D default"].append({k: m["test"][k] for k in (("auc", "logloss") if spec.data.task == "binary" else ("r2", "rmse"))})
-                for model, got in gbdt_scores(spec, frames(ws, spec, m)).items():
+                scores["W&D default"].append({k: m["test"][k] for k in keys})
+                parts = frames(ws, spec, m)
+                for model, got in gbdt_scores(spec, parts).items():
                     scores[model].append(got)
+                if a.tune:
+                    best = tune(spec, ws, trials=a.tune, seed=s).best_spec
+                    tuned = pipeline.train(best, ws, tmp / f"{name}-{s}-tuned").metrics
+                    scores["W&D tuned"].append({k: tuned["test"][k] for k in keys})
+                    scores["LightGBM tuned"].append(lgbm_tuned(spec, parts, a.tune, s))
                 print(f"  {name} seed {s}: " + "; ".join(f"{k} {', '.join(f'{mk} {v:.4f}' for mk, v in vals[-1].items())}" for k, vals in scores.items()), flush=True)
             wall = wall_seconds(cli_args, tmp / f"{name}-cli")
             rows.append((name, spec.data.task, scores, wall))
     print()
-    print(f"{'dataset':10} {'metric':8} {'W&D default':>18} {'LightGBM':>18} {'HistGB':>18}   verdict   wdstudio train wall")
+    models = list(rows[0][2]) if rows else []
+    print(f"{'dataset':10} {'metric':8} " + " ".join(f"{k:>18}" for k in models) + "   verdict (default vs better GBDT)   wdstudio train wall")
     for name, task, scores, wall in rows:
         main_metric = "auc" if task == "binary" else "r2"
         for k in scores["W&D default"][0]:
@@ -187,7 +238,9 @@ def main() -> None:
                 gap = cells["W&D default"].mean() - best
                 verdict = "level" if (task == "binary" and abs(gap) <= 0.002) else ("above" if gap > 0 else "BELOW")
                 verdict += f" {gap:+.4f}"
-            print(f"{name:10} {k:8} {text['W&D default']:>18} {text['LightGBM']:>18} {text['HistGB']:>18}   {verdict:15} "
+                if "W&D tuned" in cells:
+                    verdict += f"; tuned {cells['W&D tuned'].mean() - cells['LightGBM tuned'].mean():+.4f} vs LightGBM tuned"
+            print(f"{name:10} {k:8} " + " ".join(f"{text[mdl]:>18}" for mdl in models) + f"   {verdict:33} "
                   + (f"{wall:.1f} s" if k == main_metric else ""))
     print(contention.report())
 

@@ -107,6 +107,20 @@ def effect_chart(curve: pd.DataFrame, column: str) -> alt.Chart:
         tooltip=["interval", alt.Tooltip("weight:Q", format="+.4f")])
 
 
+def trials_chart(values: list[tuple[int, float]], monitor: str, higher_is_better: bool) -> alt.Chart:
+    """Each tuning trial's validation score (points) under the best so far (a step line)."""
+    rows, best = [], None
+    for number, value in values:
+        best = value if best is None or (value > best if higher_is_better else value < best) else best
+        rows.append({"trial": number + 1, "value": value, "best": best})
+    df = pd.DataFrame(rows, columns=["trial", "value", "best"])
+    y = alt.Y("value:Q", title=f"validation {monitor}", scale=alt.Scale(zero=False))
+    points = alt.Chart(df, title="Tuning trials (validation rows)").mark_circle(size=60, color="#264653").encode(
+        x=alt.X("trial:Q", title="trial", axis=alt.Axis(tickMinStep=1)), y=y, tooltip=["trial", alt.Tooltip("value:Q", format=".4f")])
+    line = alt.Chart(df).mark_line(interpolate="step-after", color="#e63946").encode(x="trial:Q", y=alt.Y("best:Q", title=f"validation {monitor}"))
+    return points + line
+
+
 def residual_chart(actual, predicted) -> alt.Chart:
     df = pd.DataFrame({"residual": pd.Series(predicted) - pd.Series(actual)})
     return alt.Chart(df, title="Residuals (predicted - actual)").mark_bar(color="#457b9d").encode(

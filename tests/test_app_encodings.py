@@ -60,3 +60,29 @@ def test_inspect_draws_a_numeric_columns_wide_effect_curve(tmp_path, monkeypatch
     assert [p["weight"] for p in points] == pytest.approx(list(known.weight) + [known.weight.iloc[-1]])
     assert any(col.name in c.value for c in at.caption)
     reset_hub()
+
+
+def test_train_page_tunes_in_the_background_draws_the_trials_and_offers_the_best_spec(app, small_spec, synthetic_csv):
+    from test_app import _wait_for_task, load_file
+
+    at = app
+    _, spec = small_spec
+    spec.train.epochs = 1
+    load_file(at, synthetic_csv)
+    studio(at).spec = spec
+    at.switch_page("views/train.py").run()
+    at.number_input(key="tune_trials").set_value(3)
+    at.button(key="tune_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    _wait_for_task(at, lambda: {0: studio(at).tune.task})
+    job = studio(at).tune
+    result = job.task.snapshot().result
+    assert job.task.snapshot().status == "done" and len(result.trials) == 3
+    chart = {c["title"]: c for c in charts(at)}["Tuning trials (validation rows)"]
+    assert chart["marks"] == ["circle", "line"]
+    drawn = chart["data"][0]
+    assert [r["value"] for r in drawn] == pytest.approx([t.value for t in result.trials])
+    assert drawn[-1]["best"] == pytest.approx(result.best_value)  # the step line ends at the best trial
+    assert any(f"Best validation auc {result.best_value:.4f}" in m.value for m in at.success)
+    at.button(key="tune_use").click().run()
+    assert not at.exception and studio(at).spec.to_dict() == result.best_spec.to_dict()

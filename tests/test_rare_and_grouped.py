@@ -94,6 +94,8 @@ def test_positive_weight_raises_the_scores_of_rare_positives(tmp_path):
 def test_inspect_sets_the_threshold_by_share_flagged_for_rare_positives(tmp_path, monkeypatch):
     from test_app import _session_with_run, load_file, load_run_of
 
+    from studio_core.inspect import threshold_for_share
+
     ws = Workspace()
     csv = rare_table(tmp_path / "rare.csv")
     ws.load(str(csv))
@@ -111,7 +113,8 @@ def test_inspect_sets_the_threshold_by_share_flagged_for_rare_positives(tmp_path
     assert f"base rate: {np.mean(stored.y):.2%} of these {len(stored.y):,} rows" in text
     at.slider(key="flag_share").set_value(10.0).run()
     got = {m.label: m.value for m in at.metric}
-    threshold = float(got["threshold"])
+    threshold = threshold_for_share(stored, 0.10)  # the page shows it rounded to 4 places
+    assert got["threshold"] == f"{threshold:.4f}"
     flagged = stored.prediction >= threshold
     assert abs(flagged.mean() - 0.10) < 0.01
     assert got["precision"] == f"{precision_score(stored.y, flagged):.3f}" and got["recall"] == f"{recall_score(stored.y, flagged):.3f}"

@@ -5,6 +5,7 @@ import copy
 import streamlit as st
 from plain import plain
 from state import registry, session
+from tuning import tuning_panel
 
 from studio_core.charts import loss_chart, metric_chart, step_chart
 from studio_core.errors import StudioError
@@ -98,6 +99,7 @@ def training_form() -> None:
 
 
 training_form()
+tuning_panel(s)
 jobs = [j for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
 if not jobs:
     st.stop()
