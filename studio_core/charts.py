@@ -102,7 +102,7 @@ def effect_chart(curve: pd.DataFrame, column: str) -> alt.Chart:
     points = pd.concat([known[["start", "weight", "interval"]].rename(columns={"start": "value"}),
                         known.tail(1)[["end", "weight", "interval"]].rename(columns={"end": "value"})], ignore_index=True)
     return alt.Chart(points, title=alt.TitleParams(f"Wide effect of {column}", subtitle="the weight each bucket adds to the logit")
-                     ).mark_line(interpolate="step-after", point=True, color="#f4a261").encode(
+                     ).mark_line(interpolate="step-after", point=alt.OverlayMarkDef(color="#e76f51"), color="#f4a261").encode(
         x=alt.X("value:Q", title=column), y=alt.Y("weight:Q", title="wide weight (logit)"),
         tooltip=["interval", alt.Tooltip("weight:Q", format="+.4f")])
 
@@ -116,7 +116,7 @@ def trials_chart(values: list[tuple[int, float]], monitor: str, higher_is_better
     df = pd.DataFrame(rows, columns=["trial", "value", "best"])
     y = alt.Y("value:Q", title=f"validation {monitor}", scale=alt.Scale(zero=False))
     points = alt.Chart(df, title="Tuning trials (validation rows)").mark_circle(size=60, color="#264653").encode(
-        x=alt.X("trial:Q", title="trial", axis=alt.Axis(tickMinStep=1)), y=y, tooltip=["trial", alt.Tooltip("value:Q", format=".4f")])
+        x=alt.X("trial:Q", title="trial", axis=alt.Axis(tickMinStep=1), scale=alt.Scale(zero=False)), y=y, tooltip=["trial", alt.Tooltip("value:Q", format=".4f")])
     line = alt.Chart(df).mark_line(interpolate="step-after", color="#e63946").encode(x="trial:Q", y=alt.Y("best:Q", title=f"validation {monitor}"))
     return points + line
 
