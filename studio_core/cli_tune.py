@@ -32,12 +32,9 @@ def add_parser(sub: argparse._SubParsersAction, data_help: str) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .cli_train import _train_spec
-    from .tune import tune
+    from .tune import check_budget, tune
 
-    if args.trials is None and args.minutes is None:
-        raise StudioError("no tuning budget given; pass --trials N, --minutes M, or both")
-    if args.trials is not None and args.trials < 1 or args.minutes is not None and args.minutes <= 0:
-        raise StudioError("the tuning budget must be at least 1 trial (--trials) or more than 0 minutes (--minutes)")
+    check_budget(args.trials, args.minutes)
     out = Path(args.out)
     if out.is_dir():
         raise StudioError(f"--out {out} is a folder; name the spec file to write, e.g. {out / 'best_spec.json'}")

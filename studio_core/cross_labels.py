@@ -17,17 +17,19 @@ import numpy as np
 LABELS_KEPT = 5_000
 
 
-def combination_labels(columns: Sequence[str], rows: Sequence[tuple], ids: np.ndarray, describe: Callable[[str, Any], str],
-                       limit: int = LABELS_KEPT) -> dict[int, str]:
-    """``rows``: (component values..., count) of training combinations; ``ids``: each row's
-    cross id.  Returns id -> "a=x × b=y" of the id's most frequent combination (id 0 excluded)."""
+def combination_labels(columns: Sequence[str], rows: Sequence[tuple], codes: Sequence[np.ndarray], ids: np.ndarray,
+                       describe: Callable[[str, Any, int], str], limit: int = LABELS_KEPT) -> dict[int, str]:
+    """``rows``: (component values..., count) of training combinations; ``codes``: per column,
+    each row's component code (a numeric column's bucket); ``ids``: each row's cross id.
+    Returns id -> "a=x × b=y" of the id's most frequent combination (id 0 excluded); only the
+    named rows are described."""
     order = np.argsort(-np.asarray([r[-1] for r in rows], dtype=np.int64), kind="stable")
     out: dict[int, str] = {}
     for i in order:
         k = int(ids[i])
         if k == 0 or k in out:
             continue
-        out[k] = " × ".join(f"{c}={describe(c, rows[i][j])}" for j, c in enumerate(columns))
+        out[k] = " × ".join(f"{c}={describe(c, rows[i][j], int(codes[j][i]))}" for j, c in enumerate(columns))
         if len(out) >= limit:
             break
     return out

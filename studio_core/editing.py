@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .encoders import embedding_dim_for
+from .sizing import periodic_params
 from .spec import NUMERIC_TRANSFORMS, CategoricalFeature, CrossFeature, ModelSpec, NumericFeature, Spec
 
 ROLES = ("numeric", "categorical", "ignored")
@@ -23,11 +24,6 @@ def numeric_width(f: NumericFeature, m: ModelSpec) -> int:
     """About how many numbers a numeric column gives the MLP (piecewise: one per bin, about
     ``buckets`` of them; periodic: its embedding; bucketize: none, its bucket is embedded)."""
     return {"standardize": 1, "quantile": 1, "piecewise": int(f.buckets), "periodic": int(m.periodic_dim)}.get(f.transform, 0)
-
-
-def periodic_params(m: ModelSpec) -> int:
-    k = int(m.periodic_frequencies)
-    return k + 2 * k * int(m.periodic_dim) + int(m.periodic_dim)
 
 
 def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> list[dict[str, Any]]:

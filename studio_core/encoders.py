@@ -127,6 +127,10 @@ class Standardizer:
         self.has_missing_ = bool(missing)
         return self
 
+    def input_names(self, column: str) -> list[str]:
+        """Names of the model inputs ``transform`` makes, for the layout."""
+        return [column] + ([f"{column} (missing)"] if self.has_missing_ else [])
+
     def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Return an (n, 1 or 2) float32 array: scaled value [, missing indicator]."""
         x = pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False).astype(np.float64)

@@ -178,6 +178,7 @@ class Preprocessor:
         for i, x in enumerate(self.features.crosses):
             cross = CrossEncoder(x.encoding, x.hash_buckets, x.min_count)
             exprs = [self._cross_component_expr(c) for c in x.columns]
+            rows = []
             if x.encoding == "vocab":
                 rows = source.all(f"SELECT {', '.join(exprs)}, count(*) FROM {{src}} GROUP BY ALL LIMIT {cap + 1}")
                 if len(rows) > cap:  # too many combinations to hold: hash them, as for a large vocabulary column
@@ -191,8 +192,8 @@ class Preprocessor:
                 cross.fit()
             if cross.encoding == "hash":  # name each bucket by its most frequent combinations
                 rows = source.all(f"SELECT {', '.join(exprs)}, count(*) AS n FROM {{src}} GROUP BY ALL ORDER BY n DESC LIMIT {4 * LABELS_KEPT}")
-            combos = [self._combo_codes(c, [r[j] for r in rows]) for j, c in enumerate(x.columns)]
-            cross.labels_ = {str(k): v for k, v in combination_labels(x.columns, rows, cross.transform(combos), self._describe).items()} if rows else {}
+                combos = [self._combo_codes(c, [r[j] for r in rows]) for j, c in enumerate(x.columns)]
+            cross.labels_ = {str(k): v for k, v in combination_labels(x.columns, rows, combos, cross.transform(combos), self._describe).items()} if rows else {}
             enc[f"cross:{i}"] = cross
         if self.task == "regression":
             mean, std = source.one(f"avg({number_expr(self.label)}), stddev_pop({number_expr(self.label)})")
@@ -202,11 +203,10 @@ class Preprocessor:
     def _cross_component_expr(self, col: str) -> str:
         return number_expr(col) if col in self._numeric_cols() else self._text(col)
 
-    def _describe(self, col: str, value: Any) -> str:
-        """A cross component's training value as text: a numeric one as its bucket's interval."""
+    def _describe(self, col: str, value: Any, code: int) -> str:
+        """A cross component as text: a numeric one as the interval of its bucket ``code``."""
         if col in self._numeric_cols():
-            enc = self.encoders_[f"bkt:{col}"]
-            return enc.label(int(enc.transform(pa.array([value], pa.float64()))[0]))
+            return self.encoders_[f"bkt:{col}"].label(code)
         return "(missing)" if value is None else str(value)
 
     def _combo_codes(self, col: str, values: list[Any]) -> np.ndarray:
@@ -245,10 +245,9 @@ class Preprocessor:
         for n in f.numeric:
             if n.transform not in SCALED_TRANSFORMS:
                 continue
-            e = enc[f"std:{n.name}"]
             if n.transform == "periodic":
                 periodic.append(len(numeric))
-            numeric += e.input_names(n.name) if isinstance(e, PiecewiseLinear) else [n.name] + ([f"{n.name} (missing)"] if e.has_missing_ else [])
+            numeric += enc[f"std:{n.name}"].input_names(n.name)
         return Layout(tuple(wide_fields), wide_dim, tuple(deep), tuple(cards), tuple(dims), tuple(numeric), tuple(periodic))
 
     def wide_offsets(self) -> list[tuple[str, int, int]]:

@@ -32,6 +32,12 @@ def max_params() -> int:
         return DEFAULT_MAX_PARAMS
 
 
+def periodic_params(model: ModelSpec) -> int:
+    """Parameters of one column's periodic embedding: frequencies, per-column linear map, bias."""
+    p_dim, k = (model.attention_dim if model.attention else model.periodic_dim), model.periodic_frequencies
+    return k + 2 * k * p_dim + p_dim
+
+
 def deep_params(embeddings: Sequence[tuple[int, int]], n_numeric: int, model: ModelSpec, n_periodic: int = 0) -> int:
     """Parameters of the deep part: embeddings ``(ids, dim)``, periodic embeddings of
     ``n_periodic`` of the ``n_numeric`` numeric inputs, optional attention, the MLP."""
@@ -39,8 +45,7 @@ def deep_params(embeddings: Sequence[tuple[int, int]], n_numeric: int, model: Mo
         return 0
     total = sum(n * d for n, d in embeddings)
     p_dim = model.attention_dim if model.attention else model.periodic_dim
-    k = model.periodic_frequencies
-    total += n_periodic * (k + 2 * k * p_dim + p_dim)  # frequencies, per-column linear map and bias
+    total += n_periodic * periodic_params(model)
     if model.attention:
         d = model.attention_dim
         fields = len(embeddings) + n_numeric

@@ -165,7 +165,7 @@ def time_columns(types: dict[str, str], stats: dict, label: str) -> list[str]:
     for col, t in types.items():
         if col == label or col not in stats:
             continue
-        nonnull, distinct, _ = stats[col]
+        distinct = stats[col][1]
         if distinct < TIME_MIN_DISTINCT:
             continue
         upper = t.upper()

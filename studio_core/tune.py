@@ -123,6 +123,14 @@ def _as_given(base: Spec) -> dict:
     return p
 
 
+def check_budget(trials: int | None, minutes: float | None) -> None:
+    """Refuse a missing or empty budget (the CLI calls it before reading any data)."""
+    if trials is None and minutes is None:
+        raise StudioError("no tuning budget given; pass a number of trials (--trials N), of minutes (--minutes M), or both")
+    if trials is not None and trials < 1 or minutes is not None and minutes <= 0:
+        raise StudioError("the tuning budget must be at least 1 trial (--trials) or more than 0 minutes (--minutes)")
+
+
 def tune(base: Spec, ws: Workspace, trials: int | None = 20, minutes: float | None = None, seed: int = 0,
          on_trial: Callable[[Trial, int], None] | None = None, stop_event: threading.Event | None = None) -> TuneResult:
     """Search ``trials`` trials and/or ``minutes`` of wall time; ``on_trial(trial, planned)``
@@ -131,10 +139,7 @@ def tune(base: Spec, ws: Workspace, trials: int | None = 20, minutes: float | No
 
     from .pipeline import train
 
-    if trials is not None and trials < 1 or minutes is not None and minutes <= 0:
-        raise StudioError("the tuning budget must be at least 1 trial or more than 0 minutes")
-    if not trials and not minutes:
-        raise StudioError("a tuning budget needs a number of trials or of minutes (or both)")
+    check_budget(trials, minutes)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     found: list[Trial] = []
     monitor = {"name": ""}
