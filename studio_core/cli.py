@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--spec", help="spec JSON (default: the suggested spec)")
             p.add_argument("--epochs", type=int, help="override train.epochs")
+            p.add_argument("--max-minutes", type=float, help="override train.max_minutes: a wall-clock budget for training (0 = none)")
             p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
             p.add_argument("--out", required=True, help="run directory to write")
             p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -76,6 +76,8 @@ def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
     spec.data.sources = _sources(tables, paths)
     if args.epochs is not None:
         spec.train.epochs = args.epochs
+    if getattr(args, "max_minutes", None) is not None:
+        spec.train.max_minutes = args.max_minutes
     if args.device:
         spec.train.device = args.device
     return spec, ws, paths

@@ -268,8 +268,10 @@ def train(
             optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
             loss_fn = positive_weighted(t.positive_weight, device) if prep.task == "binary" else torch.nn.functional.mse_loss
             net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
-            config = TrainerConfig(t.epochs, local_batch, t.warmup_steps, t.grad_clip, t.early_stopping_patience, t.plateau_patience,
-                                   t.plateau_factor, monitor, device, t.mixed_precision, t.seed)
+            config = TrainerConfig(epochs=t.epochs, batch_size=local_batch, warmup_steps=t.warmup_steps, grad_clip=t.grad_clip,
+                                   early_stopping_patience=t.early_stopping_patience, plateau_patience=t.plateau_patience,
+                                   plateau_factor=t.plateau_factor, monitor=monitor, device=device, mixed_precision=t.mixed_precision,
+                                   seed=t.seed, max_seconds=60.0 * t.max_minutes)
             trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step, mean)
             trainer.listeners.extend(listeners)
             if stop_event is not None:
@@ -284,7 +286,7 @@ def train(
         test = score_rows(model, prep, split.test, key=True, stop_event=stop_event) if ranks.is_main and score_test else None
         metrics = {
             "task": prep.task, "monitor": monitor, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-            "epochs_planned": t.epochs, "stopped_early": result.stopped_early, "train_seconds": round(result.train_seconds, 3),
+            "epochs_planned": t.epochs, "stopped_early": result.stopped_early, "stopped_by_budget": result.stopped_by_budget, "train_seconds": round(result.train_seconds, 3),
             "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
             "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
             "split": split.record,

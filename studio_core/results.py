@@ -27,10 +27,13 @@ def held_out_figure(m: dict[str, Any], metric: str | None = None) -> str:
 
 
 def early_stop_text(m: dict[str, Any]) -> str:
-    """", stopped early after 9 of 40 epochs" when early stopping cut training short, else ""."""
+    """", stopped early after 9 of 40 epochs" when early stopping cut training short, ", time
+    budget ran out in epoch 3 of 40" when the wall-clock budget did, else ""."""
+    planned = m.get("epochs_planned")
+    if m.get("stopped_by_budget"):
+        return f", time budget ran out in epoch {m.get('epochs_run')}" + (f" of {planned}" if planned else "")
     if not m.get("stopped_early"):
         return ""
-    planned = m.get("epochs_planned")
     return f", stopped early after {m.get('epochs_run')} of {planned} epochs" if planned else ", stopped early"
 
 

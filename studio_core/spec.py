@@ -128,6 +128,7 @@ class TrainSpec:
     grad_clip: float = 1.0  # max gradient norm of the deep part; 0 disables
     positive_weight: float = 1.0  # binary: a positive row's weight in the loss (rare positives: negatives per positive); 1 keeps scores calibrated
     early_stopping_patience: int = 3  # epochs without improvement before stopping; 0 disables
+    max_minutes: float = 0.0  # wall-clock budget of training: the epoch under way when it runs out is the last; 0 = none
     plateau_patience: int = 1
     plateau_factor: float = 0.5
     monitor: str = "auto"  # "auto": auc (binary) or rmse (regression)

@@ -5,8 +5,10 @@ Deep.  Batches come from a ``Batches`` source (tensors permuted once per epoch, 
 blocks streamed from disk; see ``batches.py``), never assembled row by row.  It publishes frozen
 ``Progress`` records to listeners, so a CLI progress bar and the studio's background job are
 both thin adapters.  It warms up the learning rate, clips gradients, reduces the learning rate
-on plateaus, stops early restoring the best weights, uses mixed precision on CUDA, stops within
-a batch when ``stop_event`` is set, and raises ``TrainingDiverged`` on a NaN/inf loss.
+on plateaus, stops early restoring the best weights, ends within an optional wall-clock budget
+(the epoch under way is cut short, validated and kept if it is the best), uses mixed precision on
+CUDA, stops within a batch when ``stop_event`` is set, and raises ``TrainingDiverged`` on a
+NaN/inf loss.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class TrainerConfig:
     seed: int = 0
     step_records_per_epoch: int = 20
     eval_batch_size: int = 65536
+    max_seconds: float = 0.0  # wall-clock budget of the training loop (validation included); 0 = none
 
 
 @dataclass
@@ -81,6 +84,7 @@ class TrainResult:
     train_seconds: float
     rows_per_s: float
     stopped_early: bool
+    stopped_by_budget: bool = False
 
 
 class Trainer:
@@ -156,7 +160,7 @@ class Trainer:
         maximise = cfg.monitor in MAXIMISE
         best_value, best_epoch, best_state, best_metrics = None, 0, None, {}
         history: list[dict[str, Any]] = []
-        step, rows_done, train_time, bad_epochs, stopped_early = 0, 0, 0.0, 0, False
+        step, rows_done, train_time, bad_epochs, stopped_early, out_of_time = 0, 0, 0.0, 0, False, False
         started = time.perf_counter()
         smooth = None
         for epoch in range(1, cfg.epochs + 1):
@@ -166,6 +170,9 @@ class Trainer:
             for cpu_batch in train.epoch(epoch):
                 if self.stop_event.is_set():
                     raise Cancelled()
+                if cfg.max_seconds > 0 and epoch_rows and self._over_budget(started):
+                    out_of_time = True  # this partial epoch is still validated (and kept if it is the best)
+                    break
                 *inputs, target = [t.to(self.device, non_blocking=True) for t in cpu_batch]
                 self._set_warmup_lr(step, warmup)
                 for opt in self.optimizers:
@@ -198,7 +205,8 @@ class Trainer:
                     elapsed = train_time + time.perf_counter() - t0
                     rate = (rows_done + epoch_rows) / max(elapsed, 1e-9)
                     self.publish(Progress("step", epoch, cfg.epochs, step, total_steps, smooth, lrs=self._lrs(), rows_per_s=rate,
-                                          eta_s=(total_steps - step) * cfg.batch_size / max(rate, 1e-9), elapsed_s=time.perf_counter() - started))
+                                          eta_s=self._eta((total_steps - step) * cfg.batch_size / max(rate, 1e-9), started),
+                                          elapsed_s=time.perf_counter() - started))
             train_time += time.perf_counter() - t0
             rows_done += epoch_rows
             outputs, val_target = self.outputs(val.in_order(cfg.eval_batch_size), n_inputs=len(inputs))
@@ -224,16 +232,29 @@ class Trainer:
                      "lrs": list(self._lrs()), "rows_per_s": rate, "elapsed_s": time.perf_counter() - started}
             history.append(entry)
             self.publish(Progress("epoch", epoch, cfg.epochs, step, total_steps, entry["train_loss"], MappingProxyType(dict(metrics)),
-                                  self._lrs(), rate, (cfg.epochs - epoch) * n / max(rate, 1e-9), entry["elapsed_s"]))
+                                  self._lrs(), rate, self._eta((cfg.epochs - epoch) * n / max(rate, 1e-9), started), entry["elapsed_s"]))
             if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience and epoch < cfg.epochs:
                 stopped_early = True
+                break
+            if epoch < cfg.epochs and (out_of_time or (cfg.max_seconds > 0 and self._over_budget(started))):
+                out_of_time = True
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
         rate = rows_done / max(train_time, 1e-9)
         self.publish(Progress("end", best_epoch, cfg.epochs, step, total_steps, None, MappingProxyType(dict(best_metrics)), self._lrs(), rate, 0.0,
-                              time.perf_counter() - started, "stopped early" if stopped_early else "finished"))
-        return TrainResult(history, best_epoch, best_metrics, train_time, rate, stopped_early)
+                              time.perf_counter() - started, "stopped early" if stopped_early else "out of time" if out_of_time else "finished"))
+        return TrainResult(history, best_epoch, best_metrics, train_time, rate, stopped_early, out_of_time)
+
+    def _eta(self, seconds: float, started: float) -> float:
+        """The time left at this pace, never past the wall-clock budget."""
+        if self.config.max_seconds > 0:
+            seconds = min(seconds, max(0.0, self.config.max_seconds - (time.perf_counter() - started)))
+        return seconds
+
+    def _over_budget(self, started: float) -> bool:
+        """Whether the wall-clock budget is spent -- on any process, so all of them stop at the same step."""
+        return self.mean_over_processes(float(time.perf_counter() - started >= self.config.max_seconds)) > 0
 
     def _lrs(self) -> tuple[float, ...]:
         return tuple(float(g["lr"]) for opt in self.optimizers for g in opt.param_groups)

@@ -135,6 +135,7 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
     _number(p, "train.grad_clip", t.grad_clip, 0.0)
     _number(p, "train.positive_weight", t.positive_weight, 0.0, 1e6, low_open=True)
     _number(p, "train.early_stopping_patience", t.early_stopping_patience, 0)
+    _number(p, "train.max_minutes", t.max_minutes, 0.0)
     _number(p, "train.plateau_patience", t.plateau_patience, 0)
     _number(p, "train.plateau_factor", t.plateau_factor, 0.0, 1.0, low_open=True)
     _choice(p, "train.deep_optimizer", t.deep_optimizer, DEEP_OPTIMIZERS)

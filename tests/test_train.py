@@ -182,3 +182,40 @@ def test_inspect_holdout_scores_the_runs_own_validation_rows_batch_by_batch(tmp_
         assert abs(roc_auc_score(whole.y, whole.prediction) - out.metrics["auc"]) < 1e-6
     else:
         assert abs(mean_squared_error(whole.y, whole.prediction) ** 0.5 - out.metrics["rmse"]) < 1e-4 * max(1.0, out.metrics["rmse"])
+
+
+def test_a_wall_clock_budget_ends_training_inside_an_epoch_and_validates_it():
+    """A 20-epoch plan of 100 slow steps each, with a 0.3 s budget: training ends inside the first
+    epoch, that partial epoch is validated and kept, and the result says why it ended."""
+    layout = Layout(("a",), 4, ("a",), (4,), (2,), ("x",))
+    model = WideDeep(layout, ModelSpec(hidden_units=[4]), seed=0)
+    n = 1600
+    data = (torch.randint(0, 4, (n, 1)), torch.randint(0, 4, (n, 1)), torch.randn(n, 1), torch.randint(0, 2, (n,)).float())
+
+    def slow_loss(out, y):
+        time.sleep(0.01)
+        return torch.nn.functional.binary_cross_entropy_with_logits(out, y)
+
+    records: list[Progress] = []
+    trainer = Trainer(model, slow_loss, [torch.optim.SGD(model.parameters(), lr=0.1)],
+                      TrainerConfig(epochs=20, batch_size=16, max_seconds=0.3), lambda out, y: {"loss": float(out.abs().mean())})
+    trainer.listeners.append(records.append)
+    result = trainer.fit(data, data)
+    assert result.stopped_by_budget and not result.stopped_early
+    assert len(result.history) == 1 and result.best_epoch == 1
+    assert 0 < result.history[0]["step"] < 100  # cut inside the epoch, after at least one step
+    assert records[-1].kind == "end" and records[-1].message == "out of time"
+    assert all(r.eta_s <= 0.3 for r in records if r.kind == "step")  # the time left is never past the budget
+
+
+def test_the_budget_is_recorded_in_the_run_and_its_result_line(small_spec, tmp_path):
+    from studio_core.results import early_stop_text
+
+    ws, spec = small_spec
+    spec.train.epochs = 30
+    spec.train.max_minutes = 1e-6  # spent after the first step
+    out = pipeline.train(spec, ws, out_dir=tmp_path / "run")
+    assert out.metrics["stopped_by_budget"] and out.metrics["epochs_run"] == 1
+    assert early_stop_text(out.metrics) == ", time budget ran out in epoch 1 of 30"
+    run = load_run(tmp_path / "run")
+    assert run.metrics["stopped_by_budget"]

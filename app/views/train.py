@@ -70,12 +70,15 @@ def training_form() -> None:
             t.warmup_steps = a1.number_input("Warm-up steps", 0, 100000, t.warmup_steps, key="warmup")
             t.grad_clip = a2.number_input("Gradient clip (0 = off)", 0.0, 1000.0, t.grad_clip, key="clip")
             t.early_stopping_patience = a3.number_input("Early-stopping patience", 0, 100, t.early_stopping_patience, key="patience")
-            t.seed = a1.number_input("Seed", 0, 2**31 - 1, t.seed, key="seed")
-            t.device = a2.selectbox("Device", DEVICES, DEVICES.index(t.device), key="device")
-            t.out_of_core = a3.selectbox("Out of core", OUT_OF_CORE, OUT_OF_CORE.index(t.out_of_core), key="out_of_core",
+            t.max_minutes = a1.number_input("Time budget (minutes, 0 = none)", 0.0, 10080.0, float(t.max_minutes), key="max_minutes",
+                                            help="Training ends when this much time has passed: the epoch under way is the last, and "
+                                                 "the best epoch so far is the model kept")
+            t.seed = a2.number_input("Seed", 0, 2**31 - 1, t.seed, key="seed")
+            t.device = a3.selectbox("Device", DEVICES, DEVICES.index(t.device), key="device")
+            t.out_of_core = a1.selectbox("Out of core", OUT_OF_CORE, OUT_OF_CORE.index(t.out_of_core), key="out_of_core",
                                          help="Stream encoded rows from disk instead of holding them in memory; auto: above the row threshold")
-            t.out_of_core_rows = a1.number_input("Out of core above (rows)", 0, 10**12, t.out_of_core_rows, key="out_of_core_rows")
-            spec.features.max_vocabulary = a2.number_input("Largest vocabulary", 1, 1 << 24, spec.features.max_vocabulary, key="max_vocabulary",
+            t.out_of_core_rows = a2.number_input("Out of core above (rows)", 0, 10**12, t.out_of_core_rows, key="out_of_core_rows")
+            spec.features.max_vocabulary = a3.number_input("Largest vocabulary", 1, 1 << 24, spec.features.max_vocabulary, key="max_vocabulary",
                                                            help="A vocabulary column with more values is hashed into this many buckets")
         start = st.form_submit_button("Start training", type="primary")
 
