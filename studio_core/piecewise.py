@@ -13,16 +13,25 @@ insensitive to skew and outliers (a robust alternative to standardising).
 
 Edges are quantiles of the training rows.  Where many of them coincide (a column that is mostly
 one value: zeros with a long tail), quantiles of the column's distinct training values are
-added, so the tail still gets bins.
+added, so the tail still gets bins.  ``binning="tree"`` instead places them where the label
+changes (the paper's target-aware bins): a shallow regression tree on the label, grown best-first
+to ``bins`` leaves over a 256-bucket histogram of the training rows that DuckDB aggregates (count,
+sum and sum of squares of the label per bucket), so no row leaves the database.  For a 0/1 label
+the squared-error gain is the Gini gain, so one criterion serves both tasks.
 """
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+TREE_CANDIDATES = 256  # histogram buckets the tree chooses its splits from
+TREE_MIN_LEAF = 64  # rows a tree bin holds at least (rtdl's min_samples_leaf)
+TREE_MIN_GAIN = 1e-4  # a split must remove this share of the label's variance per row (rtdl's min_impurity_decrease)
 
 
 class PiecewiseLinear:
@@ -31,13 +40,18 @@ class PiecewiseLinear:
     missing values, a 0/1 indicator column.  ``bins`` quantiles make ``bins`` bins, up to twice
     as many where the distinct values' quantiles are added."""
 
-    def __init__(self, bins: int = 16, mode: str = "piecewise"):
+    def __init__(self, bins: int = 16, mode: str = "piecewise", binning: str = "quantile"):
         self.bins = bins
         self.mode = mode
+        self.binning = binning
 
-    def fit(self, source: Any, expr: str) -> PiecewiseLinear:
-        """``source``: an ``encoders.Source`` (this module stays below encoders, which registers it)."""
+    def fit(self, source: Any, expr: str, target: str = "") -> PiecewiseLinear:
+        """``source``: an ``encoders.Source`` (this module stays below encoders, which registers it);
+        ``target``: the label's SQL expression, for ``binning="tree"``."""
+        tree = self.binning == "tree" and bool(target)
         qs = [i / self.bins for i in range(1, int(self.bins))] or [0.5]
+        if tree:  # candidates for the tree's splits, not the bins themselves
+            qs = [i / TREE_CANDIDATES for i in range(1, TREE_CANDIDATES)]
         row_q, lo, hi, missing, mean, std = source.one(
             f"quantile_cont({expr}, {qs}), min({expr}), max({expr}), count(*) - count({expr}), avg({expr}), stddev_pop({expr})")
         self.min_, self.max_ = (float(lo), float(hi)) if lo is not None else (None, None)  # the training range (what-if hints)
@@ -48,6 +62,8 @@ class PiecewiseLinear:
         if len(inner) < 0.75 * len(qs):  # quantiles collapsed onto a few values: add bins over the distinct values
             distinct_q = source.con.execute(f"SELECT quantile_cont(v, {qs}) FROM (SELECT DISTINCT {expr} AS v FROM {source.relation})").fetchall()[0][0]
             inner |= {float(v) for v in (distinct_q or []) if v is not None}
+        if tree and inner:
+            inner = set(tree_edges(*_histogram(source, expr, target, sorted(inner)), int(self.bins)))
         edges = sorted(inner | ({self.min_, self.max_} if lo is not None else set()))
         if len(edges) < 2:  # constant or empty: one bin of width 1 (the value's offset from the constant)
             edges = [edges[0], edges[0] + 1.0] if edges else [0.0, 1.0]
@@ -93,3 +109,68 @@ class PiecewiseLinear:
         else:
             names = [f"{column} [{self.edges_[t]:g}, {self.edges_[t + 1]:g})" for t in range(self.n_bins)]
         return names + ([f"{column} (missing)"] if self.has_missing_ else [])
+
+
+def _histogram(source: Any, expr: str, target: str, cuts: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """Per bucket ``(-inf, c_0), [c_0, c_1), ..., [c_last, inf)`` of the rows with a value and a
+    label: count, sum and sum of squares of the label (a range join DuckDB runs as one pass)."""
+    bounds = [-np.inf, *cuts, np.inf]
+    values = ", ".join(f"({i}, {_sql_float(bounds[i])}, {_sql_float(bounds[i + 1])})" for i in range(len(bounds) - 1))
+    rows = source.all(
+        f"WITH b(i, lo, hi) AS (VALUES {values}), r AS (SELECT ({expr})::DOUBLE AS x, ({target})::DOUBLE AS y FROM {{src}}) "
+        "SELECT b.i, count(*), sum(r.y), sum(r.y * r.y) FROM r JOIN b ON r.x >= b.lo AND r.x < b.hi "
+        "WHERE r.y IS NOT NULL AND isfinite(r.y) GROUP BY b.i")
+    n, s, ss = (np.zeros(len(bounds) - 1) for _ in range(3))
+    for i, c, total, squares in rows:
+        n[i], s[i], ss[i] = c, total or 0.0, squares or 0.0
+    return n, s, ss, cuts
+
+
+def _sql_float(v: float) -> str:
+    return "'-infinity'::DOUBLE" if v == -np.inf else "'infinity'::DOUBLE" if v == np.inf else repr(float(v))
+
+
+def tree_edges(n: np.ndarray, s: np.ndarray, ss: np.ndarray, cuts: list[float], leaves: int,
+               min_leaf: int = TREE_MIN_LEAF, min_gain: float = TREE_MIN_GAIN) -> list[float]:
+    """The cut points a best-first regression tree of at most ``leaves`` leaves picks from
+    ``cuts`` (bucket ``j`` lies below ``cuts[j]``), given each bucket's row count ``n``, label sum
+    ``s`` and sum of squares ``ss``.  A split must leave ``min_leaf`` rows each side and remove at
+    least ``min_gain`` of the label's variance times the rows (the tree stops where the label
+    stops changing, so a column unrelated to it gets few bins)."""
+    cn, cs = np.concatenate([[0.0], np.cumsum(n)]), np.concatenate([[0.0], np.cumsum(s)])
+    total = cn[-1]
+    if total <= 0:
+        return []
+    variance = max(float(ss.sum() / total - (cs[-1] / total) ** 2), 0.0)
+    threshold = min_gain * variance * total
+
+    def best(a: int, b: int) -> tuple[float, int] | None:
+        """The best split of buckets [a, b) between buckets k-1 and k: (gain, k)."""
+        if b - a < 2:
+            return None
+        k = np.arange(a + 1, b)
+        nl, sl = cn[k] - cn[a], cs[k] - cs[a]
+        nr, sr = cn[b] - cn[k], cs[b] - cs[k]
+        ok = (nl >= min_leaf) & (nr >= min_leaf)
+        if not ok.any():
+            return None
+        whole = (cs[b] - cs[a]) ** 2 / (cn[b] - cn[a])
+        gain = np.where(ok, sl**2 / np.maximum(nl, 1) + sr**2 / np.maximum(nr, 1) - whole, -np.inf)
+        j = int(np.argmax(gain))
+        return (float(gain[j]), int(k[j])) if gain[j] > threshold and gain[j] > 0 else None
+
+    heap: list[tuple[float, int, int, int]] = []
+
+    def push(a: int, b: int) -> None:
+        found = best(a, b)
+        if found is not None:
+            heapq.heappush(heap, (-found[0], found[1], a, b))
+
+    push(0, len(n))
+    chosen: list[float] = []
+    while heap and len(chosen) + 1 < leaves:
+        _, k, a, b = heapq.heappop(heap)
+        chosen.append(float(cuts[k - 1]))  # the edge between bucket k-1 and bucket k
+        push(a, k)
+        push(k, b)
+    return sorted(chosen)

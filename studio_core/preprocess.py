@@ -162,12 +162,13 @@ class Preprocessor:
                                    "(raise features.max_vocabulary to keep a vocabulary)")
             enc[f"cat:{f.name}"] = e
         crossed = {c for x in self.features.crosses for c in x.columns}
+        label = f"CASE WHEN {self.label_filter()} THEN {self.label_expr()} END"  # tree bins: NULL for rows without a label
         for f in self.features.numeric:
             scaled = None
             if f.transform in ("standardize", "periodic"):
                 scaled = Standardizer().fit(source, number_expr(f.name))
             elif f.transform in ("piecewise", "quantile"):
-                scaled = PiecewiseLinear(f.buckets, f.transform).fit(source, number_expr(f.name))
+                scaled = PiecewiseLinear(f.buckets, f.transform, f.binning if f.transform == "piecewise" else "quantile").fit(source, number_expr(f.name), label)
             if scaled is not None:
                 enc[f"std:{f.name}"] = scaled  # the key of every scaled value (runs before piecewise named it so)
             if f.transform == "bucketize" or f.embed or f.wide or f.name in crossed:

@@ -20,6 +20,7 @@ from .errors import Problem, SpecError
 SPEC_VERSION = 1
 TASKS = ("binary", "regression")
 NUMERIC_TRANSFORMS = ("standardize", "piecewise", "periodic", "quantile", "bucketize")
+BINNINGS = ("quantile", "tree")
 SCALED_TRANSFORMS = ("standardize", "piecewise", "periodic", "quantile")  # a column that enters the deep part as numbers
 CATEGORICAL_ENCODINGS = ("vocab", "hash")
 CROSS_ENCODINGS = ("hash", "vocab")
@@ -63,6 +64,9 @@ class NumericFeature:
     embed: bool = False  # standardize: also embed the bucket id in the deep part (thresholds, tails)
     wide: bool = False  # also feed the bucket id to the wide (linear) part
     embedding_dim: int = 0  # size of the bucket embedding; 0 = the rule round(1.6 * n^0.56)
+    # piecewise: where the bins lie -- "quantile" (equal shares of the training rows) or "tree"
+    # (target-aware: where a shallow regression tree on the training labels splits, at most ``buckets``)
+    binning: str = "quantile"
 
 
 @dataclass

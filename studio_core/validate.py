@@ -13,6 +13,7 @@ import duckdb
 from .errors import Problem, StudioError
 from .sizing import size_problems
 from .spec import (
+    BINNINGS,
     CATEGORICAL_ENCODINGS,
     CROSS_ENCODINGS,
     DEEP_OPTIMIZERS,
@@ -83,6 +84,7 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
         p.append(Problem("features", "no feature columns", "add at least one numeric or categorical column"))
     for i, n in enumerate(f.numeric):
         _choice(p, f"features.numeric[{i}].transform", n.transform, NUMERIC_TRANSFORMS)
+        _choice(p, f"features.numeric[{i}].binning", n.binning, BINNINGS)
         _number(p, f"features.numeric[{i}].buckets", n.buckets, 2, 1000)
         _number(p, f"features.numeric[{i}].embedding_dim", n.embedding_dim, 0, 1024)
     for i, c in enumerate(f.categorical):

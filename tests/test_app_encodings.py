@@ -25,7 +25,8 @@ def test_features_editor_offers_every_numeric_encoding_and_shows_the_chosen_one(
     suggest_income(at)
     editor = _editor(at)
     config = json.loads(editor.proto.columns)
-    assert set(NUMERIC_TRANSFORMS) <= set(config["encoding"]["type_config"]["options"]) and "piecewise" in config["encoding"]["help"]
+    options = config["encoding"]["type_config"]["options"]
+    assert set(NUMERIC_TRANSFORMS) | {"piecewise-tree"} <= set(options) and "piecewise-tree" in config["encoding"]["help"]
     rows = editor.value.set_index("column")
     assert rows.loc["fnlwgt", "encoding"] == "periodic" and "periodic embeddings" in rows.loc["fnlwgt", "reason"]
     spec = studio(at).spec
@@ -38,6 +39,18 @@ def test_features_editor_offers_every_numeric_encoding_and_shows_the_chosen_one(
     assert _editor(at).value.set_index("column").loc["age", "encoding"] == "piecewise"
     dot = at.get("graphviz_chart")[0].proto.spec
     assert f"+ {32 + 4 * 16} numeric" in dot  # age: 32 bins; fnlwgt, capital gain and loss, hours: 16-wide periodic embeddings
+    # piecewise-tree is piecewise with target-aware bins; back to piecewise restores quantile bins
+    spec = studio(at).spec
+    edited = [dict(r, encoding="piecewise-tree") if r["column"] == "age" else r for r in feature_rows(spec, list(rows.index), {})]
+    studio(at).spec = apply_rows(spec, edited)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert _editor(at).value.set_index("column").loc["age", "encoding"] == "piecewise-tree"
+    age = {f.name: f for f in studio(at).spec.features.numeric}["age"]
+    assert (age.transform, age.binning) == ("piecewise", "tree")
+    back = apply_rows(studio(at).spec, [dict(r, encoding="piecewise") if r["column"] == "age" else r
+                                        for r in feature_rows(studio(at).spec, list(rows.index), {})])
+    assert ({f.name: f for f in back.features.numeric}["age"].binning) == "quantile"
 
 
 def test_inspect_draws_a_numeric_columns_wide_effect_curve(tmp_path, monkeypatch, small_spec):

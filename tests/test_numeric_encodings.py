@@ -207,3 +207,53 @@ def test_the_suggestion_picks_an_encoding_per_column_with_its_reason(tmp_path):
     reasons = {r.name: r.reason for r in sug.roles}
     assert by["income"].transform == "periodic" and "periodic" in reasons["income"]
     assert by["stars"].transform == "standardize" and "standardised" in reasons["stars"]  # 9 values, half-steps
+
+
+def test_tree_edges_are_the_cuts_of_a_best_first_regression_tree():
+    """Against scikit-learn's best-first tree (max_leaf_nodes) on the bucket index: the same
+    cut points from the same per-bucket counts and sums."""
+    from sklearn.tree import DecisionTreeRegressor
+
+    from studio_core.piecewise import tree_edges
+
+    rng = np.random.default_rng(5)
+    bucket = rng.integers(0, 40, 6000)
+    y = np.sin(bucket / 6.0) + (bucket > 30) + rng.normal(0, 0.3, len(bucket))
+    n, s, ss = (np.bincount(bucket, w, minlength=40) for w in (None, y, y * y))
+    cuts = [float(c) for c in range(1, 40)]  # bucket j (the index value j) lies below cuts[j] = j + 1
+    for leaves, min_leaf in ((8, 64), (5, 900), (16, 1)):
+        got = tree_edges(n, s, ss, cuts, leaves, min_leaf=min_leaf, min_gain=0.0)
+        tree = DecisionTreeRegressor(max_leaf_nodes=leaves, min_samples_leaf=min_leaf).fit(bucket[:, None].astype(float), y)
+        thresholds = tree.tree_.threshold[tree.tree_.feature >= 0]
+        assert got == sorted(float(np.ceil(t)) for t in thresholds)  # sklearn cuts between k-1 and k at k - 0.5
+
+
+def test_tree_bins_sit_where_the_label_changes():
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0, 10, 8000)
+    y = ((x > 3) ^ (x > 7)).astype(float)  # the label flips at 3 and at 7
+    y = np.where(rng.random(8000) < 0.1, 1 - y, y)
+    con = duckdb.connect()
+    con.register("t_arrow", pa.table({"x": x, "y": y}))
+    con.execute("CREATE TABLE t AS SELECT * FROM t_arrow")
+    src = Source(con, "t")
+    enc = PiecewiseLinear(bins=8, binning="tree").fit(src, "x", "y")
+    inner = np.asarray(enc.edges_[1:-1])
+    assert 2 <= len(inner) <= 7 and enc.edges_[0] == x.min() and enc.edges_[-1] == x.max()
+    assert np.abs(inner - 3).min() < 0.1 and np.abs(inner - 7).min() < 0.1
+    quantile = PiecewiseLinear(bins=8).fit(src, "x")
+    assert quantile.n_bins == 8 and np.abs(np.asarray(quantile.edges_) - 3).min() > 0.1  # quantile edges miss the step
+
+
+def test_onnx_parity_and_training_only_bins_with_tree_binning(tmp_path):
+    spec = _encodings_spec()
+    spec.features.numeric[0].binning = "tree"
+    spec.features.numeric[3] = NumericFeature("logit", "piecewise", buckets=12, binning="tree")
+    run_dir, ws = train_run(tmp_path, spec)
+    prep = load_run(run_dir).preprocessor
+    edges = prep.encoders_["std:logit"].edges_
+    assert 3 <= len(edges) <= 13 and prep.encoders_["bkt:amount"].boundaries_ == prep.encoders_["std:amount"].edges_[1:-1]
+    fig = export_bundle(run_dir, tmp_path / "b.zip", ws=ws)
+    assert fig["parity"]["ok"] and fig["parity"]["raw_num_max_abs_diff"] <= 1e-6
+    got, want, _, _ = score_both(tmp_path / "b.zip", run_dir, write_new_rows(tmp_path / "new.csv"))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=PARITY_TOL)
