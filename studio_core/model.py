@@ -5,6 +5,12 @@
 * Deep: an embedding per categorical field and the numeric inputs, optionally passed through
   AutoInt-style multi-head self-attention over field embeddings, then an MLP.
 The output is one logit (binary) or one value (regression): wide + deep.
+
+With ``ensemble = k > 1`` the MLP is a BatchEnsemble of k members in one network (TabM-mini,
+Gorishniy et al. 2025): each member scales the MLP's input by its own random-sign vector, shares
+every weight after that, and has its own output head; dropout draws per member.  Training sees
+the k member outputs (the loss is their mean); evaluation, export and explanation see their
+mean logit, so the output stays wide + deep and every wide/deep decomposition stays exact.
 """
 
 from __future__ import annotations
@@ -170,6 +176,7 @@ class WideDeep(nn.Module):
 
     def _build(self, layout: Layout, spec: ModelSpec, sparse_wide: bool | None, seed: int) -> None:
         self.dropout_random = DropoutRandom(seed)
+        self.members = 1
         self.use_wide = bool(spec.wide and layout.wide_dim)
         self.use_deep = bool(spec.deep and (layout.deep_fields or layout.numeric_inputs))
         self.bias = nn.Parameter(torch.zeros(1))
@@ -202,6 +209,9 @@ class WideDeep(nn.Module):
                 width = d * (len(self.embeddings) + n_num)
             else:
                 width = sum(layout.deep_embedding_dims) + len(plain) + len(periodic) * p_dim
+            self.members = max(1, int(spec.ensemble))
+            if self.members > 1:  # TabM-mini's adapter: random signs make the members differ from the first step
+                self.member_scale = nn.Parameter(torch.randint(0, 2, (self.members, width)).float() * 2 - 1)
             layers: list[nn.Module] = []
             for units in spec.hidden_units:
                 layers.append(nn.Linear(width, units))
@@ -209,7 +219,12 @@ class WideDeep(nn.Module):
                     layers.append(StableBatchNorm(units))
                 layers += [nn.ReLU(), FastDropout(spec.dropout, self.dropout_random)]
                 width = units
-            layers.append(nn.Linear(width, 1))
+            if self.members > 1:  # one head per member, initialised as nn.Linear(width, 1) would be
+                bound = 1.0 / math.sqrt(width)
+                self.head_weight = nn.Parameter(torch.empty(self.members, width).uniform_(-bound, bound))
+                self.head_bias = nn.Parameter(torch.empty(self.members).uniform_(-bound, bound))
+            else:
+                layers.append(nn.Linear(width, 1))
             self.mlp = nn.Sequential(*layers)
 
     def wide_logit(self, wide: torch.Tensor) -> torch.Tensor:
@@ -221,8 +236,13 @@ class WideDeep(nn.Module):
         return self.wide(wide).squeeze(-1)
 
     def deep_logit(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        """The deep part's output per row (an ensemble's: the mean of its members')."""
         if not self.use_deep:
             return torch.zeros(cat.shape[0], device=cat.device)
+        return self.deep_members(cat, num).mean(dim=1)
+
+    def deep_members(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        """(batch, members): each ensemble member's deep output (one column without an ensemble)."""
         embedded = [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
         plain, periodic = num, None
         if self.periodic is not None:
@@ -240,9 +260,16 @@ class WideDeep(nn.Module):
             x = self.attention(torch.stack(fields, dim=1)).flatten(1)
         else:
             x = torch.cat(embedded + [plain] + ([periodic.flatten(1)] if periodic is not None else []), dim=1)
-        return self.mlp(x).squeeze(-1)
+        if self.members == 1:
+            return self.mlp(x)
+        b = x.shape[0]
+        h = self.mlp((x.unsqueeze(1) * self.member_scale).reshape(b * self.members, -1)).reshape(b, self.members, -1)
+        return (h * self.head_weight).sum(dim=-1) + self.head_bias
 
     def forward(self, wide: torch.Tensor, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        """(batch,) outputs; while an ensemble trains, (batch, members): one output per member."""
+        if self.training and self.use_deep and self.members > 1:
+            return self.wide_logit(wide).unsqueeze(1) + self.deep_members(cat, num) + self.bias
         return self.wide_logit(wide) + self.deep_logit(cat, num) + self.bias
 
     def wide_parameters(self) -> list[nn.Parameter]:
@@ -261,7 +288,8 @@ class WideDeep(nn.Module):
         for name, p in self.named_parameters():
             if id(p) in wide_ids:
                 continue
-            plain = p.ndim < 2 or name.endswith("bias") or name.startswith("embeddings.") or name in ("num_vectors", "periodic.frequencies")
+            plain = (p.ndim < 2 or name.endswith("bias") or name.startswith("embeddings.")
+                     or name in ("num_vectors", "periodic.frequencies", "member_scale"))
             (kept if plain else decayed).append(p)
         return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
 

@@ -172,6 +172,19 @@ def positive_weighted(weight: float, device: str) -> Callable[..., torch.Tensor]
     return functools.partial(torch.nn.functional.binary_cross_entropy_with_logits, pos_weight=pos)
 
 
+def each_member(loss_fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """The loss of a training batch whose outputs are (rows, members) (an ensemble; see
+    ``WideDeep``): the mean of the members' losses, each member scored on the row's target."""
+
+    def loss(output: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if output.ndim == 1:
+            return loss_fn(output, target, **kwargs)
+        value = loss_fn(output, target.unsqueeze(1).expand_as(output), **kwargs)
+        return value / output.shape[1] if kwargs.get("reduction") == "sum" else value
+
+    return loss
+
+
 def distributed_loss(loss_fn: Callable[..., torch.Tensor], world: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Each rank's summed loss over its rows times world / (rows in the global batch): after
     DistributedDataParallel averages gradients over the ranks, the step equals one process
@@ -266,7 +279,7 @@ def train(
             if ranks.world > 1:
                 model.reseed_dropout(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
             optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
-            loss_fn = positive_weighted(t.positive_weight, device) if prep.task == "binary" else torch.nn.functional.mse_loss
+            loss_fn = each_member(positive_weighted(t.positive_weight, device) if prep.task == "binary" else torch.nn.functional.mse_loss)
             net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
             config = TrainerConfig(epochs=t.epochs, batch_size=local_batch, warmup_steps=t.warmup_steps, grad_clip=t.grad_clip,
                                    early_stopping_patience=t.early_stopping_patience, plateau_patience=t.plateau_patience,

@@ -88,8 +88,10 @@ def wide_values(prep: Preprocessor, model: torch.nn.Module, codes_r: ColumnCodes
 
 
 def fast_deep(model: torch.nn.Module) -> bool:
-    """Whether the deep part's first layer is a linear map of the concatenated column inputs."""
-    return bool(getattr(model, "use_deep", False)) and model.attention is None and isinstance(model.mlp[0], torch.nn.Linear)
+    """Whether the deep part's first layer is a linear map of the concatenated column inputs
+    (an ensemble's members scale that input first: the general path explains it)."""
+    return (bool(getattr(model, "use_deep", False)) and model.attention is None and getattr(model, "members", 1) == 1
+            and isinstance(model.mlp[0], torch.nn.Linear))
 
 
 def _deep_slices(prep: Preprocessor, model: torch.nn.Module, codes: ColumnCodes) -> dict[str, list]:

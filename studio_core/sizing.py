@@ -54,10 +54,12 @@ def deep_params(embeddings: Sequence[tuple[int, int]], n_numeric: int, model: Mo
         width = fields * d
     else:
         width = sum(e for _, e in embeddings) + n_numeric - n_periodic + n_periodic * p_dim
+    k = max(1, model.ensemble)
+    total += k * width if k > 1 else 0  # the members' input scales
     for units in model.hidden_units:
         total += width * units + units + (2 * units if model.batch_norm else 0)
         width = units
-    return total + width + 1
+    return total + k * (width + 1)  # one output head per member
 
 
 def spec_params(spec: Spec, vocabulary: int | None = None) -> int:

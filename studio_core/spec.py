@@ -117,6 +117,7 @@ class ModelSpec:
     periodic_frequencies: int = 16  # periodic numerics: trained frequencies per column
     periodic_dim: int = 16  # periodic numerics: the embedding each column becomes
     periodic_scale: float = 0.1  # periodic numerics: std of the initial frequencies (small: smooth functions first)
+    ensemble: int = 1  # k > 1: k BatchEnsemble members in one MLP (TabM-mini), trained on their mean loss, predicting their mean
 
 
 @dataclass

@@ -127,6 +127,7 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
         _number(p, "model.attention_layers", m.attention_layers, 1, 16)
         if m.attention_heads >= 1 and m.attention_dim % max(m.attention_heads, 1):
             p.append(Problem("model.attention_dim", f"{m.attention_dim} is not divisible by {m.attention_heads} heads", "make attention_dim a multiple of attention_heads"))
+    _number(p, "model.ensemble", m.ensemble, 1, 64)
 
     _number(p, "train.epochs", t.epochs, 1, 10000)
     _number(p, "train.batch_size", t.batch_size, 1, 1 << 20)
