@@ -99,3 +99,21 @@ def test_train_page_tunes_in_the_background_draws_the_trials_and_offers_the_best
     assert any(f"Best validation auc {result.best_value:.4f}" in m.value for m in at.success)
     at.button(key="tune_use").click().run()
     assert not at.exception and studio(at).spec.to_dict() == result.best_spec.to_dict()
+
+
+def test_train_page_sets_ensemble_members_and_a_time_budget(app, small_spec, synthetic_csv):
+    from test_app import _wait_for_task, load_file, selected_job
+
+    at = app
+    _, spec = small_spec
+    spec.train.epochs = 2
+    load_file(at, synthetic_csv)
+    studio(at).spec = spec
+    at.switch_page("views/train.py").run()
+    at.number_input(key="ensemble").set_value(3)
+    at.number_input(key="max_minutes").set_value(0.5)
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    _wait_for_task(at, lambda: {0: selected_job(at)})
+    run = load_run(selected_job(at).snapshot().run_dir)
+    assert run.spec.model.ensemble == 3 and run.model.members == 3 and run.spec.train.max_minutes == 0.5

@@ -80,6 +80,9 @@ def training_form() -> None:
             t.out_of_core_rows = a2.number_input("Out of core above (rows)", 0, 10**12, t.out_of_core_rows, key="out_of_core_rows")
             spec.features.max_vocabulary = a3.number_input("Largest vocabulary", 1, 1 << 24, spec.features.max_vocabulary, key="max_vocabulary",
                                                            help="A vocabulary column with more values is hashed into this many buckets")
+            m.ensemble = a1.number_input("Ensemble members (1 = none)", 1, 64, m.ensemble, key="ensemble",
+                                         help="k members in one MLP (BatchEnsemble): each scales the inputs its own way and has its own "
+                                              "output; the prediction is their mean. Training the MLP costs about k times as long")
         start = st.form_submit_button("Start training", type="primary")
 
     if start:
