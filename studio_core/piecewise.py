@@ -23,6 +23,7 @@ the squared-error gain is the Gini gain, so one criterion serves both tasks.
 from __future__ import annotations
 
 import heapq
+import math
 from typing import Any
 
 import numpy as np
@@ -131,13 +132,15 @@ def _sql_float(v: float) -> str:
 
 
 def tree_edges(n: np.ndarray, s: np.ndarray, ss: np.ndarray, cuts: list[float], leaves: int,
-               min_leaf: int = TREE_MIN_LEAF, min_gain: float = TREE_MIN_GAIN) -> list[float]:
+               min_leaf: int = TREE_MIN_LEAF, min_gain: float = TREE_MIN_GAIN, beat_chance: bool = True) -> list[float]:
     """The cut points a best-first regression tree of at most ``leaves`` leaves picks from
     ``cuts`` (bucket ``j`` lies below ``cuts[j]``), given each bucket's row count ``n``, label sum
-    ``s`` and sum of squares ``ss``.  A split must leave ``min_leaf`` rows each side and remove at
-    least ``min_gain`` of the label's variance times the rows (the tree stops where the label
-    stops changing, so a column unrelated to it gets few bins)."""
-    cn, cs = np.concatenate([[0.0], np.cumsum(n)]), np.concatenate([[0.0], np.cumsum(s)])
+    ``s`` and sum of squares ``ss``.  A split must leave ``min_leaf`` rows each side, remove at
+    least ``min_gain`` of the label's variance times the rows, and remove more than chance would:
+    on a label unrelated to the column the best of ``m`` candidate splits removes about
+    ``2 ln m`` times the node's variance, so a split must beat ``(2 ln m + 4)`` times it (the tree
+    stops where the label stops changing, and a column unrelated to it gets few bins)."""
+    cn, cs, css = (np.concatenate([[0.0], np.cumsum(v)]) for v in (n, s, ss))
     total = cn[-1]
     if total <= 0:
         return []
@@ -154,10 +157,12 @@ def tree_edges(n: np.ndarray, s: np.ndarray, ss: np.ndarray, cuts: list[float], 
         ok = (nl >= min_leaf) & (nr >= min_leaf)
         if not ok.any():
             return None
-        whole = (cs[b] - cs[a]) ** 2 / (cn[b] - cn[a])
+        rows = cn[b] - cn[a]
+        whole = (cs[b] - cs[a]) ** 2 / rows
         gain = np.where(ok, sl**2 / np.maximum(nl, 1) + sr**2 / np.maximum(nr, 1) - whole, -np.inf)
         j = int(np.argmax(gain))
-        return (float(gain[j]), int(k[j])) if gain[j] > threshold and gain[j] > 0 else None
+        chance = max((css[b] - css[a]) - whole, 0.0) / rows * (2.0 * math.log(max(int(ok.sum()), 2)) + 4.0) if beat_chance else 0.0
+        return (float(gain[j]), int(k[j])) if gain[j] > max(threshold, chance) and gain[j] > 0 else None
 
     heap: list[tuple[float, int, int, int]] = []
 
