@@ -15,7 +15,7 @@ TREE_PIECEWISE = "piecewise-tree"  # the editor's name for piecewise with target
 NUMERIC_ENCODINGS = (*NUMERIC_TRANSFORMS[:2], TREE_PIECEWISE, *NUMERIC_TRANSFORMS[2:])  # the editor's choices for a numeric column
 
 
-def numeric_encoding(f: NumericFeature) -> str:
+def editor_encoding(f: NumericFeature) -> str:
     """The editor's encoding of a numeric column: its transform, or piecewise-tree."""
     return TREE_PIECEWISE if f.transform == "piecewise" and f.binning == "tree" else f.transform
 
@@ -43,7 +43,7 @@ def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> lis
             continue
         if c in num:
             f = num[c]
-            rows.append({"column": c, "role": "numeric", "encoding": numeric_encoding(f), "embedding_dim": _numeric_dim(f), "wide": f.wide, "reason": reasons.get(c, "")})
+            rows.append({"column": c, "role": "numeric", "encoding": editor_encoding(f), "embedding_dim": _numeric_dim(f), "wide": f.wide, "reason": reasons.get(c, "")})
         elif c in cat:
             f = cat[c]
             rows.append({"column": c, "role": "categorical", "encoding": f.encoding, "embedding_dim": f.embedding_dim, "wide": f.wide, "reason": reasons.get(c, "")})
@@ -63,7 +63,7 @@ def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
         if role == "numeric":
             f = copy.deepcopy(num.get(name, NumericFeature(name, buckets=32, embed=True)))
             encoding = r.get("encoding")
-            if encoding in NUMERIC_ENCODINGS and encoding != numeric_encoding(f):
+            if encoding in NUMERIC_ENCODINGS and encoding != editor_encoding(f):
                 f.transform, f.binning = ("piecewise", "tree") if encoding == TREE_PIECEWISE else (encoding, "quantile")
             f.wide = bool(r.get("wide"))
             if r.get("embedding_dim") and int(r["embedding_dim"]) != _numeric_dim(f):

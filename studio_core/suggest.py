@@ -27,7 +27,7 @@ from .errors import StudioError
 from .spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 from .split import SPLIT_TABLE, Split, clear_split, make_split, source_sql
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
-from .suggest_checks import distinct_crosses, looks_like_code, looks_like_group_id, numeric_encoding, quantity_name, table_notes
+from .suggest_checks import TREE_BINS, distinct_crosses, looks_like_code, looks_like_group_id, numeric_encoding, quantity_name, table_notes
 from .suggest_scores import cross_gain, single_column_scores
 from .workspace import Workspace
 
@@ -146,6 +146,8 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
     for name, rel in ((labelled, train), (labelled_val, split.val.relation)):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *, {y_expr} AS __y FROM {rel} WHERE ({y_expr}) IS NOT NULL")
 
+    n_labelled, positives = con.execute(f"SELECT count(*), coalesce(sum(__y), 0) FROM {labelled}").fetchone()
+    events = int(min(positives, n_labelled - positives)) if task == "binary" else int(n_labelled)  # what tree bins can rest on
     candidates = [c for c in types if c != data.label and c != data.split_column]
     stats = _column_stats(con, train, candidates, types)
     roles: list[ColumnRole] = [ColumnRole(data.label, "label", "the label", len(values), 0.0)]
@@ -174,7 +176,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             if integral and distinct == nonnull and nonnull >= 50:
                 role, reason = "ignored", "unique id (every value different)"
             else:
-                role, reason = "numeric", numeric_encoding(distinct)[1]
+                role, reason = "numeric", numeric_encoding(distinct, events)[2]
         elif not is_numeric_type(t) and nonnull >= 50 and distinct / nonnull > ID_SHARE:
             role, reason = "ignored", f"unique id ({distinct} distinct in {nonnull} rows)"
         else:
@@ -199,7 +201,8 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             continue
         final_roles.append(ColumnRole(r.name, r.role, r.reason, r.distinct, r.null_share, infos[r.name]))
         if r.role == "numeric":
-            numeric.append(NumericFeature(r.name, numeric_encoding(r.distinct)[0], NUMERIC_BUCKETS, True, False))
+            transform, binning, _ = numeric_encoding(r.distinct, events)
+            numeric.append(NumericFeature(r.name, transform, TREE_BINS if binning == "tree" else NUMERIC_BUCKETS, True, False, binning=binning))
         else:
             hashed = r.distinct > MAX_VOCAB
             n_ids = min(r.distinct, 1 << 20) + 1

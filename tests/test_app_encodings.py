@@ -28,29 +28,31 @@ def test_features_editor_offers_every_numeric_encoding_and_shows_the_chosen_one(
     options = config["encoding"]["type_config"]["options"]
     assert set(NUMERIC_TRANSFORMS) | {"piecewise-tree"} <= set(options) and "piecewise-tree" in config["encoding"]["help"]
     rows = editor.value.set_index("column")
-    assert rows.loc["fnlwgt", "encoding"] == "periodic" and "periodic embeddings" in rows.loc["fnlwgt", "reason"]
+    assert rows.loc["fnlwgt", "encoding"] == "piecewise-tree" and "where the label changes" in rows.loc["fnlwgt", "reason"]
     spec = studio(at).spec
-    assert {f.name: f.transform for f in spec.features.numeric}["fnlwgt"] == "periodic"
-    # an edit in the grid goes through apply_rows: choosing piecewise for age changes the spec the page keeps
-    edited = [dict(r, encoding="piecewise") if r["column"] == "age" else r for r in feature_rows(spec, list(rows.index), {})]
-    studio(at).spec = apply_rows(spec, edited)
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert _editor(at).value.set_index("column").loc["age", "encoding"] == "piecewise"
-    dot = at.get("graphviz_chart")[0].proto.spec
-    assert f"+ {32 + 4 * 16} numeric" in dot  # age: 32 bins; fnlwgt, capital gain and loss, hours: 16-wide periodic embeddings
-    # piecewise-tree is piecewise with target-aware bins; back to piecewise restores quantile bins
-    spec = studio(at).spec
-    edited = [dict(r, encoding="piecewise-tree") if r["column"] == "age" else r for r in feature_rows(spec, list(rows.index), {})]
-    studio(at).spec = apply_rows(spec, edited)
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert _editor(at).value.set_index("column").loc["age", "encoding"] == "piecewise-tree"
+    fnlwgt = {f.name: f for f in spec.features.numeric}["fnlwgt"]
+    assert (fnlwgt.transform, fnlwgt.binning) == ("piecewise", "tree")
+    assert "+ 80 numeric" in at.get("graphviz_chart")[0].proto.spec  # age, fnlwgt, capital gain and loss, hours: 16 bins each
+
+    def choose(encoding: str) -> None:  # an edit in the grid goes through apply_rows; the page keeps the spec it makes
+        spec = studio(at).spec
+        studio(at).spec = apply_rows(spec, [dict(r, encoding=encoding) if r["column"] == "age" else r
+                                            for r in feature_rows(spec, list(rows.index), {})])
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert _editor(at).value.set_index("column").loc["age", "encoding"] == encoding
+
+    choose("standardize")
+    assert "+ 65 numeric" in at.get("graphviz_chart")[0].proto.spec  # age is one scaled value now
+    choose("periodic")
+    assert "+ 80 numeric" in at.get("graphviz_chart")[0].proto.spec and {f.name: f.transform for f in studio(at).spec.features.numeric}["age"] == "periodic"
+    choose("piecewise")  # piecewise over quantile bins, then with tree bins, then back
+    assert {f.name: f.binning for f in studio(at).spec.features.numeric}["age"] == "quantile"
+    choose("piecewise-tree")
     age = {f.name: f for f in studio(at).spec.features.numeric}["age"]
     assert (age.transform, age.binning) == ("piecewise", "tree")
-    back = apply_rows(studio(at).spec, [dict(r, encoding="piecewise") if r["column"] == "age" else r
-                                        for r in feature_rows(studio(at).spec, list(rows.index), {})])
-    assert ({f.name: f for f in back.features.numeric}["age"].binning) == "quantile"
+    choose("piecewise")
+    assert {f.name: f.binning for f in studio(at).spec.features.numeric}["age"] == "quantile"
 
 
 def test_inspect_draws_a_numeric_columns_wide_effect_curve(tmp_path, monkeypatch, small_spec):

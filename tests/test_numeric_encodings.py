@@ -196,17 +196,27 @@ def test_shapley_values_are_exact_with_periodic_and_piecewise_columns(small_spec
 
 def test_the_suggestion_picks_an_encoding_per_column_with_its_reason(tmp_path):
     rng = np.random.default_rng(3)
-    n = 3000
+    n = 5000
     ws = Workspace()
     df = pd.DataFrame({"income": rng.lognormal(10, 1, n), "stars": rng.integers(2, 11, n) / 2, "grade": rng.choice(list("abc"), n)})
-    df["y"] = (np.log(df.income) + 0.3 * df.stars + rng.normal(size=n) > 12).astype(int)
+    df["y"] = (np.log(df.income) + 0.3 * df.stars + rng.normal(size=n) > 11).astype(int)
     df.to_csv(tmp_path / "t.csv", index=False)
     ws.load(tmp_path / "t.csv", name="t")
     sug = suggest(ws, DataSpec(table="t", label="y"))
     by = {f.name: f for f in sug.spec.features.numeric}
     reasons = {r.name: r.reason for r in sug.roles}
-    assert by["income"].transform == "periodic" and "periodic" in reasons["income"]
+    # about 1,700 positives among 3,500 training rows: enough events for target-aware bins
+    assert (by["income"].transform, by["income"].binning, by["income"].buckets) == ("piecewise", "tree", 16)
+    assert "where the label changes" in reasons["income"]
     assert by["stars"].transform == "standardize" and "standardised" in reasons["stars"]  # 9 values, half-steps
+    # rare positives (about 100 in training): too few events for bins, so the smooth periodic curve
+    df["y"] = (np.log(df.income) + 0.3 * df.stars + rng.normal(size=n) > 14.2).astype(int)
+    assert 40 < df.y.sum() < 250
+    df.to_csv(tmp_path / "rare.csv", index=False)
+    ws.load(tmp_path / "rare.csv", name="rare")
+    sug = suggest(ws, DataSpec(table="rare", label="y"))
+    income = {f.name: f for f in sug.spec.features.numeric}["income"]
+    assert income.transform == "periodic" and "rows of the rarer outcome" in {r.name: r.reason for r in sug.roles}["income"]
 
 
 def test_tree_edges_are_the_cuts_of_a_best_first_regression_tree():
