@@ -28,6 +28,7 @@ without tuning).
 from __future__ import annotations
 
 import argparse
+import copy
 import subprocess
 import sys
 import tarfile
@@ -197,22 +198,26 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated: adult, diamonds, ratings, wide80")
     ap.add_argument("--tune", type=int, default=0, help="also tune W&D and LightGBM with this many trials each (validation rows)")
+    ap.add_argument("--ensemble", type=int, default=0, help="also train the default spec with this many BatchEnsemble members (its cost shown)")
     a = ap.parse_args()
     torch.set_num_threads(2)
     contention = Contention()
     only = {s.strip() for s in a.only.split(",") if s.strip()} or None
-    rows = []
+    rows, costs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name, (ws, data, cli_args) in datasets(tmp, only).items():
-            models = ["W&D default", "LightGBM", "HistGB"] + (["W&D tuned", "LightGBM tuned"] if a.tune else [])
+            ens = f"W&D ensemble {a.ensemble}"
+            models = ["W&D default", "LightGBM", "HistGB"] + (["W&D tuned", "LightGBM tuned"] if a.tune else []) + ([ens] if a.ensemble > 1 else [])
             scores: dict[str, list[dict[str, float]]] = {k: [] for k in models}
+            train_s: dict[str, list[float]] = {"W&D default": [], ens: []}
             for s in range(a.seeds):
                 spec = suggest(ws, DataSpec(**{**data.__dict__, "split_seed": 42 + s})).spec
                 spec.train.seed = 42 + s
                 keys = ("auc", "logloss") if spec.data.task == "binary" else ("r2", "rmse")
                 m = pipeline.train(spec, ws, tmp / f"{name}-{s}").metrics
                 scores["W&D default"].append({k: m["test"][k] for k in keys})
+                train_s["W&D default"].append(m["train_seconds"])
                 parts = frames(ws, spec, m)
                 for model, got in gbdt_scores(spec, parts).items():
                     scores[model].append(got)
@@ -221,9 +226,17 @@ def main() -> None:
                     tuned = pipeline.train(best, ws, tmp / f"{name}-{s}-tuned").metrics
                     scores["W&D tuned"].append({k: tuned["test"][k] for k in keys})
                     scores["LightGBM tuned"].append(lgbm_tuned(spec, parts, a.tune, s))
+                if a.ensemble > 1:
+                    members = copy.deepcopy(spec)
+                    members.model.ensemble = a.ensemble
+                    got = pipeline.train(members, ws, tmp / f"{name}-{s}-ensemble").metrics
+                    scores[ens].append({k: got["test"][k] for k in keys})
+                    train_s[ens].append(got["train_seconds"])
                 print(f"  {name} seed {s}: " + "; ".join(f"{k} {', '.join(f'{mk} {v:.4f}' for mk, v in vals[-1].items())}" for k, vals in scores.items()), flush=True)
             wall = wall_seconds(cli_args, tmp / f"{name}-cli")
             rows.append((name, spec.data.task, scores, wall))
+            if a.ensemble > 1:
+                costs.append(f"{name}: training {np.mean(train_s['W&D default']):.1f} s default, {np.mean(train_s[ens]):.1f} s with {a.ensemble} members")
     print()
     models = list(rows[0][2]) if rows else []
     print(f"{'dataset':10} {'metric':8} " + " ".join(f"{k:>18}" for k in models) + "   verdict (default vs better GBDT)   wdstudio train wall")
@@ -242,6 +255,8 @@ def main() -> None:
                     verdict += f"; tuned {cells['W&D tuned'].mean() - cells['LightGBM tuned'].mean():+.4f} vs LightGBM tuned"
             print(f"{name:10} {k:8} " + " ".join(f"{text[mdl]:>18}" for mdl in models) + f"   {verdict:33} "
                   + (f"{wall:.1f} s" if k == main_metric else ""))
+    if costs:
+        print("ensemble cost (train_seconds, mean over seeds): " + "; ".join(costs))
     print(contention.report())
 
 
