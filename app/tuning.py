@@ -8,7 +8,7 @@ from state import StudioSession, slots
 
 from studio_core.charts import trials_chart
 from studio_core.errors import StudioError
-from studio_core.tune import MAXIMISE
+from studio_core.metrics import MAXIMISE
 from studio_core.tune_job import tune_task
 from studio_core.validate import validate
 

@@ -28,6 +28,7 @@ import torch
 
 from . import distributed
 from .batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches, to_tensors
+from .callbacks import L1Proximal
 from .distributed import Ranks
 from .encoders import Source
 from .errors import Cancelled, StudioError, TrainingDiverged
@@ -79,12 +80,7 @@ def build_optimizers(model: WideDeep, t: TrainSpec, wide_l1: float) -> tuple[lis
         wide_opt = wide_cls(wide, lr=t.wide_lr)
         optimizers.append(wide_opt)
         if wide_l1 > 0:
-            weight = wide[0]
-
-            def after_step() -> None:  # proximal L1 (soft threshold), as in FTRL-proximal
-                with torch.no_grad():
-                    shrink = wide_opt.param_groups[0]["lr"] * wide_l1
-                    weight.copy_(torch.sign(weight) * torch.clamp(weight.abs() - shrink, min=0.0))
+            after_step = L1Proximal(wide[0], wide_opt, wide_l1).after_step
 
     return optimizers, after_step
 

@@ -4,16 +4,15 @@ It knows tensors, a model, a loss, optimisers and a validation function -- nothi
 Deep.  Batches come from a ``Batches`` source (tensors permuted once per epoch, or encoded
 blocks streamed from disk; see ``batches.py``), never assembled row by row.  It publishes frozen
 ``Progress`` records to listeners, so a CLI progress bar and the studio's background job are
-both thin adapters.  It warms up the learning rate, clips gradients, reduces the learning rate
-on plateaus, stops early restoring the best weights, ends within an optional wall-clock budget
-(the epoch under way is cut short, validated and kept if it is the best), uses mixed precision on
-CUDA, stops within a batch when ``stop_event`` is set, and raises ``TrainingDiverged`` on a
-NaN/inf loss.
+both thin adapters.  Its policies are callbacks (``callbacks.py``): learning-rate warm-up,
+gradient clipping, the NaN/inf guard (``TrainingDiverged``), keeping the best epoch's weights
+with early stopping, the learning-rate plateau and the wall-clock budget.  The loop itself
+moves batches, runs the model, steps the optimisers, validates each epoch, uses mixed precision
+on CUDA and stops within a batch when ``stop_event`` is set.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,7 +24,8 @@ import torch
 from torch import nn
 
 from .batches import TensorBatches
-from .errors import Cancelled, TrainingDiverged
+from .callbacks import Callback, Fit, TimeBudget, default_callbacks
+from .errors import Cancelled
 
 
 class Batches(Protocol):
@@ -36,8 +36,6 @@ class Batches(Protocol):
     def steps(self) -> int: ...
     def epoch(self, epoch: int) -> Iterator[Sequence[torch.Tensor]]: ...
     def in_order(self, batch_size: int) -> Iterator[Sequence[torch.Tensor]]: ...
-
-MAXIMISE = {"auc", "accuracy", "r2"}
 
 
 @dataclass(frozen=True)
@@ -98,21 +96,20 @@ class Trainer:
         clip_parameters: Sequence[nn.Parameter] = (),
         after_step: Callable[[], None] | None = None,
         mean_over_processes: Callable[[float], float] | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ):
         """``mean_over_processes`` averages a figure over the processes training together (the
         identity in one process): the loss shown is then the global batch's, and a NaN on any
-        process stops every process at the same step instead of leaving the others waiting."""
+        process stops every process at the same step instead of leaving the others waiting.
+        ``callbacks``: the training policies (see ``callbacks.py``); by default the ones
+        ``config`` asks for, clipping ``clip_parameters`` and running ``after_step``."""
         self.model, self.loss_fn, self.optimizers, self.config = model, loss_fn, list(optimizers), config
-        self.evaluate, self.clip_parameters, self.after_step = evaluate, list(clip_parameters), after_step
+        self.evaluate = evaluate
+        self.callbacks = list(callbacks) if callbacks is not None else default_callbacks(config, clip_parameters, after_step)
         self.mean_over_processes = mean_over_processes or (lambda value: value)
         self.listeners: list[Callable[[Progress], None]] = []
         self.stop_event = threading.Event()
         self.device = torch.device(config.device)
-        for opt in self.optimizers:
-            for g in opt.param_groups:
-                g.setdefault("initial_lr", g["lr"])
-        mode = "max" if config.monitor in MAXIMISE else "min"
-        self.plateaus = [torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode, config.plateau_factor, config.plateau_patience) for o in self.optimizers]
         self.amp_dtype = None
         if self.device.type == "cuda" and config.mixed_precision:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -137,124 +134,89 @@ class Trainer:
             return torch.zeros(0), torch.zeros(0)
         return torch.cat(outs), (torch.cat(targets) if targets else None)
 
-    def _set_warmup_lr(self, step: int, warmup: int) -> None:
-        if step <= warmup:
-            scale = min(1.0, (step + 1) / max(1, warmup))
-            for opt in self.optimizers:
-                for g in opt.param_groups:
-                    g["lr"] = g["initial_lr"] * scale
-
     def fit(self, train: Batches | Sequence[torch.Tensor], val: Batches | Sequence[torch.Tensor]) -> TrainResult:
         """Train on batches of (*inputs, target); validate on ``val`` after every epoch.  Plain
-        tensor sequences are served by ``TensorBatches`` (a seeded permutation per epoch)."""
+        tensor sequences are served by ``TensorBatches`` (a seeded permutation per epoch).  The
+        policies (warm-up, clipping, the NaN guard, best epoch and early stopping, plateau, time
+        budget) are ``self.callbacks``; this loop only calls their hooks."""
         cfg = self.config
         if not hasattr(train, "epoch"):
             train = TensorBatches(train, cfg.batch_size, cfg.seed)
         if not hasattr(val, "in_order"):
             val = TensorBatches(val, cfg.eval_batch_size)
-        n = train.n_rows
-        steps_per_epoch = train.steps()
-        total_steps = steps_per_epoch * cfg.epochs
+        n, steps_per_epoch = train.n_rows, train.steps()
+        fit = Fit(self, cfg.epochs, steps_per_epoch * cfg.epochs)
         record_every = max(1, steps_per_epoch // max(1, cfg.step_records_per_epoch))
-        warmup = min(cfg.warmup_steps, total_steps // 5)  # never spend most of a short run warming up
-        maximise = cfg.monitor in MAXIMISE
-        best_value, best_epoch, best_state, best_metrics = None, 0, None, {}
         history: list[dict[str, Any]] = []
-        step, rows_done, train_time, bad_epochs, stopped_early, out_of_time = 0, 0, 0.0, 0, False, False
-        started = time.perf_counter()
-        smooth = None
+        rows_done, train_time, smooth, n_inputs = 0, 0.0, None, 0
+        self._hook("fit_start", fit)
         for epoch in range(1, cfg.epochs + 1):
+            fit.epoch, fit.epoch_steps = epoch, 0
             self.model.train()
             t0 = time.perf_counter()
             epoch_loss, epoch_rows = 0.0, 0
             for cpu_batch in train.epoch(epoch):
                 if self.stop_event.is_set():
                     raise Cancelled()
-                if cfg.max_seconds > 0 and epoch_rows and self._over_budget(started):
-                    out_of_time = True  # this partial epoch is still validated (and kept if it is the best)
+                self._hook("batch_start", fit)
+                if fit.cut_epoch:
                     break
                 *inputs, target = [t.to(self.device, non_blocking=True) for t in cpu_batch]
-                self._set_warmup_lr(step, warmup)
+                n_inputs = len(inputs)
                 for opt in self.optimizers:
                     opt.zero_grad(set_to_none=True)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                     output = self.model(*inputs)
                 loss = self.loss_fn(output.float(), target)
                 value = self.mean_over_processes(float(loss.detach()))
-                if not math.isfinite(value):
-                    raise TrainingDiverged(
-                        f"the training loss became {value} at epoch {epoch}, step {step + 1}; "
-                        "lower the learning rates, enable gradient clipping, or check numeric columns for extreme values"
-                    )
+                self._hook("loss", fit, value)
                 self.scaler.scale(loss).backward()
-                if cfg.grad_clip > 0 and self.clip_parameters:
-                    for opt in self.optimizers:
-                        self.scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(self.clip_parameters, cfg.grad_clip)
+                self._hook("after_backward", fit)
                 for opt in self.optimizers:
                     self.scaler.step(opt)
                 self.scaler.update()
-                if self.after_step is not None:
-                    self.after_step()
-                rows = len(target)
-                step += 1
-                epoch_loss += value * rows
-                epoch_rows += rows
+                fit.step += 1
+                fit.epoch_steps += 1
+                self._hook("after_step", fit)
+                epoch_loss += value * len(target)
+                epoch_rows += len(target)
                 smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
-                if step % record_every == 0:
-                    elapsed = train_time + time.perf_counter() - t0
-                    rate = (rows_done + epoch_rows) / max(elapsed, 1e-9)
-                    self.publish(Progress("step", epoch, cfg.epochs, step, total_steps, smooth, lrs=self._lrs(), rows_per_s=rate,
-                                          eta_s=self._eta((total_steps - step) * cfg.batch_size / max(rate, 1e-9), started),
-                                          elapsed_s=time.perf_counter() - started))
+                if fit.step % record_every == 0:
+                    rate = (rows_done + epoch_rows) / max(train_time + time.perf_counter() - t0, 1e-9)
+                    eta = self._eta(fit, (fit.total_steps - fit.step) * cfg.batch_size / max(rate, 1e-9))
+                    self.publish(Progress("step", epoch, cfg.epochs, fit.step, fit.total_steps, smooth, lrs=self._lrs(), rows_per_s=rate,
+                                          eta_s=eta, elapsed_s=fit.elapsed()))
             train_time += time.perf_counter() - t0
             rows_done += epoch_rows
-            outputs, val_target = self.outputs(val.in_order(cfg.eval_batch_size), n_inputs=len(inputs))
-            if self.mean_over_processes(float(bool(torch.isfinite(outputs).all()))) < 1.0:
-                raise TrainingDiverged(
-                    f"the model's outputs on validation rows became infinite or NaN at epoch {epoch}; "
-                    "lower the learning rates, enable gradient clipping, or check numeric columns for extreme values"
-                )
+            outputs, val_target = self.outputs(val.in_order(cfg.eval_batch_size), n_inputs=n_inputs)
+            self._hook("outputs", fit, outputs)
             metrics = self.evaluate(outputs, val_target)
-            value = metrics[cfg.monitor]
-            improved = best_value is None or (value > best_value if maximise else value < best_value)
-            if improved:
-                best_value, best_epoch, best_metrics = value, epoch, dict(metrics)
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-            if step > warmup:
-                for plateau in self.plateaus:
-                    plateau.step(value)
+            self._hook("epoch_end", fit, metrics)
             rate = rows_done / max(train_time, 1e-9)
-            entry = {"epoch": epoch, "step": step, "train_loss": epoch_loss / max(epoch_rows, 1), **{f"val_{k}": v for k, v in metrics.items()},
-                     "lrs": list(self._lrs()), "rows_per_s": rate, "elapsed_s": time.perf_counter() - started}
+            entry = {"epoch": epoch, "step": fit.step, "train_loss": epoch_loss / max(epoch_rows, 1), **{f"val_{k}": v for k, v in metrics.items()},
+                     "lrs": list(self._lrs()), "rows_per_s": rate, "elapsed_s": fit.elapsed()}
             history.append(entry)
-            self.publish(Progress("epoch", epoch, cfg.epochs, step, total_steps, entry["train_loss"], MappingProxyType(dict(metrics)),
-                                  self._lrs(), rate, self._eta((cfg.epochs - epoch) * n / max(rate, 1e-9), started), entry["elapsed_s"]))
-            if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience and epoch < cfg.epochs:
-                stopped_early = True
+            self.publish(Progress("epoch", epoch, cfg.epochs, fit.step, fit.total_steps, entry["train_loss"], MappingProxyType(dict(metrics)),
+                                  self._lrs(), rate, self._eta(fit, (cfg.epochs - epoch) * n / max(rate, 1e-9)), entry["elapsed_s"]))
+            if fit.stop:
                 break
-            if epoch < cfg.epochs and (out_of_time or (cfg.max_seconds > 0 and self._over_budget(started))):
-                out_of_time = True
-                break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+        if fit.best_state is not None:
+            self.model.load_state_dict(fit.best_state)
         rate = rows_done / max(train_time, 1e-9)
-        self.publish(Progress("end", best_epoch, cfg.epochs, step, total_steps, None, MappingProxyType(dict(best_metrics)), self._lrs(), rate, 0.0,
-                              time.perf_counter() - started, "stopped early" if stopped_early else "out of time" if out_of_time else "finished"))
-        return TrainResult(history, best_epoch, best_metrics, train_time, rate, stopped_early, out_of_time)
+        self.publish(Progress("end", fit.best_epoch, cfg.epochs, fit.step, fit.total_steps, None, MappingProxyType(dict(fit.best_metrics)),
+                              self._lrs(), rate, 0.0, fit.elapsed(), fit.stop or "finished"))
+        return TrainResult(history, fit.best_epoch, fit.best_metrics, train_time, rate, fit.stop == "stopped early", fit.stop == "out of time")
 
-    def _eta(self, seconds: float, started: float) -> float:
-        """The time left at this pace, never past the wall-clock budget."""
-        if self.config.max_seconds > 0:
-            seconds = min(seconds, max(0.0, self.config.max_seconds - (time.perf_counter() - started)))
+    def _hook(self, name: str, fit: Fit, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, name)(fit, *args)
+
+    def _eta(self, fit: Fit, seconds: float) -> float:
+        """The time left at this pace, never past a time budget."""
+        for callback in self.callbacks:
+            if isinstance(callback, TimeBudget):
+                seconds = min(seconds, callback.time_left(fit))
         return seconds
-
-    def _over_budget(self, started: float) -> bool:
-        """Whether the wall-clock budget is spent -- on any process, so all of them stop at the same step."""
-        return self.mean_over_processes(float(time.perf_counter() - started >= self.config.max_seconds)) > 0
 
     def _lrs(self) -> tuple[float, ...]:
         return tuple(float(g["lr"]) for opt in self.optimizers for g in opt.param_groups)

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .errors import Cancelled, StudioError
+from .metrics import MAXIMISE
 from .spec import Spec
 from .workspace import Workspace
 
-MAXIMISE = {"auc", "accuracy", "r2", "average_precision"}
 NUMERIC_CHOICES = ("as given", "standardize", "periodic", "piecewise")
 WIDTHS = (64, 128, 256, 512)
 
