@@ -14,13 +14,20 @@ from .sqlutil import qi
 SMOOTHING = 20.0  # pseudo-rows pulling a value's mean towards its baseline
 
 
-def _cells(con, relation: str, exprs: list[str]) -> pd.DataFrame:
-    """Aggregated (keys..., n, sum y, sum y^2) per combination of values of ``exprs``."""
+def _cells(con, train: str, val: str, exprs: list[str]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Aggregated cells of both parts in one query: per combination of values of ``exprs`` and
+    part (0 training, 1 validation), its rows ``n``, label sum ``s`` and sum of squares ``s2``.
+    Returns (part, per-expression value codes, combination codes, n, s, s2); a code numbers a
+    value (NULL included) the same way in both parts."""
     keys = ", ".join(f"CAST({e} AS VARCHAR) AS k{i}" for i, e in enumerate(exprs))
-    df = con.sql(f"SELECT {keys}, count(*)::DOUBLE AS n, sum(__y)::DOUBLE AS s, sum(__y * __y)::DOUBLE AS s2 FROM {relation} GROUP BY ALL").df()
-    for i in range(len(exprs)):
-        df[f"k{i}"] = df[f"k{i}"].astype(object).where(df[f"k{i}"].notna(), "\x00")
-    return df
+    agg = "count(*)::DOUBLE AS n, sum(__y)::DOUBLE AS s, sum(__y * __y)::DOUBLE AS s2"
+    got = con.sql(f"SELECT {keys}, 0 AS part, {agg} FROM {train} GROUP BY ALL UNION ALL "
+                  f"SELECT {keys}, 1 AS part, {agg} FROM {val} GROUP BY ALL").fetchnumpy()
+    codes = [pd.factorize(np.asarray(got[f"k{i}"], dtype=object), use_na_sentinel=False)[0] for i in range(len(exprs))]
+    combo = np.zeros(len(got["n"]), np.int64)
+    for c in codes:  # one code per combination, renumbered after each column so it never overflows
+        combo = pd.factorize(combo * (int(c.max(initial=0)) + 1) + c)[0]
+    return (np.asarray(got["part"]), codes, combo, *(np.asarray(got[k], dtype=float) for k in ("n", "s", "s2")))
 
 
 def _loss(task: str, p: np.ndarray, n: np.ndarray, s: np.ndarray, s2: np.ndarray) -> float:
@@ -31,47 +38,46 @@ def _loss(task: str, p: np.ndarray, n: np.ndarray, s: np.ndarray, s2: np.ndarray
     return float((s2 - 2 * p * s + n * p * p).sum())
 
 
-def _single(tr: pd.DataFrame, va: pd.DataFrame, key: str, p0: float, m: float) -> np.ndarray:
-    """Smoothed mean of the label for each validation cell's value of ``key`` alone."""
-    g = tr.groupby(key)[["n", "s"]].sum()
-    return va[key].map((g.s + m * p0) / (g.n + m)).fillna(p0).to_numpy(dtype=float)
-
-
 def cross_gain(con, train: str, val: str, exprs: list[str], task: str, m: float = SMOOTHING) -> float:
     """Validation loss reduction per row of a cross beyond its columns, fitted on training rows.
 
     The baseline is the better of (a) the additive combination of the columns' own smoothed
     encodings (on the logit scale for binary) and (b) each column alone; each cell's mean is
     shrunk towards (a) with ``m`` pseudo-rows -- so a cross scores only for what it predicts
-    *beyond its parts*, out of sample; rare or unseen cells score nothing.
+    *beyond its parts*, out of sample; rare or unseen cells score nothing.  Computed from one
+    query's cells with integer codes and ``np.bincount`` (about 60 ms a candidate on Adult).
     """
-    tr, va = _cells(con, train, exprs), _cells(con, val, exprs)
-    if tr.empty or va.empty:
+    part, codes, combo, n, s, s2 = _cells(con, train, val, exprs)
+    tr, va = part == 0, part == 1
+    if not tr.any() or not va.any():
         return 0.0
-    keys = [f"k{i}" for i in range(len(exprs))]
-    p0 = tr.s.sum() / tr.n.sum()
-    link, inv = ((lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))), (lambda z: 1 / (1 + np.exp(-z)))) \
-        if task == "binary" else ((lambda p: p), (lambda z: z))
+    p0 = s[tr].sum() / n[tr].sum()
+    if task == "binary":
+        def link(p: np.ndarray) -> np.ndarray:
+            p = np.clip(p, 1e-6, 1 - 1e-6)
+            return np.log(p / (1 - p))
 
-    def parts(frame: pd.DataFrame) -> np.ndarray:
-        z = np.full(len(frame), link(p0))
-        for k in keys:
-            g = tr.groupby(k)[["n", "s"]].sum()
-            enc = link((g.s + m * p0) / (g.n + m)) - link(p0)
-            z = z + frame[k].map(enc).fillna(0.0).to_numpy(dtype=float)
-        return inv(z)
+        def inv(z: np.ndarray) -> np.ndarray:
+            return 1 / (1 + np.exp(-z))
+    else:
+        def link(p: np.ndarray) -> np.ndarray:
+            return p
 
-    n, s, s2 = va.n.to_numpy(), va.s.to_numpy(), va.s2.to_numpy()
-    base = parts(va)
-    tr = tr.assign(p=(tr.s + m * parts(tr)) / (tr.n + m))
-    merged = va.merge(tr[keys + ["p"]], on=keys, how="left")
-    pred = merged.p.fillna(pd.Series(base, index=merged.index)).to_numpy(dtype=float)
+        inv = link
+    # per column: the smoothed mean of each value over the training cells (an unseen value: p0)
+    alone = [(np.bincount(c[tr], s[tr], c.max() + 1) + m * p0) / (np.bincount(c[tr], n[tr], c.max() + 1) + m) for c in codes]
+    additive = inv(link(np.float64(p0)) + sum(link(a)[c] - link(np.float64(p0)) for a, c in zip(alone, codes)))
+    cell = np.full(combo.max() + 1, np.nan)
+    cell[combo[tr]] = (s[tr] + m * additive[tr]) / (n[tr] + m)  # training cells, shrunk towards the additive model
+    pred = cell[combo[va]]
+    pred = np.where(np.isnan(pred), additive[va], pred)
+    nv, sv, s2v = n[va], s[va], s2[va]
     # redundant columns (education / education_num) make the additive baseline double-count:
     # the baseline is the best of the additive model and each column alone
-    base_loss = min([_loss(task, base, n, s, s2)] + [_loss(task, _single(tr, va, k, p0, m), n, s, s2) for k in keys])
-    gain = (base_loss - _loss(task, pred, n, s, s2)) / n.sum()
+    base_loss = min([_loss(task, additive[va], nv, sv, s2v)] + [_loss(task, a[c[va]], nv, sv, s2v) for a, c in zip(alone, codes)])
+    gain = (base_loss - _loss(task, pred, nv, sv, s2v)) / nv.sum()
     if task == "regression":
-        var = s2.sum() / n.sum() - (s.sum() / n.sum()) ** 2
+        var = s2v.sum() / nv.sum() - (sv.sum() / nv.sum()) ** 2
         gain = gain / var if var > 0 else 0.0
     return float(gain)
 
