@@ -77,15 +77,22 @@ def test_inspect_draws_a_numeric_columns_wide_effect_curve(tmp_path, monkeypatch
     reset_hub()
 
 
-def test_train_page_tunes_in_the_background_draws_the_trials_and_offers_the_best_spec(app, small_spec, synthetic_csv):
-    from test_app import _wait_for_task, load_file
+def _train_page(at, small_spec, synthetic_csv, epochs: int):
+    """The Train page with the small spec over the synthetic table loaded."""
+    from test_app import load_file
 
-    at = app
     _, spec = small_spec
-    spec.train.epochs = 1
+    spec.train.epochs = epochs
     load_file(at, synthetic_csv)
     studio(at).spec = spec
     at.switch_page("views/train.py").run()
+    return at
+
+
+def test_train_page_tunes_in_the_background_draws_the_trials_and_offers_the_best_spec(app, small_spec, synthetic_csv):
+    from test_app import _wait_for_task
+
+    at = _train_page(app, small_spec, synthetic_csv, epochs=1)
     at.number_input(key="tune_trials").set_value(3)
     at.button(key="tune_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -104,14 +111,9 @@ def test_train_page_tunes_in_the_background_draws_the_trials_and_offers_the_best
 
 
 def test_train_page_sets_ensemble_members_and_a_time_budget(app, small_spec, synthetic_csv):
-    from test_app import _wait_for_task, load_file, selected_job
+    from test_app import _wait_for_task, selected_job
 
-    at = app
-    _, spec = small_spec
-    spec.train.epochs = 2
-    load_file(at, synthetic_csv)
-    studio(at).spec = spec
-    at.switch_page("views/train.py").run()
+    at = _train_page(app, small_spec, synthetic_csv, epochs=2)
     at.number_input(key="ensemble").set_value(3)
     at.number_input(key="max_minutes").set_value(0.5)
     at.button(key="FormSubmitter:train_form-Start training").click().run()
