@@ -154,12 +154,27 @@ def cmd_train(args: argparse.Namespace) -> int:
             signal.signal(sig, previous)
 
 
+def _warm_imports() -> None:
+    """Import torch (and the optimiser's torch._dynamo) and scikit-learn's metrics: about 5 s of
+    a Python's start, done in a thread while the main one reads the data and suggests a spec
+    in DuckDB (which releases the GIL).  An import that fails here fails again, with its
+    message, where it is used."""
+    try:
+        import sklearn.metrics  # noqa: F401
+        import torch._dynamo  # noqa: F401
+    except Exception:  # noqa: BLE001 -- reported by the main thread's own import
+        pass
+
+
 def _train_here(args: argparse.Namespace) -> int:
+    warm = threading.Thread(target=_warm_imports, name="wdstudio-imports", daemon=True)
+    warm.start()
+    spec, ws, _paths = _train_spec(args)
+    warm.join()
     from .distributed import ranks_from_env, stop
     from .pipeline import train
 
     ranks = ranks_from_env()
-    spec, ws, _paths = _train_spec(args)
     preprocessing = _shipped_preprocessing(args, spec)
     main_rank = ranks is None or ranks.is_main
     stop_event = threading.Event()

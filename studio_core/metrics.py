@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn import metrics as skm
 
 METRIC_KEYS = {"binary": ("auc", "average_precision", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2")}
 MAXIMISE = {"auc", "average_precision", "accuracy", "r2"}
@@ -21,6 +20,8 @@ UNDEFINED = {"auc": "not defined (one class)", "average_precision": "not defined
 
 
 def binary_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as skm  # on first use: ~2 s that reading data, suggesting and drawing pages need not pay
+
     logits = np.asarray(logits, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     p = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
@@ -36,6 +37,8 @@ def binary_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def regression_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """RMSE, MAE and R² on the label's own scale (callers unscale first)."""
+    from sklearn import metrics as skm  # on first use: ~2 s that reading data, suggesting and drawing pages need not pay
+
     pred = np.asarray(pred, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if not len(y):

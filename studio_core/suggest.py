@@ -10,7 +10,7 @@
 * Wide crosses ranked by their *held-out interaction gain*: the validation log-loss (binary; or
   squared error, regression) saved per row by a smoothed target encoding of the combination,
   fitted on the training split, over the additive combination of its columns' own encodings
-  (``cross_gain``).  Measured out of sample, so high-cardinality crosses that merely memorise
+  (``cross_score``).  Measured out of sample, so high-cardinality crosses that merely memorise
   the training rows score about zero.  Each candidate carries its cardinality and the share of
   validation rows whose combination was unseen in training.
 """
@@ -28,7 +28,7 @@ from .spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, Numer
 from .split import SPLIT_TABLE, Split, clear_split, make_split, source_sql
 from .sqlutil import is_boolean_type, is_numeric_type, qi, ql
 from .suggest_checks import TREE_BINS, distinct_crosses, looks_like_code, looks_like_group_id, numeric_encoding, quantity_name, table_notes
-from .suggest_scores import cross_gain, single_column_scores
+from .suggest_scores import cross_score, single_column_scores
 from .workspace import Workspace
 
 MAX_VOCAB = 10_000
@@ -55,7 +55,7 @@ class ColumnRole:
 @dataclass(frozen=True)
 class CrossCandidate:
     columns: tuple[str, ...]
-    score: float  # held-out loss reduction per row beyond the columns alone (see cross_gain)
+    score: float  # held-out loss reduction per row beyond the columns alone (see cross_score)
     cardinality: int
     unseen_share: float
 
@@ -116,7 +116,7 @@ def suggest(ws: Workspace, data: DataSpec, max_crosses: int = 3, triples: bool =
     try:
         return _suggest(ws, data, max_crosses, triples)
     finally:  # leave the workspace as it was: no copies of the rows stay behind
-        for name in ("__wd_data_ltrain", "__wd_data_lval"):
+        for name in ("__wd_data_ltrain", "__wd_data_lval", "__wd_data_ktrain", "__wd_data_kval"):
             ws.con.execute(f"DROP TABLE IF EXISTS {qi(name)}")
         clear_split(ws.con, SPLIT_TABLE)
 
@@ -219,13 +219,19 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
     groups = list(itertools.combinations(pool, 2))
     if triples:
         groups += list(itertools.combinations(pool[:TRIPLE_POOL], 3))
+    # the pool's bucket / text values computed once (a numeric bucket is a list search per row)
+    keys = {c: f"k{i}" for i, c in enumerate(pool)}
+    coded, coded_val = qi(split.table + "_ktrain"), qi(split.table + "_kval")
+    for name, rel in ((coded, labelled), (coded_val, labelled_val)):
+        cols = "".join(f", {comp_expr[c]} AS {keys[c]}" for c in pool)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT __y{cols} FROM {rel}")
     scored = []
     for group in groups:
-        gain = cross_gain(con, labelled, labelled_val, [comp_expr[c] for c in group], task)
-        card = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(comp_expr[c] for c in group)} FROM {train})").fetchall()[0][0]
-        scored.append((gain, group, int(card)))
+        # one query's cells give the gain, the training combinations and the unseen share
+        gain, card, unseen = cross_score(con, coded, coded_val, [keys[c] for c in group], task)
+        scored.append((gain, group, card, unseen))
     scored.sort(key=lambda s: -s[0])
-    crosses = [CrossCandidate(g, float(s), int(k), _unseen_share(con, split, [comp_expr[c] for c in g])) for s, g, k in scored[:20]]
+    crosses = [CrossCandidate(g, float(s), int(k), u) for s, g, k, u in scored[:20]]
     chosen, notes = distinct_crosses(con, train, [c for c in crosses if c.score > MIN_CROSS_GAIN], comp_expr, max_crosses)
     # a cross whose combinations fit a vocabulary gets one (no collisions, readable weights); a larger one is hashed
     cross_specs = [CrossFeature(list(c.columns), "vocab" if c.cardinality <= MAX_VOCAB else "hash",
@@ -259,16 +265,3 @@ def _column_stats(con, relation: str, columns: list[str], types: dict[str, str])
         for i, c in enumerate(cols):
             out[c] = (int(vals[3 * i]), int(vals[3 * i + 1]), bool(vals[3 * i + 2]))
     return out
-
-
-def _unseen_share(con, split: Split, exprs: list[str]) -> float:
-    """Share of validation rows whose combination of values never occurs in training."""
-    if split.n_val == 0:
-        return 0.0
-    keys = ", ".join(f"{e} AS __k{i}" for i, e in enumerate(exprs))
-    match = " AND ".join(f"v.__k{i} IS NOT DISTINCT FROM s.__k{i}" for i in range(len(exprs)))
-    val = con.sql(
-        f"WITH s AS (SELECT DISTINCT {keys}, true AS __hit FROM {split.train.relation}), v AS (SELECT {keys} FROM {split.val.relation}) "
-        f"SELECT 1 - count(s.__hit)::DOUBLE / greatest(count(*), 1) FROM v LEFT JOIN s ON {match}"
-    ).fetchall()[0]
-    return float(val[0] or 0.0)

@@ -38,8 +38,10 @@ def _loss(task: str, p: np.ndarray, n: np.ndarray, s: np.ndarray, s2: np.ndarray
     return float((s2 - 2 * p * s + n * p * p).sum())
 
 
-def cross_gain(con, train: str, val: str, exprs: list[str], task: str, m: float = SMOOTHING) -> float:
-    """Validation loss reduction per row of a cross beyond its columns, fitted on training rows.
+def cross_score(con, train: str, val: str, exprs: list[str], task: str, m: float = SMOOTHING) -> tuple[float, int, float]:
+    """(gain, cardinality, unseen share) of a cross: the validation loss reduction per row
+    beyond its columns, fitted on training rows; the number of value combinations in the
+    training rows; the share of validation rows whose combination no training row has.
 
     The baseline is the better of (a) the additive combination of the columns' own smoothed
     encodings (on the logit scale for binary) and (b) each column alone; each cell's mean is
@@ -50,7 +52,8 @@ def cross_gain(con, train: str, val: str, exprs: list[str], task: str, m: float 
     part, codes, combo, n, s, s2 = _cells(con, train, val, exprs)
     tr, va = part == 0, part == 1
     if not tr.any() or not va.any():
-        return 0.0
+        return 0.0, int(tr.sum()), 0.0
+    unseen = float(n[va][~np.isin(combo[va], combo[tr])].sum() / n[va].sum())
     p0 = s[tr].sum() / n[tr].sum()
     if task == "binary":
         def link(p: np.ndarray) -> np.ndarray:
@@ -79,7 +82,7 @@ def cross_gain(con, train: str, val: str, exprs: list[str], task: str, m: float 
     if task == "regression":
         var = s2v.sum() / nv.sum() - (sv.sum() / nv.sum()) ** 2
         gain = gain / var if var > 0 else 0.0
-    return float(gain)
+    return float(gain), int(tr.sum()), unseen
 
 
 def _weighted_auc(score: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
+import pytest
 from test_export import mixed_spec, train_run
 
 from studio_core.encoders import text_codes
@@ -61,3 +62,26 @@ def test_a_cross_whose_combinations_fit_a_vocabulary_is_suggested_as_one(tmp_pat
     for x, cand in ((x, next(c for c in sug.crosses if list(c.columns) == x.columns)) for x in sug.spec.features.crosses):
         assert x.encoding == ("vocab" if cand.cardinality <= 10_000 else "hash")
     assert any(x.encoding == "vocab" for x in sug.spec.features.crosses)
+
+
+def test_cross_score_counts_training_combinations_and_unseen_validation_rows():
+    """The cardinality and unseen share a candidate shows come from the same cells as its
+    gain; they must equal the direct DISTINCT count and anti-join on the rows (NULLs are a value)."""
+    import duckdb
+    import numpy as np
+
+    from studio_core.suggest_scores import cross_score
+
+    rng = np.random.default_rng(3)
+    con = duckdb.connect()
+    for name, n in (("tr", 3000), ("va", 800)):
+        a = rng.integers(0, 12 if name == "tr" else 15, n)  # validation has values training never saw
+        b = rng.choice(["x", "y", "z", None], n)
+        y = (rng.random(n) < 0.2 + 0.05 * (a % 4) + 0.2 * (b == "x")).astype(float)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM (SELECT unnest(?) AS a, unnest(?) AS b, unnest(?) AS __y)", [a.tolist(), b.tolist(), y.tolist()])
+    gain, card, unseen = cross_score(con, "tr", "va", ["a", "b"], "binary")
+    assert card == con.execute("SELECT count(*) FROM (SELECT DISTINCT a, b FROM tr)").fetchone()[0]
+    want = con.execute("SELECT avg(CASE WHEN t.a IS NULL THEN 1.0 ELSE 0.0 END) FROM va v LEFT JOIN (SELECT DISTINCT a, b FROM tr) t "
+                       "ON v.a = t.a AND v.b IS NOT DISTINCT FROM t.b").fetchone()[0]
+    assert 0.05 < unseen == pytest.approx(want, abs=1e-12)
+    assert np.isfinite(gain)
