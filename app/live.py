@@ -11,7 +11,7 @@ import streamlit as st
 from plain import plain
 from state import StudioSession
 
-from studio_core.tasks import Task, TaskSnapshot
+from studio_core.jobs.tasks import Task, TaskSnapshot
 
 
 def task_view(s: StudioSession, task: Task, progress: Callable[[TaskSnapshot], tuple[float, str]], what: str, key: str) -> None:

@@ -22,16 +22,16 @@ from pathlib import Path
 import streamlit as st
 from plain import plain
 
-from studio_core.errors import StudioError
-from studio_core.hub import Hub, hub
-from studio_core.jobs import JobRegistry, JobSnapshot, configure_threads
-from studio_core.results import run_label
-from studio_core.runs import Run, load_run
-from studio_core.spec import Spec
-from studio_core.suggest import Suggestion
-from studio_core.tasks import Slots, Task
-from studio_core.tune_job import TuneJob
-from studio_core.workspace import Bounds, Workspace
+from studio_core.common.errors import StudioError
+from studio_core.data.workspace import Bounds, Workspace
+from studio_core.features.suggest import Suggestion
+from studio_core.jobs.hub import Hub, hub
+from studio_core.jobs.tasks import Slots, Task
+from studio_core.jobs.training import JobRegistry, JobSnapshot, configure_threads
+from studio_core.jobs.tune_job import TuneJob
+from studio_core.runs.results import run_label
+from studio_core.runs.store import Run, load_run
+from studio_core.spec.schema import Spec
 
 os.umask(0o077)  # everything the server writes (uploads, spill files, runs) is readable by its own user only
 KEY = "studio"

@@ -6,11 +6,11 @@ from live import task_view
 from plain import plain
 from state import StudioSession, slots
 
-from studio_core.charts import trials_chart
-from studio_core.errors import StudioError
-from studio_core.metrics import MAXIMISE
-from studio_core.tune_job import tune_task
-from studio_core.validate import validate
+from studio_core.common.errors import StudioError
+from studio_core.common.metrics import MAXIMISE
+from studio_core.features.validate import validate
+from studio_core.jobs.tune_job import tune_task
+from studio_core.runs.charts import trials_chart
 
 
 def tuning_panel(s: StudioSession) -> None:

@@ -10,9 +10,9 @@ import streamlit as st
 from plain import plain
 from state import StudioSession
 
-from studio_core.datafiles import free_table_name, table_name_for
-from studio_core.errors import StudioError
-from studio_core.hub import hub
+from studio_core.common.errors import StudioError
+from studio_core.data.datafiles import free_table_name, table_name_for
+from studio_core.jobs.hub import hub
 
 
 def load_uploads(s: StudioSession, files: list) -> list[str]:

@@ -32,10 +32,10 @@ from _contention import Contention
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-from studio_core.bootstrap import metric_samples, percentile_interval
-from studio_core.spec import Spec
-from studio_core.split import split_for
-from studio_core.workspace import Workspace
+from studio_core.data.split import split_for
+from studio_core.data.workspace import Workspace
+from studio_core.runs.bootstrap import metric_samples, percentile_interval
+from studio_core.spec.schema import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = "sample_data/adult.csv"

@@ -29,10 +29,10 @@ from pathlib import Path
 
 from _contention import Contention
 
-from studio_core import pipeline
-from studio_core.spec import DataSpec
-from studio_core.suggest import suggest
-from studio_core.workspace import Workspace
+from studio_core.data.workspace import Workspace
+from studio_core.features.suggest import suggest
+from studio_core.runs import train as pipeline
+from studio_core.spec.schema import DataSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "sample_data" / "clicklog.csv"

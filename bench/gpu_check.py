@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from studio_core.cli import _load  # noqa: E402
-from studio_core.pipeline import train  # noqa: E402
-from studio_core.spec import DataSpec, Spec  # noqa: E402
-from studio_core.suggest import suggest  # noqa: E402
-from studio_core.workspace import Workspace  # noqa: E402
+from studio_core.cli.main import _load  # noqa: E402
+from studio_core.data.workspace import Workspace  # noqa: E402
+from studio_core.features.suggest import suggest  # noqa: E402
+from studio_core.runs.train import train  # noqa: E402
+from studio_core.spec.schema import DataSpec, Spec  # noqa: E402
 
 
 def run(spec: Spec, ws: Workspace, device: str) -> dict:

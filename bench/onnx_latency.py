@@ -36,16 +36,16 @@ import onnxruntime as ort
 import torch
 from _contention import Contention
 
-from studio_core import pipeline
-from studio_core.bundle import export_bundle
-from studio_core.model_card import figures_text
-from studio_core.onnx_raw_inputs import raw_feeds, raw_inputs, raw_select_sql
-from studio_core.preprocess import BATCH_ROWS
-from studio_core.scoring import load_bundle
-from studio_core.spec import DataSpec
-from studio_core.split import make_split
-from studio_core.suggest import suggest
-from studio_core.workspace import Workspace
+from studio_core.data.split import make_split
+from studio_core.data.workspace import Workspace
+from studio_core.export.bundle import export_bundle
+from studio_core.export.model_card import figures_text
+from studio_core.export.onnx_raw_inputs import raw_feeds, raw_inputs, raw_select_sql
+from studio_core.export.scoring import load_bundle
+from studio_core.features.preprocess import BATCH_ROWS
+from studio_core.features.suggest import suggest
+from studio_core.runs import train as pipeline
+from studio_core.spec.schema import DataSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES, THREADS = (1, 64, 1024), (1, 2)

@@ -44,12 +44,12 @@ from _contention import Contention
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import log_loss, mean_squared_error, r2_score, roc_auc_score
 
-from studio_core import pipeline
-from studio_core.spec import DataSpec
-from studio_core.split import split_for
-from studio_core.suggest import suggest
-from studio_core.tune import tune
-from studio_core.workspace import Workspace
+from studio_core.data.split import split_for
+from studio_core.data.workspace import Workspace
+from studio_core.features.suggest import suggest
+from studio_core.runs import train as pipeline
+from studio_core.runs.tune import tune
+from studio_core.spec.schema import DataSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

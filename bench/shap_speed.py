@@ -29,15 +29,23 @@ import numpy as np
 import torch
 from _contention import Contention
 
-from studio_core import pipeline
-from studio_core.explain import RowFunction, encode_background, encode_rows, estimate_seconds, explain, feature_columns, sample_relation
-from studio_core.preprocess import ColumnCodes
-from studio_core.runs import load_run
-from studio_core.spec import DataSpec
-from studio_core.split import make_split
-from studio_core.suggest import suggest
-from studio_core.whatif import explain_row
-from studio_core.workspace import Workspace
+from studio_core.data.split import make_split
+from studio_core.data.workspace import Workspace
+from studio_core.explain.shap_values import (
+    RowFunction,
+    encode_background,
+    encode_rows,
+    estimate_seconds,
+    explain,
+    feature_columns,
+    sample_relation,
+)
+from studio_core.explain.whatif import explain_row
+from studio_core.features.preprocess import ColumnCodes
+from studio_core.features.suggest import suggest
+from studio_core.runs import train as pipeline
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import DataSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS, BACKGROUND, TARGET_S = 200, 100, 30.0

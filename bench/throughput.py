@@ -44,14 +44,14 @@ from pathlib import Path  # noqa: E402
 from _contention import Contention  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from studio_core import pipeline  # noqa: E402
-from studio_core.metrics import binary_metrics  # noqa: E402
-from studio_core.model import WideDeep  # noqa: E402
-from studio_core.preprocess import Encoded, Preprocessor  # noqa: E402
-from studio_core.spec import DataSpec, Spec  # noqa: E402
-from studio_core.split import make_split  # noqa: E402
-from studio_core.suggest import suggest  # noqa: E402
-from studio_core.workspace import Workspace  # noqa: E402
+from studio_core.common.metrics import binary_metrics  # noqa: E402
+from studio_core.data.split import make_split  # noqa: E402
+from studio_core.data.workspace import Workspace  # noqa: E402
+from studio_core.features.preprocess import Encoded, Preprocessor  # noqa: E402
+from studio_core.features.suggest import suggest  # noqa: E402
+from studio_core.model.network import WideDeep  # noqa: E402
+from studio_core.runs import train as pipeline  # noqa: E402
+from studio_core.spec.schema import DataSpec, Spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, EPOCHS, TARGET_RATIO = 1024, 3, 2.5

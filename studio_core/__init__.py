@@ -3,8 +3,8 @@
 No Streamlit here: the engine is usable from a notebook, the CLI (``wdstudio``) and the app.
 """
 
-from .errors import Problem, SpecError, StudioError
-from .spec import Spec
+from studio_core.common.errors import Problem, SpecError, StudioError
+from studio_core.spec.schema import Spec
 
 __version__ = "0.1.0"
 __all__ = ["Spec", "StudioError", "SpecError", "Problem", "__version__"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio_core.hub import reset_hub
-from studio_core.spec import DataSpec
-from studio_core.suggest import suggest
-from studio_core.workspace import Workspace
+from studio_core.data.workspace import Workspace
+from studio_core.features.suggest import suggest
+from studio_core.jobs.hub import reset_hub
+from studio_core.spec.schema import DataSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 ADULT = ROOT / "sample_data" / "adult.csv"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from studio_core.distributed import ranks_from_env, stop
-from studio_core.pipeline import prepare, train
-from studio_core.spec import Spec
-from studio_core.workspace import Workspace
+from studio_core.data.workspace import Workspace
+from studio_core.runs.train import prepare, train
+from studio_core.spec.schema import Spec
+from studio_core.training.distributed import ranks_from_env, stop
 
 
 def main() -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from studio_core.distributed import ranks_from_env, stop
-from studio_core.errors import TrainingDiverged
-from studio_core.model import WideDeep
-from studio_core.pipeline import train
-from studio_core.spec import Spec
-from studio_core.workspace import Workspace
+from studio_core.common.errors import TrainingDiverged
+from studio_core.data.workspace import Workspace
+from studio_core.model.network import WideDeep
+from studio_core.runs.train import train
+from studio_core.spec.schema import Spec
+from studio_core.training.distributed import ranks_from_env, stop
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from studio_core.hub import hub, reset_hub
+from studio_core.jobs.hub import hub, reset_hub
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "studio.py")
 
@@ -78,7 +78,7 @@ def selected_job(at):
 
 
 def test_happy_path_sample_to_export(app):
-    from studio_core.profile import profile as column_profiles
+    from studio_core.data.profile import profile as column_profiles
 
     at = app
     load_sample(at)
@@ -117,7 +117,7 @@ def test_happy_path_sample_to_export(app):
     assert [m.label for m in at.metric][:4] == ["test AUC", "test average precision", "test log loss", "test accuracy"]
     at.switch_page("views/export.py").run()
     assert not at.exception and "Download run (zip)" in [b.proto.label for b in at.get("download_button")]
-    from studio_core.inspect import run_zip
+    from studio_core.runs.inspect import run_zip
 
     snap_dir = selected_job(at).snapshot().run_dir
     names = zipfile.ZipFile(io.BytesIO(run_zip(snap_dir))).namelist()
@@ -166,7 +166,7 @@ def test_pages_before_data_explain_what_to_do(app):
 
 
 def test_server_restart_reads_finished_runs_back(tmp_path, monkeypatch, small_spec):
-    from studio_core import pipeline
+    from studio_core.runs import train as pipeline
 
     ws, spec = small_spec
     token = "ab" * 16
@@ -208,7 +208,7 @@ def test_train_form_rejects_bad_hidden_units(app):
 
 
 def test_damaged_run_directory_is_reported_on_export(tmp_path, monkeypatch, small_spec):
-    from studio_core import pipeline
+    from studio_core.runs import train as pipeline
 
     ws, spec = small_spec
     token = "ef" * 16
@@ -237,9 +237,9 @@ def test_refresh_reattaches_to_the_same_tables(app):
 def test_regression_run_inspects_with_scatter_and_residuals(tmp_path, monkeypatch):
     from conftest import write_synthetic
 
-    from studio_core.spec import DataSpec
-    from studio_core.suggest import suggest
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
+    from studio_core.features.suggest import suggest
+    from studio_core.spec.schema import DataSpec
 
     csv = write_synthetic(tmp_path / "reg.csv", label="regression")
     ws = Workspace()
@@ -284,7 +284,7 @@ def load_run_of(at):
     """The session's only finished run, loaded."""
     import sys
 
-    from studio_core.runs import load_run
+    from studio_core.runs.store import load_run
 
     state = sys.modules["state"]
     return load_run(state.registry().get(studio(at).job_ids[0], studio(at).owner).snapshot().run_dir)
@@ -292,7 +292,7 @@ def load_run_of(at):
 
 def _session_with_run(tmp_path, monkeypatch, ws_and_spec, token):
     """A fresh server whose session ``token`` owns one finished run (id 'ef' * 16) of the spec."""
-    from studio_core import pipeline
+    from studio_core.runs import train as pipeline
 
     ws, spec = ws_and_spec
     pipeline.train(spec, ws, tmp_path / "runs" / token / ("ef" * 16))
@@ -361,7 +361,7 @@ def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, 
     after = float(at.metric[0].value)
     assert (after < before) if before > 0.5 else (after > before), (before, after)
     assert "vs the row" in at.metric[0].delta
-    from studio_core.whatif import typical_row
+    from studio_core.explain.whatif import typical_row
 
     said = " ".join(c.value for c in at.caption)
     assert "for 20 rows against 20 background rows on this server now" in said  # the estimate, shown before and after starting
@@ -370,7 +370,7 @@ def test_explain_page_shap_views_and_what_if(tmp_path, monkeypatch, small_spec, 
     at.number_input(key=f"whatif_{'ef' * 16}_{row}_x1").set_value(1e6).run()
     hints = [c.value for c in at.caption if "⚠" in c.value]
     assert any("outside the training range" in h for h in hints), hints
-    from studio_core.whatif import input_hint
+    from studio_core.explain.whatif import input_hint
 
     assert "unseen in training" in input_hint(load_run_of(at), "colour", "purple")  # AppTest cannot type a new option; the page shows this text
     wanted = str(result.data["size"].iloc[3])
@@ -462,7 +462,7 @@ def test_two_sessions_cannot_see_or_touch_each_others_tables_and_runs(tmp_path, 
     b.run()
     assert studio(b).owner != studio(a).owner and b.info  # no tables yet
     assert "synthetic" not in studio(b).ws.tables()
-    from studio_core.errors import StudioError
+    from studio_core.common.errors import StudioError
 
     with pytest.raises(StudioError, match="does not exist"):
         studio(b).ws.run_sql("SELECT * FROM synthetic")
@@ -508,9 +508,9 @@ def test_rows_shown_are_capped_and_the_server_config_bounds_work(app):
 def test_what_if_on_an_unedited_row_with_missing_values_reproduces_its_score(tmp_path, monkeypatch):
     """Adult has missing workclass/occupation: the what-if copy of a row must score exactly as
     the row itself (missing stays missing, not the text 'nan')."""
-    from studio_core.spec import DataSpec
-    from studio_core.suggest import suggest
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
+    from studio_core.features.suggest import suggest
+    from studio_core.spec.schema import DataSpec
 
     ws = Workspace()
     adult = Path(APP).parents[1] / "sample_data" / "adult.csv"
@@ -598,7 +598,7 @@ def test_tables_survive_a_server_restart_and_count_against_the_disk_budget(app, 
 
 
 def test_a_damaged_tables_file_starts_an_empty_session_with_a_warning(tmp_path, monkeypatch, small_spec):
-    from studio_core import pipeline
+    from studio_core.runs import train as pipeline
 
     ws, spec = small_spec
     token = "cd" * 16

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from test_app import _session_with_run, charts, load_sample, studio, suggest_income
 
-from studio_core.editing import apply_rows, feature_rows
-from studio_core.hub import reset_hub
-from studio_core.inspect import effect_curve
-from studio_core.runs import load_run
-from studio_core.spec import NUMERIC_TRANSFORMS
+from studio_core.features.editing import apply_rows, feature_rows
+from studio_core.jobs.hub import reset_hub
+from studio_core.runs.inspect import effect_curve
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import NUMERIC_TRANSFORMS
 
 
 def _editor(at):

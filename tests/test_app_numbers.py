@@ -8,14 +8,14 @@ import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 from test_app import APP, _session_with_run, _wait_for_task, charts, load_sample, selected_job, studio
 
-from studio_core.hub import reset_hub
-from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec, NumericFeature, Spec
+from studio_core.jobs.hub import reset_hub
+from studio_core.spec.schema import CategoricalFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 
 
 def test_a_run_whose_held_out_rows_hold_one_class_says_so_on_inspect_and_export(tmp_path, monkeypatch):
     """Validation and test rows all negative: AUC is undefined.  Inspect and Export used to crash
     formatting it; they now say 'not defined (one class)'."""
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
 
     n = 600
     part = ["validation" if i % 10 == 0 else "test" if i % 10 == 1 else "train" for i in range(n)]

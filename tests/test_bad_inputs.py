@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio_core.cli import main
+from studio_core.cli.main import main
 
 
 def rows(n: int = 300, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,7 +107,7 @@ EXPECTED: dict[str, str | None] = {  # None: trains; else a piece of the one err
 
 
 def test_decimal_comma_and_latin1_are_read_as_meant(tmp_path):
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
 
     ws = Workspace()
     (tmp_path / "a.csv").write_bytes(bom_semicolon_decimal_comma())
@@ -120,7 +120,7 @@ def test_decimal_comma_and_latin1_are_read_as_meant(tmp_path):
 
 
 def test_na_and_inf_become_null_with_a_warning(tmp_path):
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
 
     p = tmp_path / "n.csv"
     p.write_text("a,b\n1,N/A\n2,inf\n3,4.5\n4,-Infinity\n5,null\n")
@@ -133,9 +133,9 @@ def test_na_and_inf_become_null_with_a_warning(tmp_path):
 
 
 def test_suggest_ignores_bad_columns_with_reasons(tmp_path):
-    from studio_core.spec import DataSpec
-    from studio_core.suggest import suggest
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
+    from studio_core.features.suggest import suggest
+    from studio_core.spec.schema import DataSpec
 
     x, c, y = rows(400)
     body = [[f"{x[i]:.3f}", c[i], "", "k", f"u{i}", y[i], "yes" if y[i] else "no"] for i in range(len(x))]
@@ -155,7 +155,7 @@ def test_suggest_ignores_bad_columns_with_reasons(tmp_path):
 
 
 def test_table_names_are_sanitised():
-    from studio_core.workspace import table_name_for
+    from studio_core.data.workspace import table_name_for
 
     assert table_name_for(Path("Sales Data-2024.csv")) == "sales_data_2024"
     assert table_name_for(Path("2024.csv")) == "t_2024"

@@ -14,14 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from studio_core.cli import main
-from studio_core.errors import StudioError
-from studio_core.fetch import bounded_frame
-from studio_core.jobs import JobRegistry
-from studio_core.sizing import check_layout, layout_params, size_problems, spec_params
-from studio_core.spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
-from studio_core.validate import validate
-from studio_core.workspace import Bounds, Workspace
+from studio_core.cli.main import main
+from studio_core.common.errors import StudioError
+from studio_core.data.fetch import bounded_frame
+from studio_core.data.workspace import Bounds, Workspace
+from studio_core.features.sizing import check_layout, layout_params, size_problems, spec_params
+from studio_core.features.validate import validate
+from studio_core.jobs.training import JobRegistry
+from studio_core.spec.schema import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 
 
 def peak_rss_mb() -> float:
@@ -76,13 +76,13 @@ def test_a_model_over_the_size_limit_is_refused_by_validation_with_its_size_and_
 
 
 def test_the_fitted_size_is_exact_and_checked_before_allocating(small_spec, tmp_path, monkeypatch):
-    from studio_core import pipeline
-    from studio_core.prepare import fit_preprocessor
-    from studio_core.split import make_split
+    from studio_core.data.split import make_split
+    from studio_core.features.prepare import fit_preprocessor
+    from studio_core.runs import train as pipeline
 
     ws, spec = small_spec
     prep = fit_preprocessor(spec, make_split(ws, spec.data))
-    from studio_core.model import WideDeep
+    from studio_core.model.network import WideDeep
 
     model = WideDeep(prep.layout(), spec.model)
     assert layout_params(prep.layout(), spec.model) == sum(p.numel() for p in model.parameters())
@@ -236,7 +236,7 @@ def test_predict_out_may_not_be_its_own_input(capsys, tmp_path, synthetic_csv):
 
 def test_export_runs_data_sql_in_the_sandbox(capsys, tmp_path, small_spec):
     """A run whose data.sql reads another file cannot leak its bytes into bundle.json."""
-    from studio_core import pipeline
+    from studio_core.runs import train as pipeline
 
     ws, spec = small_spec
     secret = tmp_path / "secret.csv"
@@ -257,7 +257,7 @@ def test_a_full_disk_while_writing_a_run_is_a_message_and_leaves_nothing_behind(
     limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes the kernel refuse the write as a full disk would."""
     import signal
 
-    from studio_core import pipeline
+    from studio_core.runs import train as pipeline
 
     ws, spec = small_spec
     spec.train.epochs = 1

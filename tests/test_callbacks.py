@@ -8,9 +8,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studio_core.callbacks import BestEpoch, Fit, GradClip, L1Proximal, NonFiniteGuard, Plateau, TimeBudget, WarmUp, default_callbacks
-from studio_core.errors import TrainingDiverged
-from studio_core.trainer import Progress, Trainer, TrainerConfig
+from studio_core.common.errors import TrainingDiverged
+from studio_core.training.callbacks import (
+    BestEpoch,
+    Fit,
+    GradClip,
+    L1Proximal,
+    NonFiniteGuard,
+    Plateau,
+    TimeBudget,
+    WarmUp,
+    default_callbacks,
+)
+from studio_core.training.progress import Progress
+from studio_core.training.trainer import Trainer, TrainerConfig
 
 
 def _trainer(lr: float = 0.1, **config) -> Trainer:

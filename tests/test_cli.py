@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from studio_core.cli import main
+from studio_core.cli.main import main
 
 
 def run_cli(capsys, *args):
@@ -83,7 +83,7 @@ def _labels_and_scores(capsys, run, data, tmp_path):
 
 def test_predict_warns_about_missing_columns(capsys, small_spec, tmp_path):
     ws, spec = small_spec
-    from studio_core import pipeline
+    from studio_core.runs import train as pipeline
 
     pipeline.train(spec, ws, tmp_path / "run")
     partial = tmp_path / "partial.csv"
@@ -245,9 +245,9 @@ def test_sigterm_stops_training_with_an_error_line_and_leaves_no_temporary_files
     import signal
     import time
 
-    from studio_core.spec import DataSpec
-    from studio_core.suggest import suggest
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
+    from studio_core.features.suggest import suggest
+    from studio_core.spec.schema import DataSpec
 
     ws = Workspace()
     ws.load(synthetic_csv, name="synthetic")
@@ -276,7 +276,7 @@ def test_sigterm_stops_training_with_an_error_line_and_leaves_no_temporary_files
 def test_in_memory_training_makes_no_block_folder(tmp_path, small_spec, monkeypatch):
     import tempfile
 
-    from studio_core.pipeline import train
+    from studio_core.runs.train import train
 
     ws, spec = small_spec
     made = []
@@ -307,7 +307,7 @@ def test_a_memory_setting_in_other_units_is_accepted(capsys, synthetic_csv, tmp_
     monkeypatch.setenv("WDSTUDIO_DUCKDB_MEMORY", "768MiB")
     rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", tmp_path / "o", "--quiet")
     assert rc == 0, err
-    from studio_core import cli
+    from studio_core.cli import main as cli
 
     ws, _, _ = cli._load([str(synthetic_csv)], large=True)  # what training's workspace was given
     limit = ws.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]

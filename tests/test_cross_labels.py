@@ -10,11 +10,11 @@ import pyarrow as pa
 import pytest
 from test_export import mixed_spec, train_run
 
-from studio_core.encoders import text_codes
-from studio_core.inspect import wide_weights
-from studio_core.runs import load_run
-from studio_core.spec import DataSpec
-from studio_core.suggest import suggest
+from studio_core.features.encoders import text_codes
+from studio_core.features.suggest import suggest
+from studio_core.runs.inspect import wide_weights
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import DataSpec
 
 
 def _id_of(prep, i: int, values: dict) -> int:
@@ -53,7 +53,7 @@ def test_inspect_names_cross_weights_by_their_combinations(tmp_path):
 
 
 def test_a_cross_whose_combinations_fit_a_vocabulary_is_suggested_as_one(tmp_path):
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
 
     ws = Workspace()
     ws.load("sample_data/adult.csv", name="adult")
@@ -70,7 +70,7 @@ def test_cross_score_counts_training_combinations_and_unseen_validation_rows():
     import duckdb
     import numpy as np
 
-    from studio_core.suggest_scores import cross_score
+    from studio_core.features.suggest_scores import cross_score
 
     rng = np.random.default_rng(3)
     con = duckdb.connect()

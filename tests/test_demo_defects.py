@@ -54,7 +54,7 @@ def test_a_second_run_is_selected_and_shown_live(app, synthetic_csv):
 def test_loading_or_saving_under_an_existing_name_never_replaces_a_table(app):
     """Loading a sample or saving a query result under a taken name replaced the table without a
     word (and a run trained on it was then evaluated on other rows)."""
-    from studio_core.datafiles import free_table_name
+    from studio_core.data.datafiles import free_table_name
 
     at = app
     at.selectbox(key="sample_name").set_value("clicklog.csv")
@@ -83,7 +83,7 @@ def test_charts_name_their_axes_in_words_and_predicted_vs_actual_has_its_diagona
     import numpy as np
     import pandas as pd
 
-    from studio_core import charts
+    from studio_core.runs import charts
 
     roc = charts.roc_chart(pd.DataFrame({"false_positive_rate": [0, 0.5, 1], "true_positive_rate": [0, 0.8, 1], "threshold": [1, 0.5, 0]}), 0.8).to_dict()
     enc = roc["layer"][0]["encoding"]
@@ -102,7 +102,7 @@ def test_charts_name_their_axes_in_words_and_predicted_vs_actual_has_its_diagona
 
 
 def test_small_texts_say_what_happened():
-    from studio_core.results import change_text, early_stop_text, result_line
+    from studio_core.runs.results import change_text, early_stop_text, result_line
 
     assert change_text("AUC", -0.000001) == "AUC unchanged to 5 decimals"  # was "AUC change -0.00000"
     assert change_text("AUC", 0.00123) == "AUC change +0.00123"
@@ -156,8 +156,8 @@ def test_a_wide_tables_diagram_and_beeswarm_stay_compact():
 
     import pandas as pd
 
-    from studio_core.charts import beeswarm_chart
-    from studio_core.editing import ModelSummary, diagram_dot
+    from studio_core.features.editing import ModelSummary, diagram_dot
+    from studio_core.runs.charts import beeswarm_chart
 
     names = [f"col{i:02d}" for i in range(75)]
     dot = diagram_dot(ModelSummary(names, 1000, [(n, 10, 4) for n in names], 0, [64], False, 5000))
@@ -173,7 +173,7 @@ def test_what_if_helpers_search_any_column_and_start_from_a_typical_row():
     import numpy as np
     import pandas as pd
 
-    from studio_core.whatif import row_matches, typical_row
+    from studio_core.explain.whatif import row_matches, typical_row
 
     data = pd.DataFrame({"a": ["x", "y", "z"], "b": [1, 2, 3], "zz": ["", "Bachelors", "HS"], "__wd_row": [10, 11, 12]})
     assert row_matches(data, ["__wd_row", "a", "b", "zz"], "bachelors") == [1]  # the 4th column, any case

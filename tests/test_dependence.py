@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio_core import pipeline
-from studio_core.dependence import dependence, grid_for, partial_dependence
-from studio_core.explain import encode_rows, sample_relation
-from studio_core.runs import load_run
-from studio_core.split import make_split
-from studio_core.workspace import Workspace
+from studio_core.data.split import make_split
+from studio_core.data.workspace import Workspace
+from studio_core.explain.dependence import dependence, grid_for, partial_dependence
+from studio_core.explain.shap_values import encode_rows, sample_relation
+from studio_core.runs import train as pipeline
+from studio_core.runs.store import load_run
 
 
 @pytest.fixture

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from studio_core import pipeline
-from studio_core.bundle import export_bundle
-from studio_core.model import WideDeep
-from studio_core.onnx_run import PARITY_TOL
-from studio_core.pipeline import each_member
-from studio_core.preprocess import Layout
-from studio_core.runs import load_run
-from studio_core.sizing import deep_params
-from studio_core.spec import ModelSpec
+from studio_core.export.bundle import export_bundle
+from studio_core.export.onnx_run import PARITY_TOL
+from studio_core.features.preprocess import Layout
+from studio_core.features.sizing import deep_params
+from studio_core.model.network import WideDeep
+from studio_core.runs import train as pipeline
+from studio_core.runs.store import load_run
+from studio_core.runs.train import each_member
+from studio_core.spec.schema import ModelSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export import mixed_spec, score_both, train_run, write_new_rows  # noqa: E402

@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studio_core import pipeline
-from studio_core.contributions import row_parts
-from studio_core.encoders import Source
-from studio_core.errors import Cancelled
-from studio_core.explain import explain, sample_relation
-from studio_core.runs import load_run
-from studio_core.spec import CrossFeature, DataSpec
-from studio_core.split import make_split
-from studio_core.suggest import suggest
-from studio_core.workspace import Workspace
+from studio_core.common.errors import Cancelled
+from studio_core.data.source import Source
+from studio_core.data.split import make_split
+from studio_core.data.workspace import Workspace
+from studio_core.explain.contributions import row_parts
+from studio_core.explain.shap_values import explain, sample_relation
+from studio_core.features.suggest import suggest
+from studio_core.runs import train as pipeline
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import CrossFeature, DataSpec
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_two_explanations_on_two_threads_give_each_ones_own_values(trained):
     """shap draws its permutations from NumPy's process-wide generator and re-seeds it: two
     explanations at once must still give exactly what each gives alone."""
     ws, run, split = trained
-    from studio_core.explain import encode_background, encode_rows, explain_codes
+    from studio_core.explain.shap_values import encode_background, encode_rows, explain_codes
 
     codes_r, data = encode_rows(run, sample_relation(split.val, 20, 0))
     codes_b = encode_background(run, sample_relation(split.train, 20, 1))

@@ -18,17 +18,17 @@ import onnxruntime as ort
 import pytest
 from conftest import write_synthetic
 
-from studio_core import pipeline
-from studio_core.bundle import export_bundle
-from studio_core.cli import main
-from studio_core.errors import StudioError
-from studio_core.onnx_raw_inputs import MISSING_TEXT, raw_input_names
-from studio_core.onnx_run import PARITY_TOL
-from studio_core.results import change_text
-from studio_core.runs import load_run
-from studio_core.scoring import load_bundle
-from studio_core.spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, ModelSpec, NumericFeature, Spec, TrainSpec
-from studio_core.workspace import Workspace
+from studio_core.cli.main import main
+from studio_core.common.errors import StudioError
+from studio_core.data.workspace import Workspace
+from studio_core.export.bundle import export_bundle
+from studio_core.export.onnx_raw_inputs import MISSING_TEXT, raw_input_names
+from studio_core.export.onnx_run import PARITY_TOL
+from studio_core.export.scoring import load_bundle
+from studio_core.runs import train as pipeline
+from studio_core.runs.results import change_text
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, ModelSpec, NumericFeature, Spec, TrainSpec
 
 CITIES = ["Zürich", "東京", "São Paulo", "Kraków", "Oslo", "Paris"]
 
@@ -270,7 +270,7 @@ def test_cpython_ast_race_during_export_is_retried_and_other_errors_are_not(tmp_
     tests).  The real exporter runs; only its first call is made to fail the way CPython does."""
     import torch
 
-    from studio_core import onnx_export
+    from studio_core.export import onnx_export
 
     run = _small_run(tmp_path)
     real, calls = torch.onnx.export, []
@@ -302,7 +302,7 @@ def test_two_exports_on_threads_at_once_both_succeed(tmp_path):
     """The studio exports on background threads; two users' exports may overlap."""
     import threading
 
-    from studio_core import onnx_export
+    from studio_core.export import onnx_export
 
     run = _small_run(tmp_path)
     layout = run.preprocessor.layout()

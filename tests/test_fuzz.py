@@ -11,11 +11,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from studio_core.errors import StudioError
-from studio_core.profile import profile
-from studio_core.spec import Spec
-from studio_core.validate import validate
-from studio_core.workspace import Workspace
+from studio_core.common.errors import StudioError
+from studio_core.data.profile import profile
+from studio_core.data.workspace import Workspace
+from studio_core.features.validate import validate
+from studio_core.spec.schema import Spec
 
 CELL = st.one_of(
     st.text(max_size=12),

@@ -13,16 +13,16 @@ import pytest
 from conftest import write_synthetic
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from studio_core import pipeline
-from studio_core.bootstrap import metric_samples, resample_counts
-from studio_core.editing import feature_rows
-from studio_core.evaluation import score_rows
-from studio_core.runs import load_run
-from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec, NumericFeature, Spec
-from studio_core.split import split_for
-from studio_core.suggest import suggest
-from studio_core.validate import validate
-from studio_core.workspace import Workspace
+from studio_core.data.split import split_for
+from studio_core.data.workspace import Workspace
+from studio_core.features.editing import feature_rows
+from studio_core.features.suggest import suggest
+from studio_core.features.validate import validate
+from studio_core.runs import train as pipeline
+from studio_core.runs.bootstrap import metric_samples, resample_counts
+from studio_core.runs.evaluation import score_rows
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import CategoricalFeature, DataSpec, FeatureSpec, NumericFeature, Spec
 
 
 def test_paired_bootstrap_matches_a_slow_reference_on_the_same_resamples():
@@ -99,7 +99,7 @@ def test_preprocessing_is_fitted_on_training_rows_only():
     assert "violet" not in prep.encoders_["cat:colour"].vocabulary_
     train_x = [v for v, p in zip(x, part) if p == "train"]
     assert prep.encoders_["std:x"].mean_ == pytest.approx(np.mean(train_x))
-    from studio_core.split import make_split
+    from studio_core.data.split import make_split
 
     enc = prep.transform(make_split(ws, spec.data).val)
     assert (enc.cat[:, 0][np.array([c == "violet" for c, p in zip(colour, part) if p == "validation"])] == 0).all()
@@ -124,7 +124,7 @@ def test_two_same_seed_trainings_on_two_threads_at_once_agree(small_spec):
 
 
 def test_finished_jobs_and_suggestions_leave_the_connection_as_it_was(small_spec, tmp_path):
-    from studio_core.jobs import JobRegistry
+    from studio_core.jobs.training import JobRegistry
 
     ws, spec = small_spec
 

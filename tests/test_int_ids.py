@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from studio_core import pipeline
-from studio_core.runs import load_run
-from studio_core.spec import DataSpec
-from studio_core.suggest import suggest
-from studio_core.validate import validate
-from studio_core.workspace import Workspace
+from studio_core.data.workspace import Workspace
+from studio_core.features.suggest import suggest
+from studio_core.features.validate import validate
+from studio_core.runs import train as pipeline
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import DataSpec
 
 
 def test_integer_ids_are_categorical_and_quantities_stay_numeric(tmp_path):

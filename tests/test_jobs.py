@@ -1,7 +1,7 @@
 import time
 
-from studio_core.jobs import JobRegistry
-from studio_core.runs import load_run
+from studio_core.jobs.training import JobRegistry
+from studio_core.runs.store import load_run
 
 
 def wait(job, seconds=60):
@@ -58,10 +58,10 @@ def test_finished_runs_are_read_back_after_a_restart(small_spec, tmp_path):
 
 KILLED_SERVER = """
 import sys, time
-from studio_core.jobs import JobRegistry
-from studio_core.spec import DataSpec
-from studio_core.suggest import suggest
-from studio_core.workspace import Workspace
+from studio_core.jobs.training import JobRegistry
+from studio_core.spec.schema import DataSpec
+from studio_core.features.suggest import suggest
+from studio_core.data.workspace import Workspace
 ws = Workspace()
 ws.load(sys.argv[1])
 spec = suggest(ws, DataSpec(table="synthetic", label="target")).spec
@@ -99,7 +99,7 @@ def test_a_server_killed_mid_training_keeps_earlier_runs_and_marks_the_interrupt
 
 
 def test_jobs_wait_for_a_free_slot_in_order_and_can_leave_the_queue(small_spec, tmp_path):
-    from studio_core.tasks import Slots
+    from studio_core.jobs.tasks import Slots
 
     ws, spec = small_spec
     spec.train.epochs, spec.train.early_stopping_patience = 1000, 0

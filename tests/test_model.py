@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from studio_core.model import WideDeep, count_parameters
-from studio_core.preprocess import Layout
-from studio_core.spec import ModelSpec
+from studio_core.features.preprocess import Layout
+from studio_core.model.network import WideDeep, count_parameters
+from studio_core.spec.schema import ModelSpec
 
 LAYOUT = Layout(("a", "b", "a x b"), 50, ("a", "b"), (10, 20), (4, 6), ("x", "x (missing)"))
 
@@ -56,7 +56,7 @@ def test_fast_wide_backward_gives_embedding_bags_gradient(dtype):
 
 
 def test_fast_dropout_keeps_the_expected_share_scales_and_masks_its_gradient():
-    from studio_core.model import DropoutRandom, FastDropout
+    from studio_core.model.network import DropoutRandom, FastDropout
 
     drop = FastDropout(0.3, DropoutRandom(0))
     x = torch.ones(400, 500, requires_grad=True)

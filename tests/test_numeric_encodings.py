@@ -17,20 +17,20 @@ import pyarrow as pa
 import pytest
 import torch
 
-from studio_core import pipeline
-from studio_core.bundle import export_bundle
-from studio_core.encoders import Source
-from studio_core.explain import explain_codes, feature_columns
-from studio_core.inspect import effect_columns, effect_curve
-from studio_core.model import PeriodicEmbedding, WideDeep
-from studio_core.onnx_run import PARITY_TOL
-from studio_core.piecewise import PiecewiseLinear
-from studio_core.preprocess import Layout
-from studio_core.runs import load_run
-from studio_core.shapley import fast_deep
-from studio_core.spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, ModelSpec, NumericFeature, TrainSpec
-from studio_core.suggest import suggest
-from studio_core.workspace import Workspace
+from studio_core.data.source import Source
+from studio_core.data.workspace import Workspace
+from studio_core.explain.shap_values import explain_codes, feature_columns
+from studio_core.explain.shapley import fast_deep
+from studio_core.export.bundle import export_bundle
+from studio_core.export.onnx_run import PARITY_TOL
+from studio_core.features.piecewise import PiecewiseLinear
+from studio_core.features.preprocess import Layout
+from studio_core.features.suggest import suggest
+from studio_core.model.network import PeriodicEmbedding, WideDeep
+from studio_core.runs import train as pipeline
+from studio_core.runs.inspect import effect_columns, effect_curve
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, ModelSpec, NumericFeature, TrainSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export import mixed_spec, score_both, train_run, write_new_rows  # noqa: E402
@@ -224,7 +224,7 @@ def test_tree_edges_are_the_cuts_of_a_best_first_regression_tree():
     cut points from the same per-bucket counts and sums."""
     from sklearn.tree import DecisionTreeRegressor
 
-    from studio_core.piecewise import tree_edges
+    from studio_core.features.piecewise import tree_edges
 
     rng = np.random.default_rng(5)
     bucket = rng.integers(0, 40, 6000)

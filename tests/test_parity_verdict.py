@@ -15,10 +15,10 @@ import torch
 from onnx import numpy_helper
 from test_export import _small_run, mixed_spec, train_run
 
-from studio_core import onnx_export
-from studio_core.bundle import _rows_source, export_bundle
-from studio_core.cli import main
-from studio_core.onnx_run import PARITY_ATOL, tolerance_used
+from studio_core.cli.main import main
+from studio_core.export import onnx_export
+from studio_core.export.bundle import _rows_source, export_bundle
+from studio_core.export.onnx_run import PARITY_ATOL, tolerance_used
 
 
 def test_tolerance_scales_with_the_value():

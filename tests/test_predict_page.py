@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from test_app import _session_with_run, load_file, studio
 
-from studio_core.hub import reset_hub
+from studio_core.jobs.hub import reset_hub
 
 
 def _wait(at):
@@ -40,7 +40,7 @@ def test_a_new_table_is_scored_previewed_and_downloadable(tmp_path, monkeypatch,
     preview = at.dataframe[0].value
     assert list(preview.columns)[0] == "prediction" and len(preview) == 100
     run_dir = next(iter(__import__("state").registry().owned(studio(at).owner))).snapshot().run_dir
-    from studio_core.runs import load_run
+    from studio_core.runs.store import load_run
 
     want, _ = load_run(run_dir).predict(studio(at).ws.table("fresh"))
     np.testing.assert_allclose(preview.prediction, want[:100], atol=1e-9)

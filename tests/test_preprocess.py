@@ -3,11 +3,20 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from studio_core.encoders import CrossEncoder, HashEncoder, QuantileBucketizer, Source, Standardizer, VocabEncoder, fold_codes, text_codes
-from studio_core.preprocess import Preprocessor
-from studio_core.spec import CategoricalFeature, CrossFeature, FeatureSpec, NumericFeature
-from studio_core.split import make_split
-from studio_core.workspace import Workspace
+from studio_core.data.split import make_split
+from studio_core.data.workspace import Workspace
+from studio_core.features.encoders import (
+    CrossEncoder,
+    HashEncoder,
+    QuantileBucketizer,
+    Source,
+    Standardizer,
+    VocabEncoder,
+    fold_codes,
+    text_codes,
+)
+from studio_core.features.preprocess import Preprocessor
+from studio_core.spec.schema import CategoricalFeature, CrossFeature, FeatureSpec, NumericFeature
 
 
 def source(rows: str) -> tuple[Workspace, Source]:
@@ -74,7 +83,7 @@ def test_preprocessor_state_round_trips_through_json_with_identical_outputs(synt
         [CategoricalFeature("colour", "vocab", 1, 10, 4), CategoricalFeature("size", "hash", 1, 32, 3)],
         [CrossFeature(["colour", "size"], "hash", 64), CrossFeature(["colour", "x1"], "vocab", 1, 2)],
     )
-    from studio_core.spec import DataSpec
+    from studio_core.spec.schema import DataSpec
 
     split = make_split(ws, DataSpec(table="synthetic", label="target", positive_class="1"))
     prep = Preprocessor(features, "target", "binary", "1", split.column_types).fit(split.train)
@@ -98,7 +107,7 @@ def test_unseen_categories_and_missing_columns_at_serving_time(synthetic_csv):
     ws = Workspace()
     ws.load(synthetic_csv)
     features = FeatureSpec([NumericFeature("x1")], [CategoricalFeature("colour")], [])
-    from studio_core.spec import DataSpec
+    from studio_core.spec.schema import DataSpec
 
     split = make_split(ws, DataSpec(table="synthetic", label="target", positive_class="1"))
     prep = Preprocessor(features, "target", "binary", "1", split.column_types).fit(split.train)

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, precision_score, recall_score
 
-from studio_core import pipeline
-from studio_core.runs import load_run
-from studio_core.spec import DataSpec
-from studio_core.suggest import suggest
-from studio_core.validate import validate
-from studio_core.workspace import Workspace
+from studio_core.data.workspace import Workspace
+from studio_core.features.suggest import suggest
+from studio_core.features.validate import validate
+from studio_core.runs import train as pipeline
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import DataSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_positive_weight_raises_the_scores_of_rare_positives(tmp_path):
 def test_inspect_sets_the_threshold_by_share_flagged_for_rare_positives(tmp_path, monkeypatch):
     from test_app import _session_with_run, load_file, load_run_of
 
-    from studio_core.inspect import threshold_for_share
+    from studio_core.runs.inspect import threshold_for_share
 
     ws = Workspace()
     csv = rare_table(tmp_path / "rare.csv")

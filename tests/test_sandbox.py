@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from studio_core.errors import StudioError
-from studio_core.workspace import Workspace
+from studio_core.common.errors import StudioError
+from studio_core.data.workspace import Workspace
 
 HOSTILE = [
     "SELECT * FROM read_csv('/etc/passwd')",
@@ -110,8 +110,8 @@ def test_configuration_is_locked_even_through_python(sandbox):
                                  "SELECT * FROM synthetic; DROP TABLE synthetic", "DROP TABLE synthetic",
                                  "SELECT * FROM read_csv('/etc/passwd')"])
 def test_a_specs_sql_cannot_smuggle_statements(sandbox, sql):
-    from studio_core import pipeline
-    from studio_core.spec import DataSpec, Spec
+    from studio_core.runs import train as pipeline
+    from studio_core.spec.schema import DataSpec, Spec
 
     spec = Spec(data=DataSpec(sql=sql, label="target"))
     with pytest.raises(StudioError):

@@ -16,18 +16,18 @@ import torch
 from conftest import ADULT, ROOT, write_synthetic
 from sklearn.metrics import roc_auc_score
 
-from studio_core.batches import BlockBatches, BlockWriter, TensorBatches, batch_sizes
-from studio_core.encoders import HashEncoder
-from studio_core.inspect import holdout
-from studio_core.model import WideDeep
-from studio_core.pipeline import build_optimizers, fit_preprocessor, make_evaluator, prepare, rank_rows, train
-from studio_core.preprocess import Encoded
-from studio_core.runs import load_run
-from studio_core.spec import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
-from studio_core.split import make_split, stream_split
-from studio_core.suggest import suggest
-from studio_core.trainer import Trainer, TrainerConfig
-from studio_core.workspace import Workspace
+from studio_core.data.split import make_split, stream_split
+from studio_core.data.workspace import Workspace
+from studio_core.features.encoders import HashEncoder
+from studio_core.features.preprocess import Encoded
+from studio_core.features.suggest import suggest
+from studio_core.model.network import WideDeep
+from studio_core.runs.inspect import holdout
+from studio_core.runs.store import load_run
+from studio_core.runs.train import build_optimizers, fit_preprocessor, make_evaluator, prepare, rank_rows, train
+from studio_core.spec.schema import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
+from studio_core.training.batches import BlockBatches, BlockWriter, TensorBatches, batch_sizes
+from studio_core.training.trainer import Trainer, TrainerConfig
 
 
 def _numbered(n: int, seed: int = 0) -> Encoded:

@@ -1,7 +1,7 @@
 """``wdstudio score`` runs where PyTorch cannot be imported, and writes what ``predict`` writes.
 
 The scoring process gets a ``sys.meta_path`` finder that raises ImportError for ``torch`` (and
-its submodules) before ``studio_core.cli.main`` runs, then checks torch never got in."""
+its submodules) before ``studio_core.cli.main.main`` runs, then checks torch never got in."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import write_synthetic
 
-from studio_core.cli import main
+from studio_core.cli.main import main
 
 NO_TORCH = r"""
 import sys
@@ -28,7 +28,7 @@ class NoTorch:
         return None
 
 sys.meta_path.insert(0, NoTorch())
-from studio_core.cli import main
+from studio_core.cli.main import main
 
 rc = main(sys.argv[1:])
 leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))

@@ -10,13 +10,13 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from studio_core import pipeline
-from studio_core.explain import RowFunction, encode_background, encode_rows, explain_codes, feature_columns, sample_relation
-from studio_core.preprocess import ColumnCodes
-from studio_core.runs import load_run
-from studio_core.shapley import default_permutations, fast_deep
-from studio_core.spec import CrossFeature
-from studio_core.split import make_split
+from studio_core.data.split import make_split
+from studio_core.explain.shap_values import RowFunction, encode_background, encode_rows, explain_codes, feature_columns, sample_relation
+from studio_core.explain.shapley import default_permutations, fast_deep
+from studio_core.features.preprocess import ColumnCodes
+from studio_core.runs import train as pipeline
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import CrossFeature
 
 
 def exact_shapley(run, codes_r: ColumnCodes, codes_b: ColumnCodes) -> np.ndarray:

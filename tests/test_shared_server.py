@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 from test_app import APP, _session_with_run, load_sample, studio
 
-from studio_core.hub import Hub, Limits, hub, remove_stale_spools, reset_hub
+from studio_core.jobs.hub import Hub, Limits, hub, remove_stale_spools, reset_hub
 
 ROOT = Path(APP).parents[1]
 
@@ -113,7 +113,7 @@ def test_a_model_too_big_for_the_server_is_refused_on_the_train_page(app):
     at.text_input(key="hidden").set_value("65536, 65536, 65536")
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert not at.exception and studio(at).job_ids == []
-    from studio_core.sizing import spec_params
+    from studio_core.features.sizing import spec_params
 
     big = studio(at).spec
     big.model.hidden_units = [65536] * 3
@@ -163,7 +163,7 @@ def test_a_very_wide_table_shows_a_bounded_number_of_columns(app):
 
 
 def test_one_damaged_run_is_listed_as_damaged_and_the_others_work(tmp_path, monkeypatch, small_spec):
-    from studio_core import pipeline
+    from studio_core.runs import train as pipeline
 
     ws, spec = small_spec
     token = "aa" * 16

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from studio_core.errors import SpecError
-from studio_core.spec import CrossFeature, Spec
-from studio_core.validate import validate
-from studio_core.workspace import Workspace
+from studio_core.common.errors import SpecError
+from studio_core.data.workspace import Workspace
+from studio_core.features.validate import validate
+from studio_core.spec.schema import CrossFeature, Spec
 
 
 def test_json_round_trip_is_exact(small_spec):
@@ -66,8 +66,8 @@ def test_valid_suggested_spec_has_no_problems(small_spec):
 
 
 def test_column_rows_round_trip_and_numeric_embedding_edits_take_effect(small_spec):
-    from studio_core.editing import apply_rows, feature_rows
-    from studio_core.pipeline import train
+    from studio_core.features.editing import apply_rows, feature_rows
+    from studio_core.runs.train import train
 
     ws, spec = small_spec
     rows = feature_rows(spec, ws.table("synthetic").columns, {})
@@ -86,8 +86,8 @@ def test_column_rows_round_trip_and_numeric_embedding_edits_take_effect(small_sp
 def test_columns_named_like_the_studios_own_are_refused_with_a_working_rename(tmp_path, capsys):
     """The split adds __wd_row / __wd_hash / __wd_part beside the rows: a user's column of that
     name was silently replaced by the row number (or used as the split flag)."""
-    from studio_core.cli import main
-    from studio_core.spec import CategoricalFeature, DataSpec, FeatureSpec
+    from studio_core.cli.main import main
+    from studio_core.spec.schema import CategoricalFeature, DataSpec, FeatureSpec
 
     p = tmp_path / "w.csv"
     p.write_text("__wd_row,__WD_hash,c,y\n" + "".join(f"{i % 7},{i % 3},{'ab'[i % 2]},{i % 2}\n" for i in range(200)))

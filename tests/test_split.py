@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio_core.errors import SplitMismatch, StudioError
-from studio_core.spec import DataSpec, Spec
-from studio_core.split import make_split, split_for, stream_split
-from studio_core.validate import validate
-from studio_core.workspace import Workspace
+from studio_core.common.errors import SplitMismatch, StudioError
+from studio_core.data.split import make_split, split_for, stream_split
+from studio_core.data.workspace import Workspace
+from studio_core.features.validate import validate
+from studio_core.spec.schema import DataSpec, Spec
 
 
 def _rows(ws: Workspace, source, column: str = "__wd_row") -> list:

@@ -12,11 +12,11 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from studio_core.errors import StudioError
-from studio_core.spec import DataSpec
-from studio_core.suggest import suggest
-from studio_core.validate import validate
-from studio_core.workspace import Workspace
+from studio_core.common.errors import StudioError
+from studio_core.data.workspace import Workspace
+from studio_core.features.suggest import suggest
+from studio_core.features.validate import validate
+from studio_core.spec.schema import DataSpec
 
 EXAMPLES = int(os.environ.get("WDSTUDIO_SUGGEST_EXAMPLES", "25"))
 KINDS = ("float", "int_code", "small_int", "text", "bool", "constant", "mostly_null", "all_null", "skewed", "unique_id")

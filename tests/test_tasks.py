@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from studio_core.errors import StudioError
-from studio_core.tasks import Slots, Task
+from studio_core.common.errors import StudioError
+from studio_core.jobs.tasks import Slots, Task
 
 
 def _wait(task: Task) -> None:
@@ -39,7 +39,7 @@ def test_a_studio_error_is_shown_as_is_and_cancel_stops_cooperative_work():
     assert (task.snapshot().status, task.snapshot().error) == ("failed", "load table 'adult' first")
 
     def patient(report, stop):
-        from studio_core.errors import Cancelled
+        from studio_core.common.errors import Cancelled
 
         stop.wait(10)
         raise Cancelled()

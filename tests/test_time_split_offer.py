@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from test_app import studio
 
-from studio_core import pipeline
-from studio_core.spec import DataSpec
-from studio_core.split import split_for
-from studio_core.suggest import suggest
-from studio_core.suggest_checks import time_columns
-from studio_core.workspace import Workspace
+from studio_core.data.split import split_for
+from studio_core.data.workspace import Workspace
+from studio_core.features.suggest import suggest
+from studio_core.features.suggest_checks import time_columns
+from studio_core.runs import train as pipeline
+from studio_core.spec.schema import DataSpec
 
 
 def _log(path, n=3000, seed=0):

@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from studio_core import pipeline
-from studio_core.errors import Cancelled, TrainingDiverged
-from studio_core.model import WideDeep
-from studio_core.preprocess import Layout
-from studio_core.runs import load_run
-from studio_core.spec import DataSpec, ModelSpec
-from studio_core.suggest import suggest
-from studio_core.trainer import Progress, Trainer, TrainerConfig
-from studio_core.workspace import Workspace
+from studio_core.common.errors import Cancelled, TrainingDiverged
+from studio_core.data.workspace import Workspace
+from studio_core.features.preprocess import Layout
+from studio_core.features.suggest import suggest
+from studio_core.model.network import WideDeep
+from studio_core.runs import train as pipeline
+from studio_core.runs.store import load_run
+from studio_core.spec.schema import DataSpec, ModelSpec
+from studio_core.training.progress import Progress
+from studio_core.training.trainer import Trainer, TrainerConfig
 
 
 def test_training_learns_and_publishes_immutable_records(small_spec, tmp_path):
@@ -41,9 +42,9 @@ def test_same_seed_same_metrics(small_spec):
 def test_regression_task(tmp_path):
     from conftest import write_synthetic
 
-    from studio_core.spec import DataSpec
-    from studio_core.suggest import suggest
-    from studio_core.workspace import Workspace
+    from studio_core.data.workspace import Workspace
+    from studio_core.features.suggest import suggest
+    from studio_core.spec.schema import DataSpec
 
     ws = Workspace()
     ws.load(write_synthetic(tmp_path / "reg.csv", label="regression"))
@@ -130,7 +131,7 @@ def test_wide_l1_makes_wide_weights_sparse(small_spec):
 
 
 def test_damaged_weights_file_gives_a_clear_error(small_spec, tmp_path):
-    from studio_core.errors import StudioError
+    from studio_core.common.errors import StudioError
 
     ws, spec = small_spec
     out = pipeline.train(spec, ws, tmp_path / "run")
@@ -167,7 +168,7 @@ def test_inspect_holdout_scores_the_runs_own_validation_rows_batch_by_batch(tmp_
     from conftest import write_synthetic
     from sklearn.metrics import mean_squared_error, roc_auc_score
 
-    from studio_core.inspect import holdout
+    from studio_core.runs.inspect import holdout
 
     ws = Workspace()
     ws.load(write_synthetic(tmp_path / "d.csv", label=label), name="d")
@@ -209,7 +210,7 @@ def test_a_wall_clock_budget_ends_training_inside_an_epoch_and_validates_it():
 
 
 def test_the_budget_is_recorded_in_the_run_and_its_result_line(small_spec, tmp_path):
-    from studio_core.results import early_stop_text
+    from studio_core.runs.results import early_stop_text
 
     ws, spec = small_spec
     spec.train.epochs = 30

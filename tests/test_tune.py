@@ -10,12 +10,12 @@ import threading
 import pandas as pd
 import pytest
 
-from studio_core import pipeline
-from studio_core.cli import main
-from studio_core.errors import Cancelled
-from studio_core.spec import Spec
-from studio_core.tune import apply_params, tune
-from studio_core.validate import validate
+from studio_core.cli.main import main
+from studio_core.common.errors import Cancelled
+from studio_core.features.validate import validate
+from studio_core.runs import train as pipeline
+from studio_core.runs.tune import apply_params, tune
+from studio_core.spec.schema import Spec
 
 
 def test_tuning_keeps_the_best_validation_trial_and_never_worse_than_the_spec_as_given(small_spec):

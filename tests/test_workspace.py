@@ -2,9 +2,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from studio_core.errors import StudioError
-from studio_core.profile import profile
-from studio_core.workspace import Workspace
+from studio_core.common.errors import StudioError
+from studio_core.data.profile import profile
+from studio_core.data.workspace import Workspace
 
 
 def test_parquet_sql_join_and_save_as_table(tmp_path, synthetic_csv):

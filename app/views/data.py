@@ -5,11 +5,11 @@ from plain import plain
 from state import SAMPLE_DIR, session
 from uploads import load_uploads
 
-from studio_core.charts import column_chart
-from studio_core.datafiles import free_table_name, table_name_for
-from studio_core.errors import StudioError
-from studio_core.profile import profile as column_profiles
-from studio_core.sqlutil import qi
+from studio_core.common.errors import StudioError
+from studio_core.data.datafiles import free_table_name, table_name_for
+from studio_core.data.profile import profile as column_profiles
+from studio_core.data.sqlutil import qi
+from studio_core.runs.charts import column_chart
 
 SHOWN_COLUMNS = 200  # a 50,000-column table stays fast to rerun: previews and profiles show this many
 

@@ -5,12 +5,12 @@ import streamlit as st
 from live import task_view
 from state import pick_finished_run, session, slots
 
-from studio_core import charts
-from studio_core.dependence import dependence, partial_dependence
-from studio_core.errors import StudioError
-from studio_core.explain import estimate_seconds
-from studio_core.explain_job import explain_task
-from studio_core.whatif import categories, explain_row, input_hint, is_numeric, row_matches, training_range, typical_row
+from studio_core.common.errors import StudioError
+from studio_core.explain.dependence import dependence, partial_dependence
+from studio_core.explain.shap_values import estimate_seconds
+from studio_core.explain.whatif import categories, explain_row, input_hint, is_numeric, row_matches, training_range, typical_row
+from studio_core.jobs.explain_job import explain_task
+from studio_core.runs import charts
 
 s = session()
 st.title("Explain")

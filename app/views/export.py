@@ -5,10 +5,10 @@ from live import task_view
 from plain import plain
 from state import pick_finished_run, session, slots
 
-from studio_core.errors import StudioError
-from studio_core.export_job import export_task
-from studio_core.inspect import run_zip
-from studio_core.results import change_text
+from studio_core.common.errors import StudioError
+from studio_core.jobs.export_job import export_task
+from studio_core.runs.inspect import run_zip
+from studio_core.runs.results import change_text
 
 s = session()
 st.title("Export")

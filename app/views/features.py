@@ -5,13 +5,12 @@ import streamlit as st
 from plain import plain
 from state import session
 
-from studio_core.editing import NUMERIC_ENCODINGS, ROLES, add_cross, apply_rows, diagram_dot, feature_rows, summarize
-from studio_core.errors import StudioError
-from studio_core.preprocess import text_expr
-from studio_core.spec import DataSpec, Spec
-from studio_core.sqlutil import qi
-from studio_core.suggest import suggest
-from studio_core.validate import validate
+from studio_core.common.errors import StudioError
+from studio_core.data.sqlutil import qi, text_expr
+from studio_core.features.editing import NUMERIC_ENCODINGS, ROLES, add_cross, apply_rows, diagram_dot, feature_rows, summarize
+from studio_core.features.suggest import suggest
+from studio_core.features.validate import validate
+from studio_core.spec.schema import DataSpec, Spec
 
 ENCODING_HELP = ("Categorical: vocab (an id per value) or hash. Numeric: standardize (one scaled value); piecewise (piecewise-linear "
                  "encoding over quantile bins); piecewise-tree (its bins where the label changes: a shallow tree on the training rows); periodic (learned sin/cos embeddings of the scaled value); quantile (its rank, "

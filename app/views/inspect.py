@@ -4,9 +4,10 @@ import pandas as pd
 import streamlit as st
 from state import pick_finished_run, session
 
-from studio_core import charts
-from studio_core.errors import StudioError
-from studio_core.inspect import (
+from studio_core.common.errors import StudioError
+from studio_core.common.metrics import METRIC_KEYS, UNDEFINED, format_metric, metric_label
+from studio_core.runs import charts
+from studio_core.runs.inspect import (
     at_threshold,
     base_rate,
     calibration_frame,
@@ -20,8 +21,7 @@ from studio_core.inspect import (
     two_classes,
     wide_weights,
 )
-from studio_core.metrics import METRIC_KEYS, UNDEFINED, format_metric, metric_label
-from studio_core.results import interval_text
+from studio_core.runs.results import interval_text
 
 s = session()
 st.title("Inspect")

@@ -9,9 +9,9 @@ from plain import plain
 from state import pick_finished_run, session, slots
 from uploads import load_uploads
 
-from studio_core.errors import StudioError
-from studio_core.predict_job import predict_task
-from studio_core.scoring import load_bundle
+from studio_core.common.errors import StudioError
+from studio_core.export.scoring import load_bundle
+from studio_core.jobs.predict_job import predict_task
 
 s = session()
 st.title("Predict")

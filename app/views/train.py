@@ -7,14 +7,14 @@ from plain import plain
 from state import registry, session
 from tuning import tuning_panel
 
-from studio_core.charts import loss_chart, metric_chart, step_chart
-from studio_core.errors import StudioError
-from studio_core.metrics import headline
-from studio_core.pipeline import resolve_device
-from studio_core.results import result_summary, run_label
-from studio_core.spec import DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, SPLITS, WIDE_OPTIMIZERS
-from studio_core.suggest_checks import positive_weight_for
-from studio_core.validate import validate
+from studio_core.common.errors import StudioError
+from studio_core.common.metrics import headline
+from studio_core.features.suggest_checks import positive_weight_for
+from studio_core.features.validate import validate
+from studio_core.runs.charts import loss_chart, metric_chart, step_chart
+from studio_core.runs.results import result_summary, run_label
+from studio_core.runs.train import resolve_device
+from studio_core.spec.schema import DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, SPLITS, WIDE_OPTIMIZERS
 
 s = session()
 st.title("Train")

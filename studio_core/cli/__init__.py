@@ -1,0 +1,1 @@
+"""``wdstudio``: argument handling over the engine's entry points."""

@@ -1,0 +1,1 @@
+"""Shared by every stage: errors, reading files, JSON safety, metric names and scores."""

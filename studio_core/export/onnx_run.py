@@ -1,0 +1,67 @@
+"""Running exported graphs with onnxruntime (CPU) and comparing them with the engine.
+
+No torch here: serving (``scoring``) and export (``bundle``) share these helpers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from studio_core.export.onnx_raw_inputs import iter_raw_feeds
+from studio_core.features.preprocess import Preprocessor
+
+# What "the ONNX graph matches" means: |onnx - torch| <= ATOL + RTOL * |torch| for every row
+# (numpy.isclose's rule).  float32 rounding grows with the value: a logit near -13 differs by
+# ~1e-5 between two correct summation orders (probability difference 1e-7), so an absolute bound
+# alone calls correct graphs wrong on rare-positive tables.
+PARITY_ATOL = 1e-5
+PARITY_RTOL = 1e-4  # ~800 float32 ulps: rounding passes, a wrong weight or op (>= 1e-3 relative) does not
+PARITY_TOL = PARITY_ATOL  # the absolute part, for callers that compare probabilities near 0..1
+TOLERANCE_TEXT = f"|difference| <= {PARITY_ATOL:g} + {PARITY_RTOL:g} x |value| (float32 rounding grows with the value)"
+
+
+def max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if len(a) else 0.0
+
+
+def tolerance_used(got: np.ndarray, want: np.ndarray, scale: float = 1.0) -> float:
+    """The largest share of the tolerance any row uses: <= 1 matches.  ``scale`` stretches the
+    absolute part for values on a label's scale (a regression prediction is logit x label std)."""
+    if not len(want):
+        return 0.0
+    want = np.asarray(want, np.float64)
+    diff = np.abs(np.asarray(got, np.float64) - want)
+    return float(np.max(diff / (PARITY_ATOL * scale + PARITY_RTOL * np.abs(want))))
+
+
+def session(model: bytes, threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def run_model(sess: Any, inputs: dict[str, np.ndarray], batch: int = 65_536) -> np.ndarray:
+    """``logit`` of a model graph on named inputs (only the ones the graph declares)."""
+    names = [i.name for i in sess.get_inputs()]
+    n = len(next(iter(inputs.values())))
+    outs = [sess.run(["logit"], {k: inputs[k][s : s + batch] for k in names})[0] for s in range(0, n, batch)]
+    return np.concatenate(outs) if outs else np.zeros(0, np.float32)
+
+
+def run_raw(sess: Any, con: Any, prep: Preprocessor, relation: str, available: set[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(logit, prediction) of a raw graph on every row of ``relation``, in order."""
+    logits, preds = [], []
+    for feeds in iter_raw_feeds(con, prep, relation, available):
+        lg, pr = sess.run(["logit", "prediction"], feeds)
+        logits.append(lg)
+        preds.append(pr)
+    if not logits:
+        return np.zeros(0, np.float32), np.zeros(0, np.float64)
+    return np.concatenate(logits), np.concatenate(preds)

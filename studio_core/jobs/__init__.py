@@ -1,0 +1,1 @@
+"""Background work for the studio: tasks with snapshots, the training job, the server-wide hub."""

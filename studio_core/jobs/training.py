@@ -1,0 +1,348 @@
+"""Training on a background thread, observed through immutable snapshots.
+
+A ``TrainingJob`` owns its thread, a lock, a stop event and the progress history; the UI (or any
+caller) only ever reads ``snapshot()``, so the training thread never touches UI state.  The
+``JobRegistry`` hands out unguessable ids and checks the owner on every lookup, so one session
+cannot see or cancel another's jobs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio_core.common.errors import Cancelled, StudioError
+from studio_core.data.workspace import Workspace
+from studio_core.jobs.tasks import Slots, keep_interrupting
+from studio_core.spec.schema import Spec
+from studio_core.training.progress import Progress
+
+MAX_STEP_POINTS = 2000
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    id: str
+    status: str  # "queued" | "running" | "done" | "failed" | "cancelled" | "interrupted"
+    epochs: tuple[Progress, ...] = ()
+    steps: tuple[tuple[int, float], ...] = ()
+    last: Progress | None = None
+    error: str = ""
+    run_dir: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+    finished: float | None = None
+    queue_position: int = 0  # while queued: 1 = next to start
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+
+def configure_threads(concurrent_jobs: int) -> int:
+    """Give each of ``concurrent_jobs`` jobs an equal share of the cores as torch intra-op
+    threads (at least one): with two cores and two jobs, one thread each -- two-thread jobs
+    side by side wait on each other at every parallel region and run several times slower."""
+    import os
+
+    import torch
+
+    n = max(1, (os.cpu_count() or 1) // max(1, concurrent_jobs))
+    torch.set_num_threads(n)
+    return n
+
+
+def _marker(run_dir: Path) -> Path:
+    """The job's status file beside its run directory: written when the job is queued and when
+    it ends, so a server killed mid-training leaves a "running" marker and no run directory."""
+    return run_dir.parent / ".jobs" / f"{run_dir.name}.json"
+
+
+def _write_marker(run_dir: Path, record: dict[str, Any]) -> None:
+    import json
+    import os
+
+    path = _marker(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_marker(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        record = json.loads(_marker(run_dir).read_text(encoding="utf-8"))
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class TrainingJob:
+    """One training on its own thread.  ``cancel`` also interrupts the DuckDB query the job is
+    running (a trillion-row ``data.sql`` stops at once); the data stage (split, preprocessing,
+    tensors: everything before the first progress report) is interrupted after ``data_timeout_s``."""
+
+    _ws: Workspace | None = None  # defaults for the thread-less FinishedJob / EndedJob
+    _data_timeout_s: float | None = None
+    _data_timed_out = False
+
+    def __init__(self, job_id: str, owner: str, spec: Spec, ws: Workspace, run_dir: Path, slots: Slots | None = None,
+                 data_timeout_s: float | None = None):
+        self.id, self.owner, self.spec, self.run_dir = job_id, owner, spec, run_dir
+        self._ws, self._slots, self._data_timeout_s = ws, slots, data_timeout_s
+        self._data_timed_out = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._epochs: list[Progress] = []
+        self._steps: list[tuple[int, float]] = []
+        self._last: Progress | None = None
+        self._status, self._error, self._metrics = "queued", "", {}
+        self._started, self._finished = time.time(), None
+        self._thread = threading.Thread(target=self._run, name=f"train-{job_id[:8]}", daemon=True)
+
+    def start(self) -> TrainingJob:
+        _write_marker(self.run_dir, {"status": "running", "started": self._started})
+        self._thread.start()
+        return self
+
+    def _interrupt(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.con.interrupt()
+            except Exception:  # noqa: BLE001 - closed under us: nothing left to stop
+                pass
+
+    def _data_stage_over(self) -> None:
+        """The data-stage timer fired: stop the job if it has not started training yet."""
+        with self._lock:
+            if self._last is not None or self._status != "running":
+                return
+            self._data_timed_out = True
+        self._stop.set()
+        self._interrupt()
+
+    def _listen(self, p: Progress) -> None:
+        with self._lock:
+            self._last = p
+            if p.kind == "epoch":
+                self._epochs.append(p)
+            elif p.kind == "step" and p.train_loss is not None:
+                self._steps.append((p.step, p.train_loss))
+                if len(self._steps) > MAX_STEP_POINTS:
+                    self._steps = self._steps[::2]
+
+    def _run(self) -> None:
+        from studio_core.runs.train import train
+
+        if self._slots is not None and not self._slots.acquire(self, self._stop):
+            self._close_workspace()
+            self._end("cancelled", "", {})
+            return
+        with self._lock:
+            self._status = "running"
+        timer = threading.Timer(self._data_timeout_s, self._data_stage_over) if self._data_timeout_s else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            _write_marker(self.run_dir, {"status": "running", "started": self._started, "running_since": time.time()})
+            outcome = train(self.spec, self._ws, self.run_dir, [self._listen], self._stop)
+            status, error, metrics = "done", "", outcome.metrics
+        except BaseException as exc:
+            status, error, metrics = self._failure(exc)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if self._slots is not None:
+                self._slots.release()
+            self._close_workspace()
+        self._end(status, error, metrics)
+
+    def _failure(self, exc: BaseException) -> tuple[str, str, dict[str, Any]]:
+        """(status, message, metrics) of a job that raised ``exc``."""
+        if self._data_timed_out:
+            return "failed", (f"reading the data took longer than {self._data_timeout_s:g} s (WDSTUDIO_DATA_TIMEOUT_S) and was stopped; "
+                              "train on a smaller table or a query with filters"), {}
+        if isinstance(exc, Cancelled) or self._stop.is_set():
+            # a cancel, or a released session closing the connection a preparing job reads
+            return "cancelled", "", {}
+        if isinstance(exc, StudioError):
+            return "failed", str(exc), {}
+        if not isinstance(exc, Exception):
+            raise exc
+        traceback.print_exc()  # a bug: keep the server alive and tell the user
+        return "failed", f"unexpected error: {type(exc).__name__}: {exc}", {}
+
+    def _close_workspace(self) -> None:
+        """A finished job keeps no cursor on the session's database (nor its temp tables)."""
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.con.close()
+            except Exception:  # noqa: BLE001 - the session's connection was closed under it already
+                pass
+
+    def _end(self, status: str, error: str, metrics: dict[str, Any]) -> None:
+        finished = time.time()
+        try:
+            record = {"status": status, "error": error, "started": self._started, "finished": finished}
+            previous = _read_marker(self.run_dir)
+            if "running_since" in previous:
+                record["running_since"] = previous["running_since"]
+            _write_marker(self.run_dir, record)
+        except OSError:
+            traceback.print_exc()  # the run itself (if any) is already safely on disk
+        with self._lock:
+            self._status, self._error, self._metrics, self._finished = status, error, metrics, finished
+
+    def cancel(self) -> None:
+        """Stop the job: between steps, or at once while DuckDB is working for it."""
+        self._stop.set()
+        keep_interrupting(self._thread, self._interrupt)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def snapshot(self) -> JobSnapshot:
+        position = self._slots.position(self) if self._slots is not None else 0
+        with self._lock:
+            return JobSnapshot(self.id, self._status, tuple(self._epochs), tuple(self._steps), self._last, self._error,
+                               str(self.run_dir) if self._status == "done" else "", dict(self._metrics), self._started, self._finished,
+                               position)
+
+
+class JobRegistry:
+    """Process-wide list of jobs; every lookup is checked against the caller's owner id."""
+
+    def __init__(self, runs_root: str | Path, slots: Slots | None = None, jobs_per_owner: int | None = None,
+                 data_timeout_s: float | None = None):
+        self.runs_root = Path(runs_root)
+        self.slots, self.jobs_per_owner, self.data_timeout_s = slots, jobs_per_owner, data_timeout_s
+        self._jobs: dict[str, TrainingJob] = {}
+        self._lock = threading.Lock()
+
+    def active(self, owner: str) -> int:
+        """How many of the owner's jobs are queued or running."""
+        return sum(1 for j in self.owned(owner) if j.snapshot().active)
+
+    def submit(self, owner: str, spec: Spec, ws: Workspace) -> str:
+        """Start a training job for ``owner``; refused when the owner already has
+        ``jobs_per_owner`` jobs queued or running (one user cannot fill the queue)."""
+        if self.jobs_per_owner is not None and self.active(owner) >= self.jobs_per_owner:
+            raise StudioError(f"you already have {self.jobs_per_owner} trainings queued or running, this server's limit per session "
+                              "(WDSTUDIO_SESSION_JOBS); wait for one to finish or cancel one")
+        job_id = secrets.token_hex(16)
+        job = TrainingJob(job_id, owner, spec, ws.fork(), self.runs_root / owner / job_id, self.slots, self.data_timeout_s)
+        try:
+            job.start()
+        except OSError as exc:  # its status file could not be written: nothing was started
+            raise StudioError(f"could not write to the runs folder {self.runs_root} ({exc}); free disk space or fix its permissions") from None
+        with self._lock:
+            self._jobs[job_id] = job
+        return job_id
+
+    def get(self, job_id: str, owner: str) -> TrainingJob | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        return job if job is not None and secrets.compare_digest(job.owner, owner) else None
+
+    def restore(self, owner: str) -> list[str]:
+        """Re-list the owner's runs from disk after a server restart, oldest first: finished runs
+        come back whole; a job whose marker still says "running" (the server died under it) comes
+        back as "interrupted", failed and cancelled ones with their message."""
+        import json
+
+        from studio_core.runs.store import RUN_FILES
+
+        folder = self.runs_root / owner
+        if not folder.is_dir():
+            return []
+        found: dict[str, tuple[float, TrainingJob]] = {}
+        for d in folder.glob("*"):
+            if d.is_dir() and not d.name.startswith(".") and all((d / f).is_file() for f in RUN_FILES):
+                mtime = (d / "metrics.json").stat().st_mtime
+                try:
+                    found[d.name] = (mtime, FinishedJob(d.name, owner, d))
+                except Exception as exc:  # noqa: BLE001 - one damaged run is listed as such; the others load
+                    reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                    found[d.name] = (mtime, EndedJob(d.name, owner, d, "failed", f"this run's files are damaged ({reason}); train it again", mtime))
+        for m in (folder / ".jobs").glob("*.json") if (folder / ".jobs").is_dir() else []:
+            job_id = m.stem
+            if job_id in found:
+                continue
+            try:
+                record = json.loads(m.read_text(encoding="utf-8"))
+                status = str(record.get("status", "running"))
+                started = float(record.get("started", m.stat().st_mtime))
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue
+            if status in ("done", "queued"):
+                status = "running"  # a marker without its run directory: the run never landed
+            error = {"running": "the server stopped while this run was training; nothing of it was saved, start it again"}.get(
+                status, str(record.get("error", "")))
+            found[job_id] = (started, EndedJob(job_id, owner, folder / job_id, "interrupted" if status == "running" else status, error, started))
+        ids = []
+        with self._lock:
+            for job_id, (_, job) in sorted(found.items(), key=lambda kv: kv[1][0]):
+                if job_id not in self._jobs:
+                    self._jobs[job_id] = job
+                ids.append(job_id)
+        return ids
+
+    def owned(self, owner: str) -> list[TrainingJob]:
+        with self._lock:
+            return [j for j in self._jobs.values() if j.owner == owner]
+
+
+class FinishedJob(TrainingJob):
+    """A run found on disk: no thread, its history replayed as epoch records."""
+
+    def __init__(self, job_id: str, owner: str, run_dir: Path):
+        from types import MappingProxyType
+
+        self.id, self.owner, self.run_dir, self._slots = job_id, owner, run_dir, None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        from studio_core.runs.store import read_record
+
+        metrics, history = read_record(run_dir)
+        n = len(history)
+        self._epochs = [Progress("epoch", h["epoch"], n, h["step"], history[-1]["step"], h["train_loss"],
+                                 MappingProxyType({k[4:]: v for k, v in h.items() if k.startswith("val_") and v is not None}),
+                                 tuple(h.get("lrs", ())), h.get("rows_per_s", 0.0), 0.0, h.get("elapsed_s", 0.0)) for h in history]
+        self._steps, self._last = [], self._epochs[-1] if self._epochs else None
+        self._status, self._error, self._metrics = "done", "", metrics
+        mtime = (run_dir / "metrics.json").stat().st_mtime
+        self._started, self._finished = mtime, mtime
+
+    def start(self) -> FinishedJob:
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+class EndedJob(TrainingJob):
+    """A job found on disk without a run: failed, cancelled, or interrupted by a server stop."""
+
+    def __init__(self, job_id: str, owner: str, run_dir: Path, status: str, error: str, started: float):
+        self.id, self.owner, self.run_dir, self._slots = job_id, owner, run_dir, None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._epochs, self._steps, self._last = [], [], None
+        self._status, self._error, self._metrics = status, error, {}
+        self._started, self._finished = started, started
+
+    def start(self) -> EndedJob:
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        return None

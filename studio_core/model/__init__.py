@@ -1,0 +1,1 @@
+"""The Wide & Deep network (torch)."""

@@ -1,0 +1,1 @@
+"""A run: trained from a spec (and tuned), written atomically, read back, evaluated, inspected."""

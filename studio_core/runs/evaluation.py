@@ -1,0 +1,93 @@
+"""One path from labelled rows to figures: score rows with a trained model, one record batch at
+a time, and compute the task's metrics -- the test rows at the end of training, Inspect's
+holdout, ``wdstudio evaluate`` and the bundle's checks all go through ``score_rows``.
+
+Only labels, outputs and row numbers are kept (a few floats a row), so a part of millions of
+rows streams in bounded memory.  Test figures add 95 % bootstrap intervals (``bootstrap.py``)
+and a table of the test predictions that a run stores for paired comparisons.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from studio_core.common.errors import Cancelled
+from studio_core.common.metrics import task_metrics
+from studio_core.data.source import Source
+from studio_core.features.preprocess import BATCH_ROWS, Preprocessor
+from studio_core.runs.bootstrap import metric_intervals
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Labelled rows and a model's outputs on them, aligned."""
+
+    task: str
+    y: np.ndarray  # float64 labels: 0/1 (binary) or on the label's scale
+    output: np.ndarray  # float64 logits (binary) or predictions on the label's scale (regression)
+    key: np.ndarray | None = None  # int64 ``__wd_row`` of each row, when scored from a split part
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """Probability of the positive class, or the predicted value."""
+        return 1.0 / (1.0 + np.exp(-self.output)) if self.task == "binary" else self.output
+
+    def metrics(self) -> dict[str, float]:
+        return task_metrics(self.task, self.y, self.output)
+
+    def intervals(self, resamples: int = 1000, seed: int = 0) -> dict[str, list[float] | None]:
+        return metric_intervals(self.task, self.y, self.output, resamples, seed)
+
+    def table(self) -> pa.Table:
+        """The rows as ``test_predictions.parquet`` stores them: row number, label, prediction
+        (and the logit for binary tasks), ordered by row number."""
+        order = np.argsort(self.key, kind="stable") if self.key is not None else np.arange(len(self))
+        cols: dict[str, Any] = {"row": pa.array(self.key[order] if self.key is not None else order, pa.int64()),
+                                "label": pa.array(self.y[order], pa.float64()), "prediction": pa.array(self.prediction[order], pa.float64())}
+        if self.task == "binary":
+            cols["logit"] = pa.array(self.output[order], pa.float64())
+        return pa.table(cols)
+
+    @staticmethod
+    def from_table(task: str, table: pa.Table) -> Scored:
+        """Read back ``table()``'s layout."""
+        out = table.column("logit" if task == "binary" else "prediction").to_numpy()
+        return Scored(task, table.column("label").to_numpy().astype(np.float64), out.astype(np.float64),
+                      table.column("row").to_numpy().astype(np.int64))
+
+
+def predict_raw(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], batch: int = 65536) -> np.ndarray:
+    """The network's raw outputs (logits, or standardised values) for encoded inputs, in eval mode."""
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(inputs[0]), batch):
+            outs.append(model(*(t[start : start + batch] for t in inputs)).float().numpy())
+    return np.concatenate(outs) if outs else np.zeros(0, np.float32)
+
+
+def score_rows(model: torch.nn.Module, prep: Preprocessor, source: Source, key: bool = False, available: set[str] | None = None,
+               batch_rows: int = BATCH_ROWS, stop_event: threading.Event | None = None) -> Scored:
+    """Labelled rows of ``source`` scored by ``model``; ``key`` keeps each row's ``__wd_row``."""
+    from studio_core.training.batches import to_tensors
+
+    ys, outs, keys = [np.zeros(0)], [np.zeros(0)], [np.zeros(0, np.int64)]
+    for enc in prep.transform_batches(source, with_label=True, available=available, batch_rows=batch_rows, key=key):
+        if stop_event is not None and stop_event.is_set():
+            raise Cancelled()
+        if len(enc):
+            raw = predict_raw(model, tuple(to_tensors((enc.wide, enc.cat, enc.num)))).astype(np.float64)
+            ys.append(enc.label)
+            outs.append(raw if prep.task == "binary" else prep.decode_label(raw))
+            if key:
+                keys.append(enc.key)
+    return Scored(prep.task, np.concatenate(ys), np.concatenate(outs), np.concatenate(keys) if key else None)

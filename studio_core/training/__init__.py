@@ -1,0 +1,1 @@
+"""Model-agnostic training: batches, the trainer and its callbacks, multi-process ranks."""

@@ -1,0 +1,175 @@
+"""Where the trainer's batches come from: tensors in memory, or encoded blocks on disk.
+
+Both sources hand out whole batches sliced from pre-built arrays -- never a row at a time.
+``TensorBatches`` permutes in-memory tensors once per epoch.  ``BlockBatches`` is the
+out-of-core path: rows were encoded once into fixed-size block files; each epoch visits the
+blocks in a seeded random order, pools a few of them, permutes the pooled rows and slices
+batches, so memory is bounded by ``pool_blocks`` blocks whatever the row count.
+
+``steps`` fixes the number of batches per epoch.  Distributed ranks hold slightly different
+row counts; each passes the same ``steps`` (from the largest rank), so every rank takes the same
+number of optimiser steps and all of its rows are still used once per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio_core.features.preprocess import Encoded
+
+ARRAYS = ("wide", "cat", "num", "y")
+BLOCK_ROWS = 65_536  # rows per block file: ~20 MB for a Criteo-sized row
+
+
+def batch_sizes(n: int, batch_size: int, steps: int | None = None) -> list[int]:
+    """Sizes of the batches one epoch of ``n`` rows is cut into: ``batch_size`` each with a
+    smaller last one, or, when ``steps`` is larger than that gives, ``steps`` near-equal ones."""
+    natural = max(1, math.ceil(n / batch_size))
+    if steps is None or steps == natural:
+        return [min(batch_size, n - i * batch_size) for i in range(natural)] if n else [0]
+    if steps < natural:
+        raise ValueError(f"{n} rows need at least {natural} batches of {batch_size}, not {steps}")
+    return [n // steps + (1 if i < n % steps else 0) for i in range(steps)]
+
+
+class TensorBatches:
+    """Rows held as tensors (inputs..., target): a seeded permutation per epoch, then slices."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, seed: int = 0, steps: int | None = None):
+        self.tensors, self.batch_size, self.steps_ = list(tensors), batch_size, steps
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.tensors[0])
+
+    def steps(self) -> int:
+        return len(batch_sizes(self.n_rows, self.batch_size, self.steps_))
+
+    def epoch(self, epoch: int) -> Iterator[list[torch.Tensor]]:
+        """Shuffled training batches (the permutation stream depends only on the seed)."""
+        perm = torch.randperm(self.n_rows, generator=self.generator)
+        shuffled = [t[perm] for t in self.tensors]
+        start = 0
+        for size in batch_sizes(self.n_rows, self.batch_size, self.steps_):
+            yield [t[start : start + size] for t in shuffled]
+            start += size
+
+    def in_order(self, batch_size: int) -> Iterator[list[torch.Tensor]]:
+        for start in range(0, self.n_rows, batch_size):
+            yield [t[start : start + batch_size] for t in self.tensors]
+
+
+def to_tensors(arrays: Iterable[np.ndarray | None]) -> list[torch.Tensor]:
+    """Model inputs (+ target) as tensors; ids widened to int64 for the embedding kernels."""
+    out = []
+    for a in arrays:
+        if a is None:
+            continue
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        out.append(t.long() if t.dtype == torch.int32 else t)
+    return out
+
+
+class BlockWriter:
+    """Writes encoded rows as ``block-NNNNN.npz`` files of exactly ``block_rows`` rows (the last
+    may be short): ids as int32, values as float32, nothing pickled."""
+
+    def __init__(self, folder: str | Path, block_rows: int):
+        self.folder, self.block_rows = Path(folder), block_rows
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.pending: list[Encoded] = []
+        self.pending_rows, self.n_blocks, self.n_rows = 0, 0, 0
+
+    def add(self, enc: Encoded) -> None:
+        self.pending.append(enc)
+        self.pending_rows += len(enc)
+        if self.pending_rows >= self.block_rows:
+            joined = self._join()
+            at = 0
+            while self.pending_rows - at >= self.block_rows:
+                self._write([a[at : at + self.block_rows] if a is not None else None for a in joined])
+                at += self.block_rows
+            rest = [a[at:] if a is not None else None for a in joined]
+            self.pending, self.pending_rows = ([Encoded(*rest)] if len(rest[0]) else []), len(rest[0])
+
+    def close(self, empty: Encoded | None = None) -> dict[str, int]:
+        """Write the last block.  With no rows at all, ``empty`` (zero rows, the right
+        columns) becomes one empty block, so the part still yields its agreed number of
+        (empty) batches -- a distributed rank may hold no rows."""
+        if self.pending_rows:
+            self._write(self._join())
+            self.pending, self.pending_rows = [], 0
+        elif self.n_blocks == 0 and empty is not None:
+            self._write([getattr(empty, name) for name in ARRAYS])
+        meta = {"n_rows": self.n_rows, "n_blocks": self.n_blocks, "block_rows": self.block_rows}
+        (self.folder / "blocks.json").write_text(json.dumps(meta))
+        return meta
+
+    def _join(self) -> list[np.ndarray | None]:
+        if len(self.pending) == 1:
+            return [getattr(self.pending[0], name) for name in ARRAYS]
+        return [np.concatenate([getattr(e, name) for e in self.pending]) if getattr(self.pending[0], name) is not None else None for name in ARRAYS]
+
+    def _write(self, arrays: list[np.ndarray | None]) -> None:
+        block = {name: a for name, a in zip(ARRAYS, arrays) if a is not None}
+        for key in ("wide", "cat"):
+            if block[key].size and block[key].max() >= 2**31:
+                raise ValueError(f"{key} ids reach {block[key].max()}, beyond int32; lower hash_buckets")
+            block[key] = block[key].astype(np.int32)
+        np.savez(self.folder / f"block-{self.n_blocks:05d}.npz", **block)
+        self.n_blocks += 1
+        self.n_rows += len(block["wide"])
+
+
+class BlockBatches:
+    """Encoded rows in block files, read a few blocks at a time (see the module docstring)."""
+
+    def __init__(self, folder: str | Path, batch_size: int, seed: int = 0, pool_blocks: int = 8, steps: int | None = None):
+        self.folder = Path(folder)
+        meta = json.loads((self.folder / "blocks.json").read_text())
+        self.n_rows, self.n_blocks = int(meta["n_rows"]), int(meta["n_blocks"])
+        self.batch_size, self.pool_blocks, self.steps_ = batch_size, max(1, pool_blocks), steps
+        self.rng = np.random.default_rng(seed)
+
+    def _block(self, i: int) -> list[np.ndarray]:
+        with np.load(self.folder / f"block-{i:05d}.npz", allow_pickle=False) as data:
+            return [data[name] for name in ARRAYS if name in data.files]
+
+    def steps(self) -> int:
+        return len(batch_sizes(self.n_rows, self.batch_size, self.steps_))
+
+    def epoch(self, epoch: int) -> Iterator[list[torch.Tensor]]:
+        order = self.rng.permutation(self.n_blocks)
+        sizes = iter(batch_sizes(self.n_rows, self.batch_size, self.steps_))
+        carry: list[np.ndarray] | None = None
+        want = next(sizes)
+        for start in range(0, self.n_blocks, self.pool_blocks):
+            arrays = []  # let the previous pool go before the next one is read
+            pooled = [self._block(int(i)) for i in order[start : start + self.pool_blocks]]
+            perm = self.rng.permutation(sum(len(b[0]) for b in pooled))
+            for k in range(len(pooled[0])):
+                arrays.append(np.concatenate([b[k] for b in pooled])[perm])
+                for b in pooled:
+                    b[k] = None
+            pooled = []
+            if carry is not None:  # rows left over from the previous pool lead this one
+                arrays = [np.concatenate([c, a]) for c, a in zip(carry, arrays)]
+            at = 0
+            while want is not None and len(arrays[0]) - at >= want:
+                yield to_tensors(a[at : at + want] for a in arrays)
+                at += want
+                want = next(sizes, None)
+            carry = [a[at:] for a in arrays]
+
+    def in_order(self, batch_size: int) -> Iterator[list[torch.Tensor]]:
+        for i in range(self.n_blocks):
+            arrays = self._block(i)
+            for start in range(0, len(arrays[0]), batch_size):
+                yield to_tensors(a[start : start + batch_size] for a in arrays)
