@@ -26,8 +26,8 @@ from studio_core.common.errors import StudioError
 from studio_core.data.workspace import Bounds, Workspace
 from studio_core.features.suggest import Suggestion
 from studio_core.jobs.hub import Hub, hub
-from studio_core.jobs.tasks import Slots, Task
-from studio_core.jobs.training import JobRegistry, JobSnapshot, configure_threads
+from studio_core.jobs.tasks import Slots, Task, TaskSnapshot
+from studio_core.jobs.training import JobRegistry, configure_threads, run_metrics
 from studio_core.jobs.tune_job import TuneJob
 from studio_core.runs.results import run_label
 from studio_core.runs.store import Run, load_run
@@ -237,7 +237,7 @@ def session() -> StudioSession:
     return found
 
 
-def pick_finished_run(s: StudioSession, key: str) -> tuple[JobSnapshot, Run]:
+def pick_finished_run(s: StudioSession, key: str) -> tuple[TaskSnapshot, Run]:
     """A selectbox of this session's finished runs (latest first chosen) and the loaded run;
     stops the page with a hint when there is none yet, or with the error when it is damaged."""
     snaps = [j.snapshot() for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
@@ -246,11 +246,11 @@ def pick_finished_run(s: StudioSession, key: str) -> tuple[JobSnapshot, Run]:
         st.info("Runs still training appear here when they finish." if s.job_ids else "Train a model on the Train page first.")
         st.stop()
 
-    names = {d.id: run_label(s.job_ids.index(d.id) + 1, d.status, d.metrics) for d in done}
+    names = {d.id: run_label(s.job_ids.index(d.id) + 1, d.status, run_metrics(d)) for d in done}
     pick = st.selectbox("Run", list(names), index=len(names) - 1, format_func=names.get, key=key)
     snap = next(d for d in done if d.id == pick)
     try:
-        return snap, load_run(snap.run_dir)
+        return snap, load_run(snap.result.run_dir)
     except StudioError as exc:
         st.error(plain(str(exc)))
         st.stop()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from studio_core.cli.main import _load  # noqa: E402
+from studio_core.data.load import load_files  # noqa: E402
 from studio_core.data.workspace import Workspace  # noqa: E402
 from studio_core.features.suggest import suggest  # noqa: E402
 from studio_core.runs.train import train  # noqa: E402
@@ -74,7 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "criteo_like.parquet")
         print(f"generated {args.rows:,} rows in {generate(path, args.rows):.0f} s", flush=True)
-        ws, _tables, _notes = _load([f"crit={path}"], large=True)
+        ws, _tables, _notes = load_files([f"crit={path}"], large=True)
         compare("criteo_like", Spec.from_dict(criteo_spec(path)), ws)
 
 

@@ -101,12 +101,12 @@ def test_happy_path_sample_to_export(app):
     assert not at.error, [e.value for e in at.error]
     _wait_for_task(at, lambda: {0: selected_job(at)})
     assert not at.exception
-    metrics = selected_job(at).snapshot().metrics
+    metrics = selected_job(at).snapshot().result.metrics
     result = at.success[0].value  # the test figure leads, with its interval; validation comes after
     assert result.startswith(f"Test AUC {metrics['test']['auc']:.4f} (95% interval {metrics['test_ci']['auc'][0]:.4f}–") and "validation AUC" in result
     epochs = {c["title"]: c for c in charts(at)}
     assert len(epochs["Loss per epoch"]["data"][0]) == 2 * metrics["epochs_run"]  # train and validation loss per epoch
-    assert [r["auc"] for r in epochs["Validation AUC"]["data"][0]] == [p.val["auc"] for p in selected_job(at).snapshot().epochs]
+    assert [r["auc"] for r in epochs["Validation AUC"]["data"][0]] == [p.val["auc"] for p in selected_job(at).snapshot().progress.epochs]
     at.switch_page("views/inspect.py").run()
     assert not at.exception and not at.error
     drawn = {c["title"].split(" (")[0]: c for c in charts(at)}
@@ -119,7 +119,7 @@ def test_happy_path_sample_to_export(app):
     assert not at.exception and "Download run (zip)" in [b.proto.label for b in at.get("download_button")]
     from studio_core.runs.inspect import run_zip
 
-    snap_dir = selected_job(at).snapshot().run_dir
+    snap_dir = selected_job(at).snapshot().result.run_dir
     names = zipfile.ZipFile(io.BytesIO(run_zip(snap_dir))).namelist()
     assert {n.split("/")[-1] for n in names} == {"spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json", "test_predictions.parquet"}
 
@@ -287,7 +287,7 @@ def load_run_of(at):
     from studio_core.runs.store import load_run
 
     state = sys.modules["state"]
-    return load_run(state.registry().get(studio(at).job_ids[0], studio(at).owner).snapshot().run_dir)
+    return load_run(state.registry().get(studio(at).job_ids[0], studio(at).owner).snapshot().result.run_dir)
 
 
 def _session_with_run(tmp_path, monkeypatch, ws_and_spec, token):
@@ -565,7 +565,7 @@ def test_out_of_core_training_from_the_studio_notes_hashed_columns_and_inspects(
     assert not at.error, [e.value for e in at.error]
     _wait_for_task(at, lambda: {0: selected_job(at)})
     assert not at.exception and at.success, [e.value for e in at.error]
-    metrics = selected_job(at).snapshot().metrics
+    metrics = selected_job(at).snapshot().result.metrics
     assert metrics["out_of_core"] is True and metrics["split"]["method"] == "hash"
     notes = [i.value for i in at.info]
     assert any("native_country" in n and "max_vocabulary" in n for n in notes), notes  # 41 countries > 20

@@ -119,5 +119,5 @@ def test_train_page_sets_ensemble_members_and_a_time_budget(app, small_spec, syn
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     _wait_for_task(at, lambda: {0: selected_job(at)})
-    run = load_run(selected_job(at).snapshot().run_dir)
+    run = load_run(selected_job(at).snapshot().result.run_dir)
     assert run.spec.model.ensemble == 3 and run.model.members == 3 and run.spec.train.max_minutes == 0.5

@@ -65,7 +65,7 @@ def test_the_train_page_sets_the_split_and_the_run_records_it(app):
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert not at.error, [e.value for e in at.error]
     _wait_for_task(at, lambda: {0: selected_job(at)})
-    record = selected_job(at).snapshot().metrics["split"]
+    record = selected_job(at).snapshot().result.metrics["split"]
     assert record["kind"] == "group" and record["column"] == "household" and record["fractions"]["test"] == 0.2
     assert 0.15 < record["counts"]["test"] / 48842 < 0.25
     assert at.success and at.success[0].value.startswith("Test AUC")

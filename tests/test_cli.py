@@ -307,9 +307,9 @@ def test_a_memory_setting_in_other_units_is_accepted(capsys, synthetic_csv, tmp_
     monkeypatch.setenv("WDSTUDIO_DUCKDB_MEMORY", "768MiB")
     rc, _, err = run_cli(capsys, "train", "--data", synthetic_csv, "--label", "target", "--epochs", "1", "--out", tmp_path / "o", "--quiet")
     assert rc == 0, err
-    from studio_core.cli import main as cli
+    from studio_core.data.load import load_files
 
-    ws, _, _ = cli._load([str(synthetic_csv)], large=True)  # what training's workspace was given
+    ws, _, _ = load_files([str(synthetic_csv)], large=True)  # what training's workspace was given
     limit = ws.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
     assert limit.replace(" ", "") in ("768.0MiB", "768MiB"), limit
 

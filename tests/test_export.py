@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import zipfile
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from conftest import write_synthetic
 
 from studio_core.cli.main import main
-from studio_core.common.errors import StudioError
+from studio_core.common.errors import Cancelled, StudioError
 from studio_core.data.workspace import Workspace
 from studio_core.export.bundle import export_bundle
 from studio_core.export.onnx_raw_inputs import MISSING_TEXT, raw_input_names
@@ -314,3 +315,39 @@ def test_two_exports_on_threads_at_once_both_succeed(tmp_path):
         t.join(300)
     assert len(results) == 2 and all(isinstance(r, onnx.ModelProto) for r in results)
     assert results[0].graph.SerializeToString() == results[1].graph.SerializeToString()
+
+
+class _SetAfter(threading.Event):
+    """A stop event that turns set on its n-th reading: a cancel arriving mid-export."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.reads = n, 0
+
+    def is_set(self) -> bool:
+        self.reads += 1
+        return self.reads >= self.n or super().is_set()
+
+
+@pytest.mark.parametrize("at", [1, 3, 5])
+def test_a_cancel_stops_the_export_at_its_next_stage_and_writes_nothing(tmp_path, at):
+    run_dir, ws = train_run(tmp_path, mixed_spec())
+    stop = _SetAfter(at)
+    with pytest.raises(Cancelled):
+        export_bundle(run_dir, tmp_path / "b.zip", ws=ws, int8=True, stop=stop)
+    assert stop.reads == at and not (tmp_path / "b.zip").exists()
+    # the user's workspace is left as it was: its table there, none of the export's copies
+    assert ws.con.sql("SELECT count(*) FROM mixed").fetchall()[0][0] > 0
+    assert ws.con.sql("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, '__wd')").fetchall() == []
+
+
+def test_a_cancelled_export_task_ends_cancelled_without_a_bundle(tmp_path):
+    from studio_core.jobs.export_job import export_task
+    from studio_core.runs.store import load_run
+
+    run_dir, ws = train_run(tmp_path, mixed_spec())
+    task = export_task(load_run(run_dir), ws.fork(), int8=True)
+    task.cancel()
+    task.join(120)
+    snap = task.snapshot()
+    assert snap.status == "cancelled" and snap.result is None and snap.error == ""

@@ -19,8 +19,8 @@ def test_job_trains_in_background_and_owner_is_checked(small_spec, tmp_path):
     job = reg.get(job_id, "alice")
     snap = wait(job)
     assert snap.status == "done", snap.error
-    assert len(snap.epochs) == spec.train.epochs and snap.steps and snap.metrics["auc"] > 0.8
-    assert load_run(snap.run_dir).metrics["auc"] == snap.metrics["auc"]
+    assert len(snap.progress.epochs) == spec.train.epochs and snap.progress.steps and snap.result.metrics["auc"] > 0.8
+    assert load_run(snap.result.run_dir).metrics["auc"] == snap.result.metrics["auc"]
     assert "synthetic" in ws.tables()  # the user's workspace still works after the job
 
 
@@ -30,7 +30,7 @@ def test_cancel_and_failure_are_reported_not_raised(small_spec, tmp_path):
     spec.train.epochs = 1000
     spec.train.early_stopping_patience = 0
     job = reg.get(reg.submit("a", spec, ws), "a")
-    while not job.snapshot().steps:
+    while job.snapshot().progress is None or not job.snapshot().progress.steps:
         time.sleep(0.02)
     t0 = time.time()
     job.cancel()
@@ -51,8 +51,8 @@ def test_finished_runs_are_read_back_after_a_restart(small_spec, tmp_path):
     restarted = JobRegistry(tmp_path)  # a new process: nothing in memory
     assert restarted.restore("owner1") == [job_id] and restarted.restore("someone") == []
     snap = restarted.get(job_id, "owner1").snapshot()
-    assert snap.status == "done" and snap.metrics == load_run(done.run_dir).metrics
-    assert [p.val["auc"] for p in snap.epochs] == [p.val["auc"] for p in done.epochs]
+    assert snap.status == "done" and snap.result.metrics == load_run(done.result.run_dir).metrics
+    assert [p.val["auc"] for p in snap.progress.epochs] == [p.val["auc"] for p in done.progress.epochs]
     assert restarted.get(job_id, "intruder") is None
 
 
@@ -72,7 +72,7 @@ while first.snapshot().active:
     time.sleep(0.05)
 spec.train.epochs, spec.train.early_stopping_patience = 10000, 0
 second = reg.get(reg.submit("owner", spec, ws), "owner")
-while not second.snapshot().steps and second.snapshot().active:
+while (second.snapshot().progress is None or not second.snapshot().progress.steps) and second.snapshot().active:
     time.sleep(0.02)
 print(first.id, second.id, second.snapshot().status, flush=True)
 time.sleep(600)
@@ -94,7 +94,7 @@ def test_a_server_killed_mid_training_keeps_earlier_runs_and_marks_the_interrupt
     restarted = JobRegistry(tmp_path)
     assert restarted.restore("owner") == [first_id, second_id]
     first, second = (restarted.get(i, "owner").snapshot() for i in (first_id, second_id))
-    assert first.status == "done" and load_run(first.run_dir).metrics["auc"] > 0.5
+    assert first.status == "done" and load_run(first.result.run_dir).metrics["auc"] > 0.5
     assert second.status == "interrupted" and "start it again" in second.error and not second.active
 
 
@@ -115,7 +115,7 @@ def test_jobs_wait_for_a_free_slot_in_order_and_can_leave_the_queue(small_spec, 
     assert leaving.snapshot().queue_position == 2
     leaving.cancel()
     leaving.join(5)
-    assert leaving.snapshot().status == "cancelled" and not leaving.snapshot().epochs
+    assert leaving.snapshot().status == "cancelled" and leaving.snapshot().progress is None
     running.cancel()
     assert wait(waiting).status == "done" and reg.slots.load() == (0, 0)
     assert JobRegistry(tmp_path).restore("c") == [leaving.id]  # its marker says cancelled

@@ -39,7 +39,7 @@ def test_a_new_table_is_scored_previewed_and_downloadable(tmp_path, monkeypatch,
     assert any("Scored 300 rows" in m.value for m in at.success)
     preview = at.dataframe[0].value
     assert list(preview.columns)[0] == "prediction" and len(preview) == 100
-    run_dir = next(iter(__import__("state").registry().owned(studio(at).owner))).snapshot().run_dir
+    run_dir = next(iter(__import__("state").registry().owned(studio(at).owner))).snapshot().result.run_dir
     from studio_core.runs.store import load_run
 
     want, _ = load_run(run_dir).predict(studio(at).ws.table("fresh"))

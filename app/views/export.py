@@ -14,7 +14,7 @@ s = session()
 st.title("Export")
 snap, run = pick_finished_run(s, "export_run")
 c1, c2 = st.columns(2)
-c1.download_button("Download run (zip)", lambda: run_zip(snap.run_dir), f"widedeep-run-{snap.id[:8]}.zip", "application/zip",
+c1.download_button("Download run (zip)", lambda: run_zip(snap.result.run_dir), f"widedeep-run-{snap.id[:8]}.zip", "application/zip",
                    on_click="ignore", type="primary", key="dl_run")
 c2.download_button("Download spec JSON", run.spec.to_json(), "spec.json", "application/json", on_click="ignore", key="dl_run_spec")
 

@@ -3,6 +3,7 @@
 import copy
 
 import streamlit as st
+from live import task_view
 from plain import plain
 from state import registry, session
 from tuning import tuning_panel
@@ -11,6 +12,8 @@ from studio_core.common.errors import StudioError
 from studio_core.common.metrics import headline
 from studio_core.features.suggest_checks import positive_weight_for
 from studio_core.features.validate import validate
+from studio_core.jobs.tasks import TaskSnapshot
+from studio_core.jobs.training import run_metrics
 from studio_core.runs.charts import loss_chart, metric_chart, step_chart
 from studio_core.runs.results import result_summary, run_label
 from studio_core.runs.train import resolve_device
@@ -115,50 +118,33 @@ ids = [j.id for j in jobs]
 if st.session_state.get("run_pick") not in ids:
     st.session_state["run_pick"] = s.selected_job if s.selected_job in ids else ids[-1]
 s.selected_job = st.radio("Runs", ids, format_func=lambda i: f"run {ids.index(i) + 1}", horizontal=True, key="run_pick",
-                          captions=[run_label(n + 1, j.snapshot().status, j.snapshot().metrics).split(" · ", 1)[1] for n, j in enumerate(jobs)])
+                          captions=[run_label(n + 1, j.snapshot().status, run_metrics(j.snapshot())).split(" · ", 1)[1] for n, j in enumerate(jobs)])
 job = registry().get(s.selected_job, s.owner)
 
 
-was_active = job.snapshot().active  # one reading decides polling, so an end between two readings still reruns the app
+def training_progress(snap: TaskSnapshot) -> tuple[float, str]:
+    device = job.spec.train.device
+    where = (resolve_device(device) if device == "auto" else device).upper()
+    return (snap.done / snap.total if snap.total else 0.0), f"{where} · {snap.message}" if snap.total else f"{where} · preparing data…"
 
 
-@st.fragment(run_every=1.0 if was_active else None)
-def live() -> None:
-    s.touch()  # watching a live view is activity, not idleness
-    snap = job.snapshot()
-    last = snap.last
-    if snap.status == "queued":
-        st.progress(0.0, text=f"Waiting for a free training slot: number {snap.queue_position} in the queue")
-        if st.button("Cancel", key="cancel_queued"):
-            job.cancel()
-    elif snap.active:
-        frac = (last.step / max(last.total_steps, 1)) if last else 0.0
-        device = job.spec.train.device
-        where = (resolve_device(device) if device == "auto" else device).upper()
-        text = f"{where} · epoch {last.epoch}/{last.epochs} · {last.rows_per_s:,.0f} rows/s · ETA {last.eta_s:.0f}s" if last else f"{where} · preparing data…"
-        st.progress(min(frac, 1.0), text=text)
-        if st.button("Cancel", key="cancel"):
-            job.cancel()
-    elif snap.status in ("failed", "interrupted"):
-        st.error(f"Training {snap.status}: {plain(snap.error)}")
-    elif snap.status == "cancelled":
-        st.warning("Training was cancelled.")
-    else:
-        st.success(result_summary(snap.metrics))
-        for note in snap.metrics.get("notes", []):
+def training_body(snap: TaskSnapshot) -> None:
+    """The run's outcome and its curves, live while it trains."""
+    metrics = run_metrics(snap)
+    if snap.status == "done":
+        st.success(result_summary(metrics))
+        for note in metrics.get("notes", []):
             st.info(note)
+    curves = snap.progress
+    if curves is None:
+        return
     c1, c2 = st.columns(2)
-    if snap.epochs:
-        c1.altair_chart(loss_chart(snap.epochs), width="stretch")
-        metric = headline(snap.metrics.get("task") or job.spec.data.task)  # a run read back from disk has no spec object
-        c2.altair_chart(metric_chart(snap.epochs, metric if metric in snap.epochs[0].val else "loss"), width="stretch")
-    if snap.steps:
-        st.altair_chart(step_chart(snap.steps), width="stretch")
-    if not snap.active and (was_active or s.polling == job.id):  # finished while we watched: one full rerun stops polling
-        s.polling = ""
-        st.rerun(scope="app")
-    if snap.active:
-        s.polling = job.id
+    if curves.epochs:
+        c1.altair_chart(loss_chart(curves.epochs), width="stretch")
+        metric = headline(metrics.get("task") or job.spec.data.task)  # a run read back from disk has no spec object
+        c2.altair_chart(metric_chart(curves.epochs, metric if metric in curves.epochs[0].val else "loss"), width="stretch")
+    if curves.steps:
+        st.altair_chart(step_chart(curves.steps), width="stretch")
 
 
-live()
+task_view(s, job, training_progress, "Training", "train", training_body, slot="training slot")

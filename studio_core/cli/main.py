@@ -14,11 +14,12 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from studio_core.cli.data import _data_spec, _error, _load, _sources, _warn
+from studio_core.cli.data import _data_spec, _error, _warn
 from studio_core.cli.runs import cmd_evaluate, cmd_export, cmd_predict, cmd_score
 from studio_core.cli.train import Terminated, cmd_train
 from studio_core.cli.tune import add_parser as add_tune_parser
 from studio_core.common.errors import StudioError
+from studio_core.data.load import load_files, source_paths
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def cmd_profile(args: argparse.Namespace) -> int:
     from studio_core.data.profile import profile
 
-    ws, tables, notes = _load(args.data)
+    ws, tables, notes = load_files(args.data)
     _warn(notes)
     out = {}
     for t in [args.table] if args.table else tables:
@@ -41,7 +42,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     """User SQL through the studio's gate: a sandbox that reads only the given files, one
     read-only statement, a timeout."""
-    ws, _tables, notes = _load(args.data, sandbox=True)
+    ws, _tables, notes = load_files(args.data, sandbox=True)
     _warn(notes)
     if args.out:  # every row, streamed to the file batch by batch
         out = Path(args.out)
@@ -61,10 +62,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from studio_core.features.suggest import suggest
     from studio_core.runs.results import suggestion_lines
 
-    ws, tables, notes = _load(args.data)
+    ws, tables, notes = load_files(args.data)
     _warn(notes)
     data = _data_spec(args, tables)
-    data.sources = _sources(tables, args.data)
+    data.sources = source_paths(tables, args.data)
     s = suggest(ws, data, max_crosses=args.crosses, triples=args.triples)
     report = {"task": s.spec.data.task, "reason": s.task_reason, "roles": [vars(r) for r in s.roles],
               "crosses": [vars(c) for c in s.crosses]}

@@ -9,20 +9,17 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
-from studio_core.cli.data import _data_spec, _error, _load, _sources, _warn
+from studio_core.cli.data import _data_spec, _error, _warn
 from studio_core.common.errors import Cancelled, StudioError
 from studio_core.common.files import read_text
+from studio_core.data.load import load_files, source_paths
 from studio_core.data.workspace import Workspace
 from studio_core.spec.schema import Spec
-
-LAUNCHED_ENV = "WDSTUDIO_LAUNCHED"  # set by --nproc for its ranks
+from studio_core.training.launcher import LAUNCHED_ENV, launch
 
 
 def _progress_printer(stream: Any = None, task: str = "binary"):
@@ -58,7 +55,7 @@ def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
     paths = args.data or [f"{k}={v}" for k, v in (base.data.sources.items() if base else [])]
     if not paths:
         raise StudioError("no data given; pass --data PATH (or a spec with data.sources)")
-    ws, tables, notes = _load(paths, large=True)
+    ws, tables, notes = load_files(paths, large=True)
     if not os.environ.get(LAUNCHED_ENV):  # the launcher has printed them once already
         _warn(notes)
     if base is None:
@@ -73,7 +70,7 @@ def _train_spec(args: argparse.Namespace) -> tuple[Spec, Workspace, list[str]]:
     else:
         spec = base
         spec.data = _data_spec(args, tables, base.data)
-    spec.data.sources = _sources(tables, paths)
+    spec.data.sources = source_paths(tables, paths)
     if args.epochs is not None:
         spec.train.epochs = args.epochs
     if getattr(args, "max_minutes", None) is not None:
@@ -214,39 +211,11 @@ def _launch(args: argparse.Namespace) -> int:
     split, _streaming = prepare(spec, ws, int(args.nproc))  # validates the spec against the data
     prep = Preprocessor.from_state(shipped) if shipped else fit_preprocessor(spec, split)
     ws.con.close()
-    with tempfile.TemporaryDirectory(prefix="wdstudio-launch-") as tmp:  # the ranks' temporary files live here too
-        spec_path, prep_path = Path(tmp, "spec.json"), Path(tmp, "preprocess.json")
-        spec_path.write_text(spec.to_json(), encoding="utf-8")
-        prep_path.write_text(prep.to_json(), encoding="utf-8")
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={int(args.nproc)}",
-                   "-m", "studio_core", "train", "--spec", str(spec_path), "--preprocessing", str(prep_path), "--out", args.out]
-        for item in paths:
-            command += ["--data", item]
-        if args.quiet:
-            command.append("--quiet")
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(args.nproc)))),
-               "TMPDIR": tmp, LAUNCHED_ENV: "1"}
-        errors: list[str] = []
-        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) as proc:
-            try:
-                for line in proc.stderr or []:
-                    if line.startswith("error: "):
-                        errors.append(line[7:].split("error: ")[0].strip())
-                    elif line.startswith(("epoch ", "warning: ", "note: ", "\repoch ")):
-                        sys.stderr.write(line)
-            except (KeyboardInterrupt, Terminated):  # Ctrl-C, SIGTERM or SIGHUP here: stop the ranks, wait for their cleanup, then ours
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                raise
-        if proc.returncode:
-            # the rank that failed first says why; the others then report lost connections (internal errors)
-            cause = next((e for e in errors if not e.startswith("internal error")), errors[0] if errors else "")
-            if not cause:
-                raise StudioError(f"training with {args.nproc} processes failed (torchrun exit status {proc.returncode}); "
-                                  "run it with --nproc 1 to see the problem")
-            _error(cause)
-            return 1 if cause.startswith("internal error") else 2
+    code, cause = launch(spec.to_json(), prep.to_json(), paths, int(args.nproc), args.out, args.quiet)
+    if code:
+        if not cause:
+            raise StudioError(f"training with {args.nproc} processes failed (torchrun exit status {code}); "
+                              "run it with --nproc 1 to see the problem")
+        _error(cause)
+        return 1 if cause.startswith("internal error") else 2
     return 0

@@ -13,11 +13,11 @@ Reading and scoring a bundle is ``scoring`` (no torch); INT8 is ``int8``; the ca
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as _dt
 import json
 import math
 import os
+import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from studio_core.common.errors import StudioError
+from studio_core.common.errors import Cancelled, StudioError
 from studio_core.common.jsonsafe import json_safe
 from studio_core.data.source import Source
 from studio_core.data.workspace import Workspace
@@ -45,12 +45,9 @@ SPLIT_TABLE = "__wd_export"
 
 def _validation(run: Run, ws: Workspace, table: str | None) -> Any:
     """The run's validation rows, re-created with the engine's own deterministic split."""
-    from studio_core.data.split import split_for
+    from studio_core.runs.evaluation import run_split
 
-    data = copy.deepcopy(run.spec.data)
-    if table:
-        data.table, data.sql = table, ""
-    split = split_for(ws, run.spec, run.metrics, SPLIT_TABLE, data)
+    split = run_split(run, ws, table, SPLIT_TABLE)
     if run.preprocessor.label not in split.column_types:
         raise StudioError(f"the data has no label column {run.preprocessor.label!r}; pass the run's training data with --data")
     if split.n_val == 0:
@@ -74,9 +71,16 @@ def _parity_relation(con: Any, source_relation: str, n_rows: int, n: int) -> str
     return name
 
 
+def _check(stop: threading.Event | None) -> None:
+    """Between the export's stages: a cancel ends it there, and nothing is written."""
+    if stop is not None and stop.is_set():
+        raise Cancelled()
+
+
 def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | None = None, table: str | None = None,
-                  int8: bool = False) -> dict[str, Any]:
+                  int8: bool = False, stop: threading.Event | None = None) -> dict[str, Any]:
     """Write the bundle zip of ``run`` (a ``Run`` or a run directory) and return its figures.
+    A set ``stop`` ends it with ``Cancelled`` at the next stage (export, parity, raw graph, INT8).
 
     ``ws`` (+ ``table``, default the spec's ``data.table`` / ``data.sql``) holds the training
     data: the validation rows are re-created from it for parity and INT8 figures.  Without it,
@@ -95,10 +99,12 @@ def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | No
     from studio_core.export.onnx_preprocess import build_preprocess_graph, merge_raw, unsupported
     from studio_core.runs.store import Run, load_run
 
+    _check(stop)
     run = run if isinstance(run, Run) else load_run(run)
     prep, model = run.preprocessor, run.model
     layout = prep.layout()
     proto = export_model(model, layout)
+    _check(stop)
     float_bytes = model_bytes(proto)
     inputs = model_inputs(model, layout)
 
@@ -115,6 +121,7 @@ def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | No
         con.register("__wd_synthetic", synthetic_raw_rows(prep, PARITY_ROWS))
         parity_rel, available, rows_source = "__wd_synthetic", None, f"{PARITY_ROWS:,} synthetic raw rows (no data given)"
     try:
+        _check(stop)
         enc = prep.transform(Source(con, parity_rel), with_label=False, available=available)
         par_inputs = encoded_inputs(enc, len(enc))
         parity: dict[str, Any] = {"rows": len(enc), "rows_source": rows_source, "tolerance": TOLERANCE_TEXT,
@@ -122,6 +129,7 @@ def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | No
         checked = model_parity(model, layout, float_bytes, par_inputs)
         parity["model_max_abs_diff"], parity["model_tolerance_used"] = checked["max_abs_diff"], checked["tolerance_used"]
 
+        _check(stop)
         raw_bytes, reason = None, None
         reasons = unsupported(prep)
         if reasons:
@@ -163,6 +171,7 @@ def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | No
         if raw_bytes is not None:
             graphs["raw.onnx"] = raw_bytes
         q_figures = None
+        _check(stop)
         if int8:
             import onnx
 
@@ -182,6 +191,7 @@ def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | No
             else:
                 con.close()
 
+    _check(stop)
     figures = {"bundle": str(Path(out_zip)), "score_with": "raw.onnx" if "raw.onnx" in graphs else "model.onnx",
                "graphs": sorted(graphs), "parity": parity, "int8": q_figures,
                "validation_rows": int(len(val_y)) if val_y is not None else None}

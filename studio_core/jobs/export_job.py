@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio_core.common.errors import Cancelled
 from studio_core.data.workspace import Workspace
 from studio_core.jobs.tasks import Report, Slots, Task
 from studio_core.runs.store import Run
@@ -39,12 +38,10 @@ def export_task(run: Run, ws: Workspace | None, int8: bool, slots: Slots | None 
         with tempfile.TemporaryDirectory(prefix="wd-export-") as tmp:
             path = Path(tmp) / "bundle.zip"
             try:
-                figures = export_bundle(run, path, ws, None, int8=int8)
+                figures = export_bundle(run, path, ws, None, int8=int8, stop=stop)
             finally:
                 if ws is not None:
                     ws.con.close()  # the task's cursor on the session's database
-            if stop.is_set():
-                raise Cancelled()
             data = path.read_bytes()
             with zipfile.ZipFile(path) as z:
                 graphs = {n: z.read(n) for n in z.namelist() if n.endswith(".onnx")}

@@ -85,7 +85,7 @@ class Slots:
 class TaskSnapshot:
     id: str
     kind: str
-    status: str  # "queued" | "running" | "done" | "failed" | "cancelled"
+    status: str  # "queued" | "running" | "done" | "failed" | "cancelled" | "interrupted" (a server stopped under it)
     done: int = 0
     total: int = 0
     message: str = ""
@@ -95,6 +95,7 @@ class TaskSnapshot:
     started: float = 0.0
     finished: float | None = None
     eta_s: float | None = None  # seconds left at the pace since the first progress report
+    progress: Any = None  # the work's own immutable progress payload, if it publishes one (training: its curves)
 
     def eta_text(self) -> str:
         """' · about 40 s left' once the pace is known, else ''."""
@@ -109,15 +110,23 @@ class TaskSnapshot:
 
 
 class Task:
+    """Background work on a daemon thread, read through ``snapshot()``.
+
+    Subclasses (the training job) add their own stages through three hooks: ``_failure`` maps
+    an exception to (status, message), ``_cleanup`` runs when the work ends however it ends,
+    and ``_ending`` runs just before the final status is published (a status file written
+    there is on disk by the time anyone sees the end)."""
+
     def __init__(self, kind: str, work: Callable[[Report, threading.Event], Any], slots: Slots | None = None,
-                 on_cancel: Callable[[], None] | None = None):
+                 on_cancel: Callable[[], None] | None = None, task_id: str | None = None):
         """``on_cancel`` runs when the task is cancelled, on the caller's thread: it stops work
         that does not check ``stop`` (``Connection.interrupt`` for a DuckDB query)."""
-        self.id, self.kind = secrets.token_hex(16), kind
+        self.id, self.kind = task_id or secrets.token_hex(16), kind
         self._work, self._slots, self._on_cancel = work, slots, on_cancel
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._status, self._done, self._total, self._message, self._error = "queued", 0, 0, "", ""
         self._result: Any = None
+        self._progress: Any = None
         self._started, self._finished = time.time(), None
         self._pace_from: tuple[float, int] | None = None
         self._last_report = 0.0
@@ -125,6 +134,14 @@ class Task:
 
     def start(self) -> Task:
         self._thread.start()
+        return self
+
+    def settle(self, status: str, error: str = "", result: Any = None, progress: Any = None, at: float | None = None) -> Task:
+        """Put a task that never ran in its final state: work found ended on disk after a
+        restart.  It has no thread; cancel and join do nothing."""
+        with self._lock:
+            self._status, self._error, self._result, self._progress = status, error, result, progress
+            self._started = self._finished = at if at is not None else time.time()
         return self
 
     def _report(self, done: int, total: int, message: str = "") -> None:
@@ -135,8 +152,15 @@ class Task:
             self._last_report = now
             self._done, self._total, self._message = done, total, message
 
+    def publish(self, progress: Any) -> None:
+        """Replace the progress payload (an immutable object, e.g. a training's curves so far)."""
+        with self._lock:
+            self._progress = progress
+
     def _run(self) -> None:
         if self._slots is not None and not self._slots.acquire(self, self._stop):
+            self._cleanup()
+            self._ending("cancelled", "", None)
             with self._lock:
                 self._status, self._finished = "cancelled", time.time()
             return
@@ -146,37 +170,47 @@ class Task:
         try:
             result = self._work(self._report, self._stop)
             status = "done"
-        except Cancelled:
-            status = "cancelled"
         except Exception as exc:
             status, error = self._failure(exc)
         finally:
             if self._slots is not None:
                 self._slots.release()
+            self._cleanup()
+        self._ending(status, error, result)
         with self._lock:
             self._status, self._error, self._result, self._finished = status, error, result, time.time()
 
     def _failure(self, exc: Exception) -> tuple[str, str]:
-        if self._stop.is_set():  # interrupted on cancel: a DuckDB query raises its own error
+        """(status, message) of work that raised ``exc``."""
+        if isinstance(exc, Cancelled) or self._stop.is_set():  # interrupted on cancel: a DuckDB query raises its own error
             return "cancelled", ""
         if isinstance(exc, StudioError):
             return "failed", str(exc)
         traceback.print_exc()  # a bug: keep the server alive and tell the user
         return "failed", f"unexpected error in {self.kind}: {type(exc).__name__}: {exc}"
 
+    def _cleanup(self) -> None:
+        """Runs when the work has ended, on the task's thread (nothing by default)."""
+
+    def _ending(self, status: str, error: str, result: Any) -> None:
+        """Runs before the final status is published (nothing by default)."""
+
     def cancel(self) -> None:
+        """Stop the task: the work sees ``stop`` set, and ``on_cancel`` interrupts what does not
+        look (a DuckDB query), again and again until the thread ends."""
         self._stop.set()
         if self._on_cancel is not None:
             keep_interrupting(self._thread, self._on_cancel)
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # a settled task never started a thread
+            self._thread.join(timeout)
 
     def snapshot(self) -> TaskSnapshot:
         position = self._slots.position(self) if self._slots is not None else 0
         with self._lock:
             return TaskSnapshot(self.id, self.kind, self._status, self._done, self._total, self._message, self._error,
-                                self._result, position, self._started, self._finished, self._eta())
+                                self._result, position, self._started, self._finished, self._eta(), self._progress)
 
     def _eta(self) -> float | None:
         """Seconds left at the pace since the stage's first report, counted down since the last."""

@@ -1,7 +1,7 @@
-"""Training on a background thread, observed through immutable snapshots.
-
-A ``TrainingJob`` owns its thread, a lock, a stop event and the progress history; the UI (or any
-caller) only ever reads ``snapshot()``, so the training thread never touches UI state.  The
+"""Training as a background ``Task``, observed through the same immutable snapshots as every
+other task: the curves so far are its progress payload (``TrainingProgress``), the run its
+result (``TrainedRun``).  The UI only ever reads ``snapshot()``, so the training thread never
+touches UI state.  The
 ``JobRegistry`` hands out unguessable ids and checks the owner on every lookup, so one session
 cannot see or cancel another's jobs.
 """
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio_core.common.errors import Cancelled, StudioError
+from studio_core.common.errors import StudioError
 from studio_core.data.workspace import Workspace
-from studio_core.jobs.tasks import Slots, keep_interrupting
+from studio_core.jobs.tasks import Report, Slots, Task, TaskSnapshot
 from studio_core.spec.schema import Spec
 from studio_core.training.progress import Progress
 
@@ -26,22 +26,25 @@ MAX_STEP_POINTS = 2000
 
 
 @dataclass(frozen=True)
-class JobSnapshot:
-    id: str
-    status: str  # "queued" | "running" | "done" | "failed" | "cancelled" | "interrupted"
-    epochs: tuple[Progress, ...] = ()
-    steps: tuple[tuple[int, float], ...] = ()
-    last: Progress | None = None
-    error: str = ""
-    run_dir: str = ""
-    metrics: dict[str, Any] = field(default_factory=dict)
-    started: float = 0.0
-    finished: float | None = None
-    queue_position: int = 0  # while queued: 1 = next to start
+class TrainingProgress:
+    """A training job's progress payload (``TaskSnapshot.progress``): its curves so far."""
 
-    @property
-    def active(self) -> bool:
-        return self.status in ("queued", "running")
+    epochs: tuple[Progress, ...] = ()
+    steps: tuple[tuple[int, float], ...] = ()  # (step, train loss), thinned to at most MAX_STEP_POINTS
+    last: Progress | None = None
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A training job's result (``TaskSnapshot.result`` once done): where the run is, its figures."""
+
+    run_dir: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def run_metrics(snap: TaskSnapshot) -> dict[str, Any]:
+    """The run's metrics of a finished training's snapshot, ``{}`` while it runs or if it failed."""
+    return snap.result.metrics if isinstance(snap.result, TrainedRun) else {}
 
 
 def configure_threads(concurrent_jobs: int) -> int:
@@ -84,32 +87,44 @@ def _read_marker(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-class TrainingJob:
-    """One training on its own thread.  ``cancel`` also interrupts the DuckDB query the job is
-    running (a trillion-row ``data.sql`` stops at once); the data stage (split, preprocessing,
-    tensors: everything before the first progress report) is interrupted after ``data_timeout_s``."""
+class TrainingJob(Task):
+    """One training as a ``Task`` of kind "train".  ``cancel`` also interrupts the DuckDB query
+    the job is running (a trillion-row ``data.sql`` stops at once); the data stage (split,
+    preprocessing, tensors: everything before the first progress report) is interrupted after
+    ``data_timeout_s``.  A status file beside the run says queued/running/ended, so a restarted
+    server can tell the runs that landed from the ones it was killed under."""
 
-    _ws: Workspace | None = None  # defaults for the thread-less FinishedJob / EndedJob
-    _data_timeout_s: float | None = None
-    _data_timed_out = False
-
-    def __init__(self, job_id: str, owner: str, spec: Spec, ws: Workspace, run_dir: Path, slots: Slots | None = None,
+    def __init__(self, job_id: str, owner: str, spec: Spec | None, ws: Workspace | None, run_dir: Path, slots: Slots | None = None,
                  data_timeout_s: float | None = None):
-        self.id, self.owner, self.spec, self.run_dir = job_id, owner, spec, run_dir
-        self._ws, self._slots, self._data_timeout_s = ws, slots, data_timeout_s
-        self._data_timed_out = False
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+        super().__init__("train", self._train, slots, on_cancel=self._interrupt, task_id=job_id)
+        self.owner, self.spec, self.run_dir = owner, spec, run_dir
+        self._ws, self._data_timeout_s, self._data_timed_out = ws, data_timeout_s, False
         self._epochs: list[Progress] = []
         self._steps: list[tuple[int, float]] = []
         self._last: Progress | None = None
-        self._status, self._error, self._metrics = "queued", "", {}
-        self._started, self._finished = time.time(), None
-        self._thread = threading.Thread(target=self._run, name=f"train-{job_id[:8]}", daemon=True)
+
+    @classmethod
+    def restored(cls, job_id: str, owner: str, run_dir: Path, status: str, error: str = "", at: float | None = None) -> TrainingJob:
+        """A job found on disk after a restart, settled in its final state: a finished run with
+        its history replayed as epoch records, or one that failed, was cancelled or interrupted."""
+        job = cls(job_id, owner, None, None, run_dir)
+        if status != "done":
+            return job.settle(status, error, at=at)  # type: ignore[return-value]
+        from types import MappingProxyType
+
+        from studio_core.runs.store import read_record
+
+        metrics, history = read_record(run_dir)
+        n = len(history)
+        epochs = tuple(Progress("epoch", h["epoch"], n, h["step"], history[-1]["step"], h["train_loss"],
+                                MappingProxyType({k[4:]: v for k, v in h.items() if k.startswith("val_") and v is not None}),
+                                tuple(h.get("lrs", ())), h.get("rows_per_s", 0.0), 0.0, h.get("elapsed_s", 0.0)) for h in history)
+        mtime = (run_dir / "metrics.json").stat().st_mtime
+        return job.settle("done", "", TrainedRun(str(run_dir), metrics), TrainingProgress(epochs, (), epochs[-1] if epochs else None), mtime)  # type: ignore[return-value]
 
     def start(self) -> TrainingJob:
         _write_marker(self.run_dir, {"status": "running", "started": self._started})
-        self._thread.start()
+        super().start()
         return self
 
     def _interrupt(self) -> None:
@@ -138,50 +153,34 @@ class TrainingJob:
                 self._steps.append((p.step, p.train_loss))
                 if len(self._steps) > MAX_STEP_POINTS:
                     self._steps = self._steps[::2]
+            self._progress = TrainingProgress(tuple(self._epochs), tuple(self._steps), p)
+            if p.total_steps:
+                self._done, self._total = p.step, p.total_steps
+                self._message = f"epoch {p.epoch}/{p.epochs} · {p.rows_per_s:,.0f} rows/s · ETA {p.eta_s:.0f}s"
 
-    def _run(self) -> None:
+    def _train(self, report: Report, stop: threading.Event) -> TrainedRun:
         from studio_core.runs.train import train
 
-        if self._slots is not None and not self._slots.acquire(self, self._stop):
-            self._close_workspace()
-            self._end("cancelled", "", {})
-            return
-        with self._lock:
-            self._status = "running"
         timer = threading.Timer(self._data_timeout_s, self._data_stage_over) if self._data_timeout_s else None
         if timer is not None:
             timer.daemon = True
             timer.start()
         try:
             _write_marker(self.run_dir, {"status": "running", "started": self._started, "running_since": time.time()})
-            outcome = train(self.spec, self._ws, self.run_dir, [self._listen], self._stop)
-            status, error, metrics = "done", "", outcome.metrics
-        except BaseException as exc:
-            status, error, metrics = self._failure(exc)
+            outcome = train(self.spec, self._ws, self.run_dir, [self._listen], stop)
         finally:
             if timer is not None:
                 timer.cancel()
-            if self._slots is not None:
-                self._slots.release()
-            self._close_workspace()
-        self._end(status, error, metrics)
+        return TrainedRun(str(self.run_dir), dict(outcome.metrics))
 
-    def _failure(self, exc: BaseException) -> tuple[str, str, dict[str, Any]]:
-        """(status, message, metrics) of a job that raised ``exc``."""
+    def _failure(self, exc: Exception) -> tuple[str, str]:
         if self._data_timed_out:
             return "failed", (f"reading the data took longer than {self._data_timeout_s:g} s (WDSTUDIO_DATA_TIMEOUT_S) and was stopped; "
-                              "train on a smaller table or a query with filters"), {}
-        if isinstance(exc, Cancelled) or self._stop.is_set():
-            # a cancel, or a released session closing the connection a preparing job reads
-            return "cancelled", "", {}
-        if isinstance(exc, StudioError):
-            return "failed", str(exc), {}
-        if not isinstance(exc, Exception):
-            raise exc
-        traceback.print_exc()  # a bug: keep the server alive and tell the user
-        return "failed", f"unexpected error: {type(exc).__name__}: {exc}", {}
+                              "train on a smaller table or a query with filters")
+        # a cancel, or a released session closing the connection a preparing job reads
+        return super()._failure(exc)
 
-    def _close_workspace(self) -> None:
+    def _cleanup(self) -> None:
         """A finished job keeps no cursor on the session's database (nor its temp tables)."""
         ws, self._ws = self._ws, None
         if ws is not None:
@@ -190,33 +189,15 @@ class TrainingJob:
             except Exception:  # noqa: BLE001 - the session's connection was closed under it already
                 pass
 
-    def _end(self, status: str, error: str, metrics: dict[str, Any]) -> None:
-        finished = time.time()
+    def _ending(self, status: str, error: str, result: Any) -> None:
         try:
-            record = {"status": status, "error": error, "started": self._started, "finished": finished}
+            record = {"status": status, "error": error, "started": self._started, "finished": time.time()}
             previous = _read_marker(self.run_dir)
             if "running_since" in previous:
                 record["running_since"] = previous["running_since"]
             _write_marker(self.run_dir, record)
         except OSError:
             traceback.print_exc()  # the run itself (if any) is already safely on disk
-        with self._lock:
-            self._status, self._error, self._metrics, self._finished = status, error, metrics, finished
-
-    def cancel(self) -> None:
-        """Stop the job: between steps, or at once while DuckDB is working for it."""
-        self._stop.set()
-        keep_interrupting(self._thread, self._interrupt)
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def snapshot(self) -> JobSnapshot:
-        position = self._slots.position(self) if self._slots is not None else 0
-        with self._lock:
-            return JobSnapshot(self.id, self._status, tuple(self._epochs), tuple(self._steps), self._last, self._error,
-                               str(self.run_dir) if self._status == "done" else "", dict(self._metrics), self._started, self._finished,
-                               position)
 
 
 class JobRegistry:
@@ -270,10 +251,10 @@ class JobRegistry:
             if d.is_dir() and not d.name.startswith(".") and all((d / f).is_file() for f in RUN_FILES):
                 mtime = (d / "metrics.json").stat().st_mtime
                 try:
-                    found[d.name] = (mtime, FinishedJob(d.name, owner, d))
+                    found[d.name] = (mtime, TrainingJob.restored(d.name, owner, d, "done"))
                 except Exception as exc:  # noqa: BLE001 - one damaged run is listed as such; the others load
                     reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-                    found[d.name] = (mtime, EndedJob(d.name, owner, d, "failed", f"this run's files are damaged ({reason}); train it again", mtime))
+                    found[d.name] = (mtime, TrainingJob.restored(d.name, owner, d, "failed", f"this run's files are damaged ({reason}); train it again", mtime))
         for m in (folder / ".jobs").glob("*.json") if (folder / ".jobs").is_dir() else []:
             job_id = m.stem
             if job_id in found:
@@ -288,7 +269,7 @@ class JobRegistry:
                 status = "running"  # a marker without its run directory: the run never landed
             error = {"running": "the server stopped while this run was training; nothing of it was saved, start it again"}.get(
                 status, str(record.get("error", "")))
-            found[job_id] = (started, EndedJob(job_id, owner, folder / job_id, "interrupted" if status == "running" else status, error, started))
+            found[job_id] = (started, TrainingJob.restored(job_id, owner, folder / job_id, "interrupted" if status == "running" else status, error, started))
         ids = []
         with self._lock:
             for job_id, (_, job) in sorted(found.items(), key=lambda kv: kv[1][0]):
@@ -300,49 +281,3 @@ class JobRegistry:
     def owned(self, owner: str) -> list[TrainingJob]:
         with self._lock:
             return [j for j in self._jobs.values() if j.owner == owner]
-
-
-class FinishedJob(TrainingJob):
-    """A run found on disk: no thread, its history replayed as epoch records."""
-
-    def __init__(self, job_id: str, owner: str, run_dir: Path):
-        from types import MappingProxyType
-
-        self.id, self.owner, self.run_dir, self._slots = job_id, owner, run_dir, None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        from studio_core.runs.store import read_record
-
-        metrics, history = read_record(run_dir)
-        n = len(history)
-        self._epochs = [Progress("epoch", h["epoch"], n, h["step"], history[-1]["step"], h["train_loss"],
-                                 MappingProxyType({k[4:]: v for k, v in h.items() if k.startswith("val_") and v is not None}),
-                                 tuple(h.get("lrs", ())), h.get("rows_per_s", 0.0), 0.0, h.get("elapsed_s", 0.0)) for h in history]
-        self._steps, self._last = [], self._epochs[-1] if self._epochs else None
-        self._status, self._error, self._metrics = "done", "", metrics
-        mtime = (run_dir / "metrics.json").stat().st_mtime
-        self._started, self._finished = mtime, mtime
-
-    def start(self) -> FinishedJob:
-        return self
-
-    def join(self, timeout: float | None = None) -> None:
-        return None
-
-
-class EndedJob(TrainingJob):
-    """A job found on disk without a run: failed, cancelled, or interrupted by a server stop."""
-
-    def __init__(self, job_id: str, owner: str, run_dir: Path, status: str, error: str, started: float):
-        self.id, self.owner, self.run_dir, self._slots = job_id, owner, run_dir, None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._epochs, self._steps, self._last = [], [], None
-        self._status, self._error, self._metrics = status, error, {}
-        self._started, self._finished = started, started
-
-    def start(self) -> EndedJob:
-        return self
-
-    def join(self, timeout: float | None = None) -> None:
-        return None

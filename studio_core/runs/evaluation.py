@@ -1,6 +1,7 @@
 """One path from labelled rows to figures: score rows with a trained model, one record batch at
 a time, and compute the task's metrics -- the test rows at the end of training, Inspect's
-holdout, ``wdstudio evaluate`` and the bundle's checks all go through ``score_rows``.
+holdout, ``evaluate`` (``wdstudio evaluate``) and the bundle's checks all go through
+``score_rows``; ``run_split`` re-creates a run's own parts from reloaded data for them.
 
 Only labels, outputs and row numbers are kept (a few floats a row), so a part of millions of
 rows streams in bounded memory.  Test figures add 95 % bootstrap intervals (``bootstrap.py``)
@@ -17,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from studio_core.common.errors import Cancelled
+from studio_core.common.errors import Cancelled, StudioError
 from studio_core.common.metrics import task_metrics
 from studio_core.data.source import Source
 from studio_core.features.preprocess import BATCH_ROWS, Preprocessor
@@ -91,3 +92,48 @@ def score_rows(model: torch.nn.Module, prep: Preprocessor, source: Source, key: 
             if key:
                 keys.append(enc.key)
     return Scored(prep.task, np.concatenate(ys), np.concatenate(outs), np.concatenate(keys) if key else None)
+
+
+def run_split(run: Any, ws: Any, table: str | None = None, split_table: str | None = None) -> Any:
+    """The run's split re-created from the data loaded in ``ws`` (refused when the rows differ);
+    ``table`` stands in for the spec's source when the data was loaded under another name."""
+    import copy
+
+    from studio_core.data.split import SPLIT_TABLE, split_for
+
+    data = copy.deepcopy(run.spec.data)
+    if table:
+        data.table, data.sql = table, ""
+    return split_for(ws, run.spec, run.metrics, split_table or SPLIT_TABLE, data)
+
+
+def training_rows_warning(run: Any, source: Source, columns: set[str]) -> list[str]:
+    """A warning when the rows to evaluate hold the run's training rows (its split's sketch)."""
+    from studio_core.data.split import training_overlap
+
+    got = training_overlap(source.con, source.relation, columns, run.metrics.get("split") or {})
+    if not got or got[0] == 0:
+        return []
+    found, size = got
+    n_train = (run.metrics.get("split") or {}).get("counts", {}).get("train", 0)
+    return [f"these rows include the run's training rows ({found} of a {size}-row sample of them found: about {found / size:.0%} of its "
+            f"{n_train:,} training rows); figures on rows the model was fitted on are optimistic; for the honest figure evaluate "
+            "new rows, or the run's own test rows with --part test"]
+
+
+def evaluate(run: Any, source: Source, columns: set[str], allow_missing: bool = False, own_part: bool = False) -> tuple[Scored, list[str]]:
+    """A run's figures on labelled rows, and the warnings to show with them: input columns the
+    rows lack (refused unless ``allow_missing``), and -- unless the rows are one of the run's
+    own parts (``own_part``) -- rows the model was trained on."""
+    from studio_core.features.input_columns import check_input_columns
+
+    prep = run.preprocessor
+    if prep.label not in columns:
+        raise StudioError(f"the data has no label column {prep.label!r}; evaluate needs labelled rows (use predict otherwise)")
+    warnings = list(check_input_columns(prep, columns, allow_missing))
+    if not own_part:
+        warnings += training_rows_warning(run, source, columns)
+    scored = score_rows(run.model, prep, source, available=columns)
+    if len(scored) == 0:
+        raise StudioError("no rows with a label to evaluate; load labelled rows")
+    return scored, warnings
