@@ -7,7 +7,7 @@ from plain import plain
 from state import StudioSession, slots
 
 from studio_core.common.errors import StudioError
-from studio_core.common.metrics import MAXIMISE
+from studio_core.common.metrics import MAXIMISE, headline
 from studio_core.features.validate import validate
 from studio_core.jobs.tune_job import tune_task
 from studio_core.runs.charts import trials_chart
@@ -37,7 +37,7 @@ def tuning_panel(s: StudioSession) -> None:
         task_view(s, job.task, lambda t: (t.done / max(t.total, 1), f"Tuning: {t.done}/{t.total} trials{t.eta_text()}"), "Tuning", "tune")
         done = [(t.number, t.value) for t in job.log.trials if t.value is not None]
         result = job.task.snapshot().result
-        monitor = result.monitor if result else "auc" if job.spec.data.task == "binary" else "rmse"
+        monitor = result.monitor if result else headline(job.spec.data.task)
         if done:
             st.altair_chart(trials_chart(done, monitor, monitor in MAXIMISE), width="stretch")
         if result is None:

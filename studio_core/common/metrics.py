@@ -56,12 +56,9 @@ def task_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, floa
 
 
 def headline(task: str) -> str:
-    """The metric a task is judged by first: AUC for binary, RMSE for regression."""
+    """The metric a task is judged by first -- AUC for binary, RMSE for regression: the
+    headline of every figure and what early stopping watches when ``train.monitor`` is "auto"."""
     return METRIC_KEYS[task][0]
-
-
-def default_monitor(task: str) -> str:
-    return headline(task)
 
 
 def format_metric(name: str, value: float | None, digits: int = 4) -> str:

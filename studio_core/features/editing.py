@@ -61,7 +61,7 @@ def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
     for r in rows:
         name, role = r["column"], r.get("role") or "ignored"
         if role == "numeric":
-            f = copy.deepcopy(num.get(name, NumericFeature(name, buckets=32, embed=True)))
+            f = copy.deepcopy(num.get(name, NumericFeature(name=name, buckets=32, embed=True)))
             encoding = r.get("encoding")
             if encoding in NUMERIC_ENCODINGS and encoding != editor_encoding(f):
                 f.transform, f.binning = ("piecewise", "tree") if encoding == TREE_PIECEWISE else (encoding, "quantile")
@@ -70,7 +70,7 @@ def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
                 f.embedding_dim = int(r["embedding_dim"])
             numeric.append(f)
         elif role == "categorical":
-            f = copy.deepcopy(cat.get(name, CategoricalFeature(name)))
+            f = copy.deepcopy(cat.get(name, CategoricalFeature(name=name)))
             f.encoding = r.get("encoding") if r.get("encoding") in ("vocab", "hash") else f.encoding
             f.embedding_dim = int(r.get("embedding_dim") or f.embedding_dim)
             f.wide = bool(r.get("wide"))
@@ -84,7 +84,7 @@ def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
 def add_cross(spec: Spec, columns: list[str], buckets: int = 4096) -> Spec:
     out = copy.deepcopy(spec)
     if sorted(columns) not in [sorted(x.columns) for x in out.features.crosses]:
-        out.features.crosses.append(CrossFeature(list(columns), "hash", buckets))
+        out.features.crosses.append(CrossFeature(columns=list(columns), encoding="hash", hash_buckets=buckets))
     return out
 
 

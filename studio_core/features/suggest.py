@@ -205,14 +205,16 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
         final_roles.append(ColumnRole(r.name, r.role, r.reason, r.distinct, r.null_share, infos[r.name]))
         if r.role == "numeric":
             transform, binning, _ = numeric_encoding(r.distinct, events)
-            numeric.append(NumericFeature(r.name, transform, TREE_BINS if binning == "tree" else NUMERIC_BUCKETS, True, False, binning=binning))
+            numeric.append(NumericFeature(name=r.name, transform=transform, buckets=TREE_BINS if binning == "tree" else NUMERIC_BUCKETS, embed=True,
+                                          wide=False, binning=binning))
         else:
             hashed = r.distinct > MAX_VOCAB
             n_ids = min(r.distinct, 1 << 20) + 1
             buckets = int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(r.distinct))))))
             rows_per_value = split.n_train * (1 - r.null_share) / max(r.distinct, 1)
             deep = rows_per_value >= MIN_ROWS_PER_VALUE_DEEP  # too few rows per value: memorise in wide, don't embed
-            categorical.append(CategoricalFeature(r.name, "hash" if hashed else "vocab", 1, buckets, embedding_dim_for(n_ids), deep, True))
+            categorical.append(CategoricalFeature(name=r.name, encoding="hash" if hashed else "vocab", min_count=1, hash_buckets=buckets,
+                                                  embedding_dim=embedding_dim_for(n_ids), deep=deep, wide=True))
             if not deep:
                 final_roles[-1] = ColumnRole(r.name, r.role, f"{r.reason}; wide only ({rows_per_value:.0f} rows per value: too few to learn an embedding)",
                                              r.distinct, r.null_share, infos[r.name])
@@ -237,8 +239,9 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
     crosses = [CrossCandidate(g, float(s), int(k), u) for s, g, k, u in scored[:20]]
     chosen, notes = distinct_crosses(con, train, [c for c in crosses if c.score > MIN_CROSS_GAIN], comp_expr, max_crosses)
     # a cross whose combinations fit a vocabulary gets one (no collisions, readable weights); a larger one is hashed
-    cross_specs = [CrossFeature(list(c.columns), "vocab" if c.cardinality <= MAX_VOCAB else "hash",
-                                int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(2 * c.cardinality)))))), 1) for c in chosen]
+    cross_specs = [CrossFeature(columns=list(c.columns), encoding="vocab" if c.cardinality <= MAX_VOCAB else "hash",
+                                hash_buckets=int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(2 * c.cardinality)))))), min_count=1)
+                   for c in chosen]
     if not numeric and not categorical:
         why = "; ".join(f"{r.name}: {r.reason}" for r in final_roles if r.role == "ignored")
         raise StudioError(f"no column can be a feature for label {data.label!r} ({why or 'the table has only the label'}); "
@@ -249,7 +252,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             f.wide = True
         final_roles = [ColumnRole(r.name, r.role, f"{r.reason}; its quantile buckets feed the wide part (no categorical column to do so)", r.distinct,
                                   r.null_share, r.gain) if r.role == "numeric" else r for r in final_roles]
-    spec = Spec(data=data, features=FeatureSpec(numeric, categorical, cross_specs))
+    spec = Spec(data=data, features=FeatureSpec(numeric=numeric, categorical=categorical, crosses=cross_specs))
     share, groups, times, table = table_notes(con, train, labelled, data, [r for r in final_roles if r.role in ("numeric", "categorical")], stats, types)
     return Suggestion(spec, task_reason, final_roles, crosses, table + notes, groups, share, times)
 

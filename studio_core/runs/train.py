@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from studio_core.common.errors import Cancelled, StudioError, TrainingDiverged
-from studio_core.common.metrics import binary_metrics, default_monitor, regression_metrics
+from studio_core.common.metrics import binary_metrics, headline, regression_metrics
 from studio_core.data.source import Source
 from studio_core.data.split import Split
 from studio_core.data.workspace import Workspace
@@ -266,7 +266,7 @@ def train(
             if n_val == 0:
                 raise StudioError(f"no validation rows have a label ({counts}); load more labelled rows, raise data.validation_fraction, "
                                   "or fix data.split / data.split_column")
-            monitor = default_monitor(prep.task) if t.monitor == "auto" else t.monitor
+            monitor = headline(prep.task) if t.monitor == "auto" else t.monitor
             if monitor == "auc" and not y_lo < y_hi:
                 monitor = "logloss"
             check_layout(prep.layout(), spec.model)  # refused by arithmetic, before a weight is allocated
