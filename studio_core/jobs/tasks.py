@@ -16,7 +16,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from studio_core.common.errors import Cancelled, StudioError
 
@@ -136,7 +136,7 @@ class Task:
         self._thread.start()
         return self
 
-    def settle(self, status: str, error: str = "", result: Any = None, progress: Any = None, at: float | None = None) -> Task:
+    def settle(self, status: str, error: str = "", result: Any = None, progress: Any = None, at: float | None = None) -> Self:
         """Put a task that never ran in its final state: work found ended on disk after a
         restart.  It has no thread; cancel and join do nothing."""
         with self._lock:

@@ -99,9 +99,6 @@ class TrainingJob(Task):
         super().__init__("train", self._train, slots, on_cancel=self._interrupt, task_id=job_id)
         self.owner, self.spec, self.run_dir = owner, spec, run_dir
         self._ws, self._data_timeout_s, self._data_timed_out = ws, data_timeout_s, False
-        self._epochs: list[Progress] = []
-        self._steps: list[tuple[int, float]] = []
-        self._last: Progress | None = None
 
     @classmethod
     def restored(cls, job_id: str, owner: str, run_dir: Path, status: str, error: str = "", at: float | None = None) -> TrainingJob:
@@ -109,7 +106,7 @@ class TrainingJob(Task):
         its history replayed as epoch records, or one that failed, was cancelled or interrupted."""
         job = cls(job_id, owner, None, None, run_dir)
         if status != "done":
-            return job.settle(status, error, at=at)  # type: ignore[return-value]
+            return job.settle(status, error, at=at)
         from types import MappingProxyType
 
         from studio_core.runs.store import read_record
@@ -120,7 +117,7 @@ class TrainingJob(Task):
                                 MappingProxyType({k[4:]: v for k, v in h.items() if k.startswith("val_") and v is not None}),
                                 tuple(h.get("lrs", ())), h.get("rows_per_s", 0.0), 0.0, h.get("elapsed_s", 0.0)) for h in history)
         mtime = (run_dir / "metrics.json").stat().st_mtime
-        return job.settle("done", "", TrainedRun(str(run_dir), metrics), TrainingProgress(epochs, (), epochs[-1] if epochs else None), mtime)  # type: ignore[return-value]
+        return job.settle("done", "", TrainedRun(str(run_dir), metrics), TrainingProgress(epochs, (), epochs[-1] if epochs else None), mtime)
 
     def start(self) -> TrainingJob:
         _write_marker(self.run_dir, {"status": "running", "started": self._started})
@@ -138,25 +135,26 @@ class TrainingJob(Task):
     def _data_stage_over(self) -> None:
         """The data-stage timer fired: stop the job if it has not started training yet."""
         with self._lock:
-            if self._last is not None or self._status != "running":
+            if self._progress is not None or self._status != "running":  # training has started
                 return
             self._data_timed_out = True
         self._stop.set()
         self._interrupt()
 
     def _listen(self, p: Progress) -> None:
-        with self._lock:
-            self._last = p
-            if p.kind == "epoch":
-                self._epochs.append(p)
-            elif p.kind == "step" and p.train_loss is not None:
-                self._steps.append((p.step, p.train_loss))
-                if len(self._steps) > MAX_STEP_POINTS:
-                    self._steps = self._steps[::2]
-            self._progress = TrainingProgress(tuple(self._epochs), tuple(self._steps), p)
-            if p.total_steps:
-                self._done, self._total = p.step, p.total_steps
-                self._message = f"epoch {p.epoch}/{p.epochs} · {p.rows_per_s:,.0f} rows/s · ETA {p.eta_s:.0f}s"
+        """Each progress record extends the curves published as the task's payload (the one
+        copy of them), and a step record sets the bar's position and text."""
+        cur = self._progress or TrainingProgress()
+        epochs, steps = cur.epochs, cur.steps
+        if p.kind == "epoch":
+            epochs += (p,)
+        elif p.kind == "step" and p.train_loss is not None:
+            steps += ((p.step, p.train_loss),)
+            if len(steps) > MAX_STEP_POINTS:
+                steps = steps[::2]
+        self.publish(TrainingProgress(epochs, steps, p))
+        if p.total_steps:
+            self._report(p.step, p.total_steps, f"epoch {p.epoch}/{p.epochs} · {p.rows_per_s:,.0f} rows/s · ETA {p.eta_s:.0f}s")
 
     def _train(self, report: Report, stop: threading.Event) -> TrainedRun:
         from studio_core.runs.train import train
