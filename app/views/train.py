@@ -49,7 +49,8 @@ def training_form() -> None:
         d.test_fraction = r4.number_input("Test share", 0.0, 0.9, float(d.test_fraction), 0.05, key="test_fraction")
         c1, c2, c3, c4 = st.columns(4)
         t.epochs = c1.number_input("Epochs (at most)", 1, 1000, t.epochs, key="epochs", help="Training stops earlier when the validation figure has not improved for the early-stopping patience (Advanced)")
-        t.batch_size = c2.number_input("Batch size", 1, 1 << 20, t.batch_size, key="batch_size")
+        t.batch_size = c2.number_input("Batch size", 0, 1 << 20, t.batch_size, key="batch_size",
+                                       help="Rows per training step. 0 = automatic: 512 on a CPU; on a GPU a 16th of the training rows (512 to 8,192)")
         t.deep_lr = c3.number_input("Deep learning rate", 1e-6, 10.0, t.deep_lr, format="%.5f", key="deep_lr")
         if d.task == "binary":
             share = s.suggestion.positive_share if s.suggestion and s.suggestion.positive_share is not None else None

@@ -36,7 +36,8 @@ def _progress_printer(stream: Any = None, task: str = "binary"):
             stream.flush()
         elif p.kind == "epoch":
             val = " ".join(f"{k} {v:.4f}" for k, v in p.val.items() if k != "loss")
-            stream.write(("\r" if tty else "") + f"epoch {p.epoch}/{p.epochs} {loss_name} {p.train_loss:.4f} | val {val} | {p.rows_per_s / 1000:.0f}k rows/s\n")
+            stream.write(("\r" if tty else "") + f"epoch {p.epoch}/{p.epochs} {loss_name} {p.train_loss:.4f} | val {val} | {p.rows_per_s / 1000:.0f}k rows/s"
+                         + (f" | GPU peak {p.device_memory_gib:.2f} GiB" if p.device_memory_gib is not None else "") + "\n")
             stream.flush()
 
     return show

@@ -130,7 +130,7 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
     _number(p, "model.ensemble", m.ensemble, 1, 64)
 
     _number(p, "train.epochs", t.epochs, 1, 10000)
-    _number(p, "train.batch_size", t.batch_size, 1, 1 << 20)
+    _number(p, "train.batch_size", t.batch_size, 0, 1 << 20)
     _number(p, "train.deep_lr", t.deep_lr, 0.0, 10.0, low_open=True)
     _number(p, "train.wide_lr", t.wide_lr, 0.0, 10.0, low_open=True)
     _number(p, "train.weight_decay", t.weight_decay, 0.0)

@@ -154,7 +154,8 @@ class TrainingJob(Task):
                 steps = steps[::2]
         self.publish(TrainingProgress(epochs, steps, p))
         if p.total_steps:
-            self._report(p.step, p.total_steps, f"epoch {p.epoch}/{p.epochs} · {p.rows_per_s:,.0f} rows/s · ETA {p.eta_s:.0f}s")
+            memory = f" · GPU memory {p.device_memory_gib:.2f} GiB" if p.device_memory_gib is not None else ""
+            self._report(p.step, p.total_steps, f"epoch {p.epoch}/{p.epochs} · {p.rows_per_s:,.0f} rows/s{memory} · ETA {p.eta_s:.0f}s")
 
     def _train(self, report: Report, stop: threading.Event) -> TrainedRun:
         from studio_core.runs.train import train

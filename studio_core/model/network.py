@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from studio_core.features.preprocess import Layout
+from studio_core.model.embeddings import FieldEmbeddings
 from studio_core.spec.schema import ModelSpec
 
 SPARSE_WIDE_MIN = 200_000
@@ -187,9 +188,8 @@ class WideDeep(nn.Module):
             self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=sparse)
             nn.init.zeros_(self.wide.weight)
         if self.use_deep:
-            self.embeddings = nn.ModuleList(nn.Embedding(n, d) for n, d in zip(layout.deep_cardinalities, layout.deep_embedding_dims))
-            for emb in self.embeddings:
-                nn.init.normal_(emb.weight, std=0.05)
+            # one lookup per embedding width, not per field (see embeddings.py)
+            self.embeddings = FieldEmbeddings(layout.deep_cardinalities, layout.deep_embedding_dims, std=0.05)
             n_num = len(layout.numeric_inputs)
             periodic = sorted(set(layout.periodic_inputs))
             plain = [i for i in range(n_num) if i not in set(periodic)]
@@ -203,7 +203,7 @@ class WideDeep(nn.Module):
             self.attention = None
             if spec.attention:
                 d = spec.attention_dim
-                self.field_proj = nn.ModuleList(nn.Linear(e.embedding_dim, d, bias=False) for e in self.embeddings)
+                self.field_proj = nn.ModuleList(nn.Linear(dim, d, bias=False) for dim in self.embeddings.dims)
                 self.num_vectors = nn.Parameter(torch.randn(len(plain), d) * 0.05)
                 self.attention = FieldAttention(d, spec.attention_heads, spec.attention_layers, spec.dropout, self.dropout_random)
                 width = d * (len(self.embeddings) + n_num)
@@ -243,7 +243,6 @@ class WideDeep(nn.Module):
 
     def deep_members(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         """(batch, members): each ensemble member's deep output (one column without an ensemble)."""
-        embedded = [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
         plain, periodic = num, None
         if self.periodic is not None:
             at = self._index_cache.get(str(num.device))
@@ -252,14 +251,14 @@ class WideDeep(nn.Module):
                                                                  for i in (self.plain_index, self.periodic_index))
             plain, periodic = num.index_select(1, at[0]), self.periodic(num.index_select(1, at[1]))
         if self.attention is not None:
-            fields = [proj(e) for proj, e in zip(self.field_proj, embedded)]
+            fields = [proj(e) for proj, e in zip(self.field_proj, self.embeddings.per_field(cat))]
             if plain.shape[1]:
                 fields += list((plain.unsqueeze(-1) * self.num_vectors).unbind(1))
             if periodic is not None:
                 fields += list(periodic.unbind(1))
             x = self.attention(torch.stack(fields, dim=1)).flatten(1)
         else:
-            x = torch.cat(embedded + [plain] + ([periodic.flatten(1)] if periodic is not None else []), dim=1)
+            x = torch.cat([self.embeddings(cat), plain] + ([periodic.flatten(1)] if periodic is not None else []), dim=1)
         if self.members == 1:
             return self.mlp(x)
         b = x.shape[0]

@@ -53,7 +53,16 @@ def result_summary(m: dict[str, Any]) -> str:
     rows = f" on {m['n_test']:,} test rows" if m.get("n_test") else ""
     stop = f"epoch {m.get('best_epoch')} of {m.get('epochs_run')}" + early_stop_text(m)
     return (f"Test {held_out_figure(m)}{rows} · validation {main.upper()} {format_metric(main, m.get(main))} chose {stop} · "
-            f"{m.get('device', 'cpu')}, {m.get('train_rows_per_s', 0):,.0f} rows/s")
+            f"{device_figures(m)}")
+
+
+def device_figures(m: dict[str, Any]) -> str:
+    """Where a run trained and how fast: "cpu, 98,000 rows/s", and on a GPU its batch and the
+    most memory it allocated there ("cuda, 2,100,000 rows/s, batch 8,192, peak GPU memory 1.23 GiB")."""
+    text = f"{m.get('device', 'cpu')}, {m.get('train_rows_per_s', 0):,.0f} rows/s"
+    if m.get("device_peak_gib") is not None:
+        text += (f", batch {m['batch_size']:,}" if m.get("batch_size") else "") + f", peak GPU memory {m['device_peak_gib']:.2f} GiB"
+    return text
 
 
 def run_label(number: int, status: str, m: dict[str, Any]) -> str:

@@ -37,13 +37,13 @@ from studio_core.features.sizing import check_layout
 from studio_core.model.network import WideDeep
 from studio_core.runs.evaluation import Scored, score_rows
 from studio_core.runs.store import write_run
-from studio_core.spec.schema import Spec, TrainSpec
+from studio_core.spec.schema import CPU_BATCH_SIZE, Spec, TrainSpec
 from studio_core.training import distributed
-from studio_core.training.batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches, to_tensors
+from studio_core.training.batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches, on_device, to_tensors
 from studio_core.training.callbacks import L1Proximal
 from studio_core.training.distributed import Ranks
 from studio_core.training.progress import Progress
-from studio_core.training.trainer import Trainer, TrainerConfig
+from studio_core.training.trainer import Trainer, TrainerConfig, TrainResult
 
 
 @dataclass
@@ -62,6 +62,32 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+GPU_BATCH_MAX = 8192  # the automatic batch on a GPU grows with the training rows up to this
+DEVICE_DATA_SHARE = 0.5  # encoded rows are held on a GPU when they take at most this share of its free memory
+
+
+def batch_size_for(t: TrainSpec, device: str, n_train: int) -> int:
+    """``train.batch_size`` when the spec gives one; automatic (0): 512 rows on a CPU, and on
+    a GPU the power of two nearest a 16th of the training rows, between 512 and 8,192.  A GPU
+    step costs about the same whatever its batch (the host launching kernels is the limit:
+    Adult on an H200 ran 82k rows/s at 512 and 363k at 2,048, test AUC 0.9302 and 0.9300,
+    the CPU 0.9304 at 512), so a GPU takes the largest batch that still leaves a table about
+    16 steps per epoch."""
+    if t.batch_size:
+        return int(t.batch_size)
+    if not device.startswith("cuda"):
+        return CPU_BATCH_SIZE
+    return int(min(GPU_BATCH_MAX, max(CPU_BATCH_SIZE, 2 ** round(math.log2(max(n_train, 1) / 16)))))
+
+
+def device_budget(device: str) -> int:
+    """Bytes of encoded rows the device may hold (none on the CPU: rows stay in host memory)."""
+    if not device.startswith("cuda"):
+        return 0
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return int(free * DEVICE_DATA_SHARE)
 
 
 def tensors(enc: Encoded) -> tuple[torch.Tensor, ...]:
@@ -226,6 +252,58 @@ def replicate(model: WideDeep, loss_fn: Callable[..., torch.Tensor], evaluate: C
     return net, distributed_loss(loss_fn, ranks.world), gathered, mean
 
 
+@dataclass
+class Fitted:
+    """A model trained on encoded rows, with what the run records about that training."""
+
+    model: WideDeep
+    result: TrainResult
+    monitor: str  # the validation figure that chose the best epoch
+    amp: str | None  # the autocast dtype on a GPU
+    device_resident: bool  # the training rows were held on the GPU
+
+
+def fit_model(spec: Spec, prep: Preprocessor, train_rows: RankRows, val_rows: RankRows, device: str, local_batch: int,
+              labels_vary: bool = True, ranks: Ranks | None = None, listeners: Iterable[Callable[[Progress], None]] = (),
+              stop_event: threading.Event | None = None) -> Fitted:
+    """The model of ``spec`` trained on rows already encoded by ``prep``: built on ``device``,
+    its optimisers and loss, the rows moved to the device when they fit there, the trainer
+    run.  ``labels_vary`` is False when the validation labels are all alike (no AUC then)."""
+    ranks = ranks or Ranks()
+    t = spec.train
+    budget = device_budget(device)  # on a GPU the rows move there once (or stream through pinned memory)
+    train_batches = on_device(train_rows.batches, device, budget)
+    val_batches = on_device(val_rows.batches, device, budget - (train_batches.nbytes() if isinstance(train_batches, TensorBatches) else 0))
+    monitor = headline(prep.task) if t.monitor == "auto" else t.monitor
+    if monitor == "auc" and not labels_vary:
+        monitor = "logloss"
+    check_layout(prep.layout(), spec.model)  # refused by arithmetic, before a weight is allocated
+    # dense wide gradients on a GPU: a dense update of even millions of weights is one cheap
+    # kernel there, while coalescing sparse ones sorts every step (and nccl cannot all-reduce them)
+    sparse = True if t.wide_optimizer == "sparse_adam" else (False if device.startswith("cuda") else None)
+    model = WideDeep(prep.layout(), spec.model, sparse_wide=sparse, seed=t.seed).to(device)
+    if ranks.world > 1:
+        model.reseed_dropout(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
+    optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
+    loss_fn = each_member(positive_weighted(t.positive_weight, device) if prep.task == "binary" else torch.nn.functional.mse_loss)
+    net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
+    config = TrainerConfig(epochs=t.epochs, batch_size=local_batch, warmup_steps=t.warmup_steps, grad_clip=t.grad_clip,
+                           early_stopping_patience=t.early_stopping_patience, plateau_patience=t.plateau_patience,
+                           plateau_factor=t.plateau_factor, monitor=monitor, device=device, mixed_precision=t.mixed_precision,
+                           seed=t.seed, max_seconds=60.0 * t.max_minutes)
+    trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step, mean)
+    trainer.listeners.extend(listeners)
+    if stop_event is not None:
+        trainer.stop_event = stop_event
+    try:
+        result = trainer.fit(train_batches, val_batches)
+    except TrainingDiverged as exc:
+        suspects = extreme_columns(prep, train_rows.sample)
+        raise TrainingDiverged(f"{exc}{'; suspect column(s): ' + ', '.join(suspects) if suspects else ''}") from None
+    amp = str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype is not None else None
+    return Fitted(model, result, monitor, amp, isinstance(train_batches, TensorBatches) and train_batches.device.type != "cpu")
+
+
 def train(
     spec: Spec,
     ws: Workspace,
@@ -254,7 +332,8 @@ def train(
         prep = Preprocessor.from_state(preprocessing) if preprocessing else fit_once(spec, split, ranks)
         # block files only when streaming (no empty folder for in-memory training)
         with tempfile.TemporaryDirectory(prefix="wdstudio-blocks-") if streaming else contextlib.nullcontext() as spill:
-            local_batch = math.ceil(t.batch_size / ranks.world)  # the global batch stays train.batch_size
+            batch_size = batch_size_for(t, device, split.n_train)
+            local_batch = math.ceil(batch_size / ranks.world)  # the global batch stays the same
             folder = (lambda part: Path(spill, part)) if spill else (lambda part: None)
             train_rows = rank_rows(prep, split.shard("train", ranks.rank, ranks.world), local_batch, t.seed + ranks.rank, folder("train"), stop_event)
             val_rows = rank_rows(prep, split.shard("validation", ranks.rank, ranks.world), local_batch, t.seed, folder("val"), stop_event)
@@ -266,31 +345,8 @@ def train(
             if n_val == 0:
                 raise StudioError(f"no validation rows have a label ({counts}); load more labelled rows, raise data.validation_fraction, "
                                   "or fix data.split / data.split_column")
-            monitor = headline(prep.task) if t.monitor == "auto" else t.monitor
-            if monitor == "auc" and not y_lo < y_hi:
-                monitor = "logloss"
-            check_layout(prep.layout(), spec.model)  # refused by arithmetic, before a weight is allocated
-            nccl = ranks.world > 1 and device.startswith("cuda")  # nccl has no sparse all-reduce
-            model = WideDeep(prep.layout(), spec.model, sparse_wide=True if t.wide_optimizer == "sparse_adam" else (False if nccl else None),
-                             seed=t.seed).to(device)
-            if ranks.world > 1:
-                model.reseed_dropout(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
-            optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
-            loss_fn = each_member(positive_weighted(t.positive_weight, device) if prep.task == "binary" else torch.nn.functional.mse_loss)
-            net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
-            config = TrainerConfig(epochs=t.epochs, batch_size=local_batch, warmup_steps=t.warmup_steps, grad_clip=t.grad_clip,
-                                   early_stopping_patience=t.early_stopping_patience, plateau_patience=t.plateau_patience,
-                                   plateau_factor=t.plateau_factor, monitor=monitor, device=device, mixed_precision=t.mixed_precision,
-                                   seed=t.seed, max_seconds=60.0 * t.max_minutes)
-            trainer = Trainer(net, loss_fn, optimizers, config, evaluate, model.deep_parameters(), after_step, mean)
-            trainer.listeners.extend(listeners)
-            if stop_event is not None:
-                trainer.stop_event = stop_event
-            try:
-                result = trainer.fit(train_rows.batches, val_rows.batches)
-            except TrainingDiverged as exc:
-                suspects = extreme_columns(prep, train_rows.sample)
-                raise TrainingDiverged(f"{exc}{'; suspect column(s): ' + ', '.join(suspects) if suspects else ''}") from None
+            fitted = fit_model(spec, prep, train_rows, val_rows, device, local_batch, y_lo < y_hi, ranks, listeners, stop_event)
+        model, result, monitor = fitted.model, fitted.result, fitted.monitor
         rows_per_s = result.rows_per_s if ranks.world <= 1 else distributed.all_reduce([result.rows_per_s])[0]
         model.cpu()
         test = score_rows(model, prep, split.test, key=True, stop_event=stop_event) if ranks.is_main and score_test else None
@@ -300,7 +356,8 @@ def train(
             "train_rows_per_s": round(rows_per_s, 1), "total_seconds": round(time.perf_counter() - started, 3),
             "n_train": n_train, "n_val": n_val, "device": device.split(":")[0], "processes": ranks.world, "out_of_core": streaming,
             "split": split.record,
-            "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype is not None else None,
+            "amp": fitted.amp, "batch_size": batch_size,
+            **({"device_peak_gib": result.device_peak_gib, "device_resident": fitted.device_resident} if result.device_peak_gib is not None else {}),
             **{k: v for k, v in result.best_metrics.items() if k != "loss"},
         }
         if test is not None:  # scored once, after every decision was taken on the validation rows

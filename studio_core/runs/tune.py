@@ -24,7 +24,7 @@ import pandas as pd
 from studio_core.common.errors import Cancelled, StudioError
 from studio_core.common.metrics import MAXIMISE
 from studio_core.data.workspace import Workspace
-from studio_core.spec.schema import Spec
+from studio_core.spec.schema import CPU_BATCH_SIZE, Spec
 
 NUMERIC_CHOICES = ("as given", "standardize", "periodic", "piecewise")
 WIDTHS = (64, 128, 256, 512)
@@ -113,7 +113,7 @@ def _as_given(base: Spec) -> dict:
 
     p = {"deep_lr": clip(t.deep_lr, 3e-4, 1e-2), "width": min(WIDTHS, key=lambda w: abs(w - width)),
          "layers": min(3, max(1, len(m.hidden_units))), "dropout": clip(m.dropout, 0.0, 0.4),
-         "batch_size": min((256, 512, 1024), key=lambda b: abs(b - t.batch_size)), "weight_decay": clip(t.weight_decay, 1e-6, 1e-2)}
+         "batch_size": min((256, 512, 1024), key=lambda b: abs(b - (t.batch_size or CPU_BATCH_SIZE))), "weight_decay": clip(t.weight_decay, 1e-6, 1e-2)}
     if m.wide:
         p["wide_lr"] = clip(t.wide_lr, 5e-3, 0.3)
     if base.features.categorical:

@@ -120,10 +120,13 @@ class ModelSpec:
     ensemble: int = 1  # k > 1: k BatchEnsemble members in one MLP (TabM-mini), trained on their mean loss, predicting their mean
 
 
+CPU_BATCH_SIZE = 512  # what train.batch_size = 0 (automatic) means on a CPU
+
+
 @dataclass
 class TrainSpec:
     epochs: int = 20  # at most: early stopping on the validation rows usually ends training sooner
-    batch_size: int = 512
+    batch_size: int = 0  # rows per step; 0 = automatic: 512 on a CPU, more on a GPU for a large table (runs.train.batch_size_for)
     deep_optimizer: str = "adam"
     deep_lr: float = 0.002
     weight_decay: float = 0.0

@@ -6,6 +6,13 @@ out-of-core path: rows were encoded once into fixed-size block files; each epoch
 blocks in a seeded random order, pools a few of them, permutes the pooled rows and slices
 batches, so memory is bounded by ``pool_blocks`` blocks whatever the row count.
 
+On a GPU the rows live on the device: ``TensorBatches(..., device=...)`` moves the tensors
+there once (ids as int32) and shuffles and slices them there, so a step copies nothing from the
+host; ``on_device`` does the same for block files that fit in the device's memory.  Blocks
+that do not fit stream through ``Prefetch``: a reader thread loads and permutes the next pools
+into pinned memory while the device trains on the current batch, and the trainer copies each
+batch with ``non_blocking=True``.
+
 ``steps`` fixes the number of batches per epoch.  Distributed ranks hold slightly different
 row counts; each passes the same ``steps`` (from the largest rank), so every rank takes the same
 number of optimiser steps and all of its rows are still used once per epoch.
@@ -15,8 +22,12 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,12 +49,28 @@ def batch_sizes(n: int, batch_size: int, steps: int | None = None) -> list[int]:
     return [n // steps + (1 if i < n % steps else 0) for i in range(steps)]
 
 
-class TensorBatches:
-    """Rows held as tensors (inputs..., target): a seeded permutation per epoch, then slices."""
+def device_tensor(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; off the CPU, integer ids as int32 (every embedding kernel takes
+    them, and they take half the memory and bandwidth of int64)."""
+    if device.type != "cpu" and t.dtype == torch.int64 and (t.numel() == 0 or int(t.max()) < 2**31):
+        t = t.to(torch.int32)
+    return t.to(device)
 
-    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, seed: int = 0, steps: int | None = None):
-        self.tensors, self.batch_size, self.steps_ = list(tensors), batch_size, steps
-        self.generator = torch.Generator().manual_seed(seed)
+
+class TensorBatches:
+    """Rows held as tensors (inputs..., target): a seeded permutation per epoch, then slices.
+    With ``device``, the tensors are moved there once and the permutation is drawn there (a
+    generator on that device), so batches never leave it; on the CPU nothing changes."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, seed: int = 0, steps: int | None = None,
+                 device: str | torch.device | None = None):
+        self.device = torch.device(device) if device is not None else (tensors[0].device if len(tensors) else torch.device("cpu"))
+        self.tensors = [device_tensor(t, self.device) for t in tensors] if device is not None else list(tensors)
+        self.batch_size, self.steps_ = batch_size, steps
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors)
 
     @property
     def n_rows(self) -> int:
@@ -54,7 +81,7 @@ class TensorBatches:
 
     def epoch(self, epoch: int) -> Iterator[list[torch.Tensor]]:
         """Shuffled training batches (the permutation stream depends only on the seed)."""
-        perm = torch.randperm(self.n_rows, generator=self.generator)
+        perm = torch.randperm(self.n_rows, generator=self.generator, device=self.device)
         shuffled = [t[perm] for t in self.tensors]
         start = 0
         for size in batch_sizes(self.n_rows, self.batch_size, self.steps_):
@@ -128,14 +155,68 @@ class BlockWriter:
         self.n_rows += len(block["wide"])
 
 
-class BlockBatches:
-    """Encoded rows in block files, read a few blocks at a time (see the module docstring)."""
+class Prefetch:
+    """Runs an iterator of batches in a reader thread, ``depth`` batches ahead, so reading and
+    shuffling blocks overlaps the device's work.  With ``pin``, each batch is put in pinned
+    memory, which ``tensor.to(device, non_blocking=True)`` copies without holding the host.
+    An error in the reader is raised in the consumer; a consumer that stops early (``close``,
+    or the generator being dropped) ends the reader too."""
 
-    def __init__(self, folder: str | Path, batch_size: int, seed: int = 0, pool_blocks: int = 8, steps: int | None = None):
+    def __init__(self, source: Iterable[Sequence[torch.Tensor]], depth: int = 4, pin: bool = False):
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self.stopped = threading.Event()
+        self.pin = pin
+        self.thread = threading.Thread(target=self._read, args=(iter(source),), daemon=True, name="wdstudio-prefetch")
+        self.thread.start()
+
+    _END = object()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self, source: Iterator[Sequence[torch.Tensor]]) -> None:
+        try:
+            for batch in source:
+                batch = [t.pin_memory() for t in batch] if self.pin else list(batch)
+                if not self._put(batch):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is self._END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.stopped.set()
+
+
+class BlockBatches:
+    """Encoded rows in block files, read a few blocks at a time (see the module docstring).
+    ``prefetch`` > 0 reads that many batches ahead in a thread (``Prefetch``), pinned for a GPU."""
+
+    def __init__(self, folder: str | Path, batch_size: int, seed: int = 0, pool_blocks: int = 8, steps: int | None = None,
+                 prefetch: int = 0, pin: bool = False):
         self.folder = Path(folder)
         meta = json.loads((self.folder / "blocks.json").read_text())
         self.n_rows, self.n_blocks = int(meta["n_rows"]), int(meta["n_blocks"])
         self.batch_size, self.pool_blocks, self.steps_ = batch_size, max(1, pool_blocks), steps
+        self.prefetch, self.pin = prefetch, pin
         self.rng = np.random.default_rng(seed)
 
     def _block(self, i: int) -> list[np.ndarray]:
@@ -146,6 +227,11 @@ class BlockBatches:
         return len(batch_sizes(self.n_rows, self.batch_size, self.steps_))
 
     def epoch(self, epoch: int) -> Iterator[list[torch.Tensor]]:
+        if self.prefetch > 0:
+            return iter(Prefetch(self._epoch(), self.prefetch, self.pin))
+        return self._epoch()
+
+    def _epoch(self) -> Iterator[list[torch.Tensor]]:
         order = self.rng.permutation(self.n_blocks)
         sizes = iter(batch_sizes(self.n_rows, self.batch_size, self.steps_))
         carry: list[np.ndarray] | None = None
@@ -169,7 +255,55 @@ class BlockBatches:
             carry = [a[at:] for a in arrays]
 
     def in_order(self, batch_size: int) -> Iterator[list[torch.Tensor]]:
+        if self.prefetch > 0:
+            return iter(Prefetch(self._in_order(batch_size), self.prefetch, self.pin))
+        return self._in_order(batch_size)
+
+    def _in_order(self, batch_size: int) -> Iterator[list[torch.Tensor]]:
         for i in range(self.n_blocks):
             arrays = self._block(i)
             for start in range(0, len(arrays[0]), batch_size):
                 yield to_tensors(a[start : start + batch_size] for a in arrays)
+
+    def nbytes(self, device: torch.device) -> int:
+        """Bytes the rows take as tensors on ``device`` (ids int32 off the CPU, int64 on it)."""
+        if self.n_blocks == 0:
+            return 0
+        first = self._block(0)
+        per_row = sum((a.dtype.itemsize if a.dtype.kind == "f" or device.type != "cpu" else 8) * (a[0].size if len(a) else 0)
+                      for a in first)
+        return per_row * self.n_rows
+
+    def to_device(self, device: torch.device, threads: int = 4) -> TensorBatches:
+        """Every block read once (``threads`` at a time, a few blocks in host memory at most)
+        and copied into tensors on ``device``, served from there from then on: the same rows,
+        batch size and steps, a seed drawn from this source's."""
+        first = self._block(0)
+        columns = [torch.empty((self.n_rows, *a.shape[1:]), dtype=torch.from_numpy(a[:0]).dtype, device=device) for a in first]
+        at, window = 0, max(1, threads) * 2
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for start in range(0, self.n_blocks, window):
+                for arrays in pool.map(self._block, range(start, min(start + window, self.n_blocks))):
+                    n = len(arrays[0])
+                    for column, a in zip(columns, arrays):
+                        column[at : at + n].copy_(torch.from_numpy(a))
+                    at += n
+        return TensorBatches(columns, self.batch_size, int(self.rng.integers(2**31)), self.steps_, device)
+
+
+def on_device(batches: TensorBatches | BlockBatches, device: str | torch.device, budget_bytes: int) -> TensorBatches | BlockBatches:
+    """``batches`` served from ``device`` when they take at most ``budget_bytes`` there:
+    in-memory tensors moved, block files read into it.  Larger block files stream through
+    pinned memory from a reader thread (larger in-memory tensors are copied a batch at a time).
+    On the CPU, ``batches`` as they are."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return batches
+    if isinstance(batches, TensorBatches):
+        if batches.nbytes() > budget_bytes:
+            return batches
+        return TensorBatches(batches.tensors, batches.batch_size, int(batches.generator.initial_seed()), batches.steps_, device)
+    if batches.n_rows and batches.nbytes(device) <= budget_bytes:
+        return batches.to_device(device)
+    batches.prefetch, batches.pin = max(batches.prefetch, 4), True
+    return batches

@@ -36,6 +36,7 @@ class Fit:
     epoch: int = 0
     step: int = 0  # optimiser steps taken so far
     epoch_steps: int = 0  # of them in the epoch under way
+    window_first: int = 1  # the first step whose loss is in the figure the ``loss`` hook is reading
     started: float = field(default_factory=time.perf_counter)
     stop: str = ""  # why training ends after this epoch: "stopped early", "out of time"
     cut_epoch: bool = False  # end the epoch under way now (it is still validated)
@@ -54,8 +55,9 @@ class Fit:
 
 class Callback:
     """One training policy.  Hooks, in the loop's order: ``fit_start``; per batch
-    ``batch_start`` (may set ``fit.cut_epoch``), ``loss`` (the batch's loss, averaged over the
-    processes), ``after_backward`` (gradients ready, before the optimisers step), ``after_step``;
+    ``batch_start`` (may set ``fit.cut_epoch``), ``after_backward`` (gradients ready, before the
+    optimisers step), ``after_step``, then every ``sync_every`` steps ``loss`` (the mean loss of
+    steps ``fit.window_first`` to ``fit.step``, averaged over the processes);
     per epoch ``outputs`` (the validation outputs), ``epoch_end`` (the validation metrics; may
     set ``fit.stop``)."""
 
@@ -133,7 +135,8 @@ class NonFiniteGuard(Callback):
 
     def loss(self, fit: Fit, value: float) -> None:
         if not math.isfinite(value):
-            raise TrainingDiverged(f"the training loss became {value} at epoch {fit.epoch}, step {fit.step + 1}; {self.ADVICE}")
+            steps = f"step {fit.step}" if fit.window_first >= fit.step else f"steps {fit.window_first}-{fit.step}"
+            raise TrainingDiverged(f"the training loss became {value} at epoch {fit.epoch}, {steps}; {self.ADVICE}")
 
     def outputs(self, fit: Fit, outputs: torch.Tensor) -> None:
         if fit.trainer.mean_over_processes(float(bool(torch.isfinite(outputs).all()))) < 1.0:

@@ -24,3 +24,4 @@ class Progress:
     eta_s: float = 0.0
     elapsed_s: float = 0.0
     message: str = ""
+    device_memory_gib: float | None = None  # on a GPU: the most memory training has allocated there

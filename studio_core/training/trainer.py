@@ -9,6 +9,12 @@ gradient clipping, the NaN/inf guard (``TrainingDiverged``), keeping the best ep
 with early stopping, the learning-rate plateau and the wall-clock budget.  The loop itself
 moves batches, runs the model, steps the optimisers, validates each epoch, uses mixed precision
 on CUDA and stops within a batch when ``stop_event`` is set.
+
+On a GPU the host never waits for the device inside an epoch except every ``sync_every``
+steps: the batch losses are summed on the device and read once per window, and that window's
+mean is what the loss callbacks (the NaN/inf guard among them) and the progress records see.
+A NaN in any batch makes the window's sum NaN, so the guard still stops training, at most
+``sync_every`` steps later.  The cancel check reads a host-side event every step.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class TrainerConfig:
     step_records_per_epoch: int = 20
     eval_batch_size: int = 65536
     max_seconds: float = 0.0  # wall-clock budget of the training loop (validation included); 0 = none
+    sync_every: int = 0  # read the loss from the device every N steps; 0 = auto (1 on the CPU, 50 elsewhere)
 
 
 @dataclass
@@ -66,6 +73,7 @@ class TrainResult:
     rows_per_s: float
     stopped_early: bool
     stopped_by_budget: bool = False
+    device_peak_gib: float | None = None  # the most device memory allocated while training (GPU only)
 
 
 class Trainer:
@@ -111,11 +119,12 @@ class Trainer:
             for batch in batches:
                 if self.stop_event.is_set():
                     raise Cancelled()
-                outs.append(self.model(*[t.to(self.device, non_blocking=True) for t in batch[:n_inputs]]).float().cpu())
+                outs.append(self.model(*[t.to(self.device, non_blocking=True) for t in batch[:n_inputs]]).float())
                 targets.extend(batch[n_inputs : n_inputs + 1])
         if not outs:  # no rows here (a distributed rank can hold none): empty, not None, so gathering still works
             return torch.zeros(0), torch.zeros(0)
-        return torch.cat(outs), (torch.cat(targets) if targets else None)
+        # gathered where they were computed, then copied to the host once
+        return torch.cat(outs).cpu(), (torch.cat([t.to(self.device) for t in targets]).cpu() if targets else None)
 
     def fit(self, train: Batches | Sequence[torch.Tensor], val: Batches | Sequence[torch.Tensor]) -> TrainResult:
         """Train on batches of (*inputs, target); validate on ``val`` after every epoch.  Plain
@@ -129,15 +138,19 @@ class Trainer:
             val = TensorBatches(val, cfg.eval_batch_size)
         n, steps_per_epoch = train.n_rows, train.steps()
         fit = Fit(self, cfg.epochs, steps_per_epoch * cfg.epochs)
+        sync_every = cfg.sync_every or (1 if self.device.type == "cpu" else 50)
         record_every = max(1, steps_per_epoch // max(1, cfg.step_records_per_epoch))
         history: list[dict[str, Any]] = []
         rows_done, train_time, smooth, n_inputs = 0, 0.0, None, 0
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         self._hook("fit_start", fit)
         for epoch in range(1, cfg.epochs + 1):
             fit.epoch, fit.epoch_steps = epoch, 0
             self.model.train()
             t0 = time.perf_counter()
             epoch_loss, epoch_rows = 0.0, 0
+            window_sum, window_rows, window_steps = torch.zeros((), device=self.device), 0, 0  # unread batch losses, summed on the device
             for cpu_batch in train.epoch(epoch):
                 if self.stop_event.is_set():
                     raise Cancelled()
@@ -151,8 +164,9 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                     output = self.model(*inputs)
                 loss = self.loss_fn(output.float(), target)
-                value = self.mean_over_processes(float(loss.detach()))
-                self._hook("loss", fit, value)
+                window_sum += loss.detach() * len(target)
+                window_rows += len(target)
+                window_steps += 1
                 self.scaler.scale(loss).backward()
                 self._hook("after_backward", fit)
                 for opt in self.optimizers:
@@ -161,14 +175,22 @@ class Trainer:
                 fit.step += 1
                 fit.epoch_steps += 1
                 self._hook("after_step", fit)
-                epoch_loss += value * len(target)
-                epoch_rows += len(target)
+                if fit.step % sync_every and fit.epoch_steps < steps_per_epoch:
+                    continue
+                value = self._read_loss(fit, window_sum, window_rows, window_steps)  # one wait for the device per window
+                epoch_loss += value * window_rows
+                epoch_rows += window_rows
+                window_sum, window_rows, window_steps = torch.zeros((), device=self.device), 0, 0
                 smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
-                if fit.step % record_every == 0:
+                if fit.step % record_every < sync_every:  # the first read at or after each record point
                     rate = (rows_done + epoch_rows) / max(train_time + time.perf_counter() - t0, 1e-9)
                     eta = self._eta(fit, (fit.total_steps - fit.step) * cfg.batch_size / max(rate, 1e-9))
                     self.publish(Progress("step", epoch, cfg.epochs, fit.step, fit.total_steps, smooth, lrs=self._lrs(), rows_per_s=rate,
-                                          eta_s=eta, elapsed_s=fit.elapsed()))
+                                          eta_s=eta, elapsed_s=fit.elapsed(), device_memory_gib=self._device_memory()))
+            if window_rows:  # an epoch cut short (time budget) leaves a window unread
+                value = self._read_loss(fit, window_sum, window_rows, window_steps)
+                epoch_loss, epoch_rows = epoch_loss + value * window_rows, epoch_rows + window_rows
+            self._synchronize()  # the epoch's device work is done before its time is taken
             train_time += time.perf_counter() - t0
             rows_done += epoch_rows
             outputs, val_target = self.outputs(val.in_order(cfg.eval_batch_size), n_inputs=n_inputs)
@@ -178,17 +200,37 @@ class Trainer:
             rate = rows_done / max(train_time, 1e-9)
             entry = {"epoch": epoch, "step": fit.step, "train_loss": epoch_loss / max(epoch_rows, 1), **{f"val_{k}": v for k, v in metrics.items()},
                      "lrs": list(self._lrs()), "rows_per_s": rate, "elapsed_s": fit.elapsed()}
+            if self.device.type == "cuda":
+                entry["device_memory_gib"] = self._device_memory()
             history.append(entry)
             self.publish(Progress("epoch", epoch, cfg.epochs, fit.step, fit.total_steps, entry["train_loss"], MappingProxyType(dict(metrics)),
-                                  self._lrs(), rate, self._eta(fit, (cfg.epochs - epoch) * n / max(rate, 1e-9)), entry["elapsed_s"]))
+                                  self._lrs(), rate, self._eta(fit, (cfg.epochs - epoch) * n / max(rate, 1e-9)), entry["elapsed_s"],
+                                  device_memory_gib=self._device_memory()))
             if fit.stop:
                 break
         if fit.best_state is not None:
             self.model.load_state_dict(fit.best_state)
         rate = rows_done / max(train_time, 1e-9)
         self.publish(Progress("end", fit.best_epoch, cfg.epochs, fit.step, fit.total_steps, None, MappingProxyType(dict(fit.best_metrics)),
-                              self._lrs(), rate, 0.0, fit.elapsed(), fit.stop or "finished"))
-        return TrainResult(history, fit.best_epoch, fit.best_metrics, train_time, rate, fit.stop == "stopped early", fit.stop == "out of time")
+                              self._lrs(), rate, 0.0, fit.elapsed(), fit.stop or "finished", device_memory_gib=self._device_memory()))
+        return TrainResult(history, fit.best_epoch, fit.best_metrics, train_time, rate, fit.stop == "stopped early", fit.stop == "out of time",
+                           self._device_memory())
+
+    def _read_loss(self, fit: Fit, window_sum: torch.Tensor, window_rows: int, window_steps: int) -> float:
+        """The mean training loss of the ``window_steps`` steps since the last read (one
+        host-device wait), averaged over the processes, handed to the ``loss`` callbacks."""
+        fit.window_first = fit.step - window_steps + 1
+        value = self.mean_over_processes(float(window_sum) / max(window_rows, 1))
+        self._hook("loss", fit, value)
+        return value
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _device_memory(self) -> float | None:
+        """The most GPU memory allocated since training began, in GiB (None off CUDA)."""
+        return round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3) if self.device.type == "cuda" else None
 
     def _hook(self, name: str, fit: Fit, *args: Any) -> None:
         for callback in self.callbacks:
