@@ -220,3 +220,31 @@ def test_a_gpu_run_shows_its_memory_while_training_and_after():
          "device": "cuda", "train_rows_per_s": 2_000_000, "batch_size": 2048, "device_peak_gib": 0.097}
     assert result_summary(m).endswith("cuda, 2,000,000 rows/s, batch 2,048, peak GPU memory 0.10 GiB")
     assert result_summary({**m, "device": "cpu", "device_peak_gib": None}).endswith("cpu, 2,000,000 rows/s")
+
+
+def test_the_train_page_shows_a_gpu_runs_speed_batch_and_memory(tmp_path, monkeypatch, small_spec):
+    """A run trained on a GPU (its metrics as the H200 recorded them) read back by the studio:
+    the Train page's summary names the device, rows/s, the batch and the GPU memory peak."""
+    import json
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from studio_core.jobs.hub import reset_hub
+    from studio_core.runs import train as pipeline
+
+    ws, spec = small_spec
+    token = "cd" * 16
+    run_dir = pipeline.train(spec, ws, tmp_path / "runs" / token / ("ab" * 16)).run_dir
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.update(device="cuda", train_rows_per_s=2_013_078, batch_size=8192, device_peak_gib=1.415)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    reset_hub()
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "studio.py"), default_timeout=120)
+    at.query_params["s"] = token
+    at.run()
+    at.switch_page("views/train.py").run()
+    assert not at.exception
+    assert any("cuda, 2,013,078 rows/s, batch 8,192, peak GPU memory 1.42 GiB" in s.value for s in at.success), [s.value for s in at.success]
+    reset_hub()
