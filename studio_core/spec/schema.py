@@ -125,7 +125,7 @@ CPU_BATCH_SIZE = 512  # what train.batch_size = 0 (automatic) means on a CPU
 
 @dataclass
 class TrainSpec:
-    epochs: int = 20  # at most: early stopping on the validation rows usually ends training sooner
+    epochs: int = 40  # at most: early stopping on the validation rows (patience 3) usually ends training sooner
     batch_size: int = 0  # rows per step; 0 = automatic: 512 on a CPU, more on a GPU for a large table (runs.train.batch_size_for)
     deep_optimizer: str = "adam"
     deep_lr: float = 0.002

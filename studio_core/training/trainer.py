@@ -76,6 +76,27 @@ class TrainResult:
     device_peak_gib: float | None = None  # the most device memory allocated while training (GPU only)
 
 
+class LossWindow:
+    """The training losses of the steps since the host last read one: summed on the device
+    (weighted by rows), so adding a batch never waits for the device; ``take`` reads the
+    window's mean (one wait) and starts a new window."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sum, self.rows, self.steps = torch.zeros((), device=device), 0, 0
+
+    def add(self, loss: torch.Tensor, rows: int) -> None:
+        self.sum += loss.detach() * rows
+        self.rows += rows
+        self.steps += 1
+
+    def take(self) -> tuple[float, int, int]:
+        """(mean loss, rows, steps) of the window, which is then empty."""
+        got = (float(self.sum) / max(self.rows, 1), self.rows, self.steps)
+        self.sum, self.rows, self.steps = torch.zeros((), device=self.device), 0, 0
+        return got
+
+
 class Trainer:
     def __init__(
         self,
@@ -150,7 +171,7 @@ class Trainer:
             self.model.train()
             t0 = time.perf_counter()
             epoch_loss, epoch_rows = 0.0, 0
-            window_sum, window_rows, window_steps = torch.zeros((), device=self.device), 0, 0  # unread batch losses, summed on the device
+            window = LossWindow(self.device)
             for cpu_batch in train.epoch(epoch):
                 if self.stop_event.is_set():
                     raise Cancelled()
@@ -164,9 +185,7 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                     output = self.model(*inputs)
                 loss = self.loss_fn(output.float(), target)
-                window_sum += loss.detach() * len(target)
-                window_rows += len(target)
-                window_steps += 1
+                window.add(loss, len(target))
                 self.scaler.scale(loss).backward()
                 self._hook("after_backward", fit)
                 for opt in self.optimizers:
@@ -177,19 +196,17 @@ class Trainer:
                 self._hook("after_step", fit)
                 if fit.step % sync_every and fit.epoch_steps < steps_per_epoch:
                     continue
-                value = self._read_loss(fit, window_sum, window_rows, window_steps)  # one wait for the device per window
-                epoch_loss += value * window_rows
-                epoch_rows += window_rows
-                window_sum, window_rows, window_steps = torch.zeros((), device=self.device), 0, 0
+                value, rows = self._read_loss(fit, window)  # one wait for the device per window
+                epoch_loss, epoch_rows = epoch_loss + value * rows, epoch_rows + rows
                 smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
                 if fit.step % record_every < sync_every:  # the first read at or after each record point
                     rate = (rows_done + epoch_rows) / max(train_time + time.perf_counter() - t0, 1e-9)
                     eta = self._eta(fit, (fit.total_steps - fit.step) * cfg.batch_size / max(rate, 1e-9))
                     self.publish(Progress("step", epoch, cfg.epochs, fit.step, fit.total_steps, smooth, lrs=self._lrs(), rows_per_s=rate,
                                           eta_s=eta, elapsed_s=fit.elapsed(), device_memory_gib=self._device_memory()))
-            if window_rows:  # an epoch cut short (time budget) leaves a window unread
-                value = self._read_loss(fit, window_sum, window_rows, window_steps)
-                epoch_loss, epoch_rows = epoch_loss + value * window_rows, epoch_rows + window_rows
+            if window.steps:  # an epoch cut short (time budget) leaves a window unread
+                value, rows = self._read_loss(fit, window)
+                epoch_loss, epoch_rows = epoch_loss + value * rows, epoch_rows + rows
             self._synchronize()  # the epoch's device work is done before its time is taken
             train_time += time.perf_counter() - t0
             rows_done += epoch_rows
@@ -216,13 +233,14 @@ class Trainer:
         return TrainResult(history, fit.best_epoch, fit.best_metrics, train_time, rate, fit.stop == "stopped early", fit.stop == "out of time",
                            self._device_memory())
 
-    def _read_loss(self, fit: Fit, window_sum: torch.Tensor, window_rows: int, window_steps: int) -> float:
-        """The mean training loss of the ``window_steps`` steps since the last read (one
-        host-device wait), averaged over the processes, handed to the ``loss`` callbacks."""
-        fit.window_first = fit.step - window_steps + 1
-        value = self.mean_over_processes(float(window_sum) / max(window_rows, 1))
+    def _read_loss(self, fit: Fit, window: LossWindow) -> tuple[float, int]:
+        """The window's mean training loss averaged over the processes, handed to the ``loss``
+        callbacks, and its rows."""
+        value, rows, steps = window.take()
+        fit.window_first = fit.step - steps + 1
+        value = self.mean_over_processes(value)
         self._hook("loss", fit, value)
-        return value
+        return value, rows
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
