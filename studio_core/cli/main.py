@@ -1,4 +1,4 @@
-"""``wdstudio`` / ``python -m studio_core``: profile, query, suggest, train, predict, evaluate, export, score.
+"""``wdstudio`` / ``python -m studio_core``: profile, query, suggest, train, tune, compare, predict, evaluate, export, score.
 
 Any problem with the user's files or arguments ends with exit status 2 and one ``error: …``
 line naming the problem and the fix -- never a traceback.
@@ -14,6 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from studio_core.cli.compare import add_parser as add_compare_parser
 from studio_core.cli.data import _data_spec, _error, _warn
 from studio_core.cli.runs import cmd_evaluate, cmd_export, cmd_predict, cmd_score
 from studio_core.cli.train import Terminated, cmd_train
@@ -113,9 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--quiet", action="store_true", help="no progress output")
             p.add_argument("--nproc", type=int, default=0, help="train with N processes on this machine (torchrun + DistributedDataParallel)")
             p.add_argument("--preprocessing", help="a fitted preprocess.json to use instead of fitting (what --nproc ships to its ranks)")
+            p.add_argument("--ablations", action="store_true",
+                           help="also train the wide-only and deep-only variants on the same split (OUT.wide-only, OUT.deep-only) and print the leaderboard")
         p.set_defaults(func=func)
 
     add_tune_parser(sub, data_help)
+    add_compare_parser(sub)
 
     p = sub.add_parser("predict", help="score a file with a run")
     p.add_argument("--allow-missing", action="store_true", help="score even when feature columns are missing or look renamed (as missing values)")

@@ -141,6 +141,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not rank:  # the launcher (or one process) checks; rank 0 writes
         _check_nproc(args.nproc)
         check_out_dir(args.out)
+        if getattr(args, "ablations", False) and args.nproc and args.nproc > 1:
+            raise StudioError("--ablations trains its variants in this process; leave out --nproc (or train them with --nproc and compare them "
+                              "with `wdstudio compare`)")
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM,) if rank else (signal.SIGTERM, signal.SIGHUP):
@@ -196,7 +199,48 @@ def _train_here(args: argparse.Namespace) -> int:
     from studio_core.runs.results import result_line
 
     print(result_line(outcome.run_dir, outcome.metrics))
+    if getattr(args, "ablations", False):
+        _ablations(args, spec, ws, outcome.run_dir)
     return 0
+
+
+def ablation_specs(spec: Spec) -> dict[str, Spec]:
+    """The wide-only and deep-only variants of ``spec`` (the same data, split and seed), each
+    only when the spec has both parts and the variant still has inputs."""
+    from studio_core.features.validate import validate
+
+    if not (spec.model.wide and spec.model.deep):
+        return {}
+    out = {}
+    for name, wide, deep in (("wide-only", True, False), ("deep-only", False, True)):
+        variant = Spec.from_dict(spec.to_dict())
+        variant.model.wide, variant.model.deep = wide, deep
+        if not [p for p in validate(variant) if p.field.startswith("model")]:
+            out[name] = variant
+    return out
+
+
+def _ablations(args: argparse.Namespace, spec: Spec, ws: Any, run_dir: Any) -> None:
+    """Train the ablations beside the run, then print the leaderboard of all three."""
+    from studio_core.compare.leaderboard import leaderboard
+    from studio_core.runs.folder import check_out_dir
+    from studio_core.runs.results import result_line
+    from studio_core.runs.train import train
+
+    variants = ablation_specs(spec)
+    if not variants:
+        _warn(["--ablations: the spec does not have both a wide and a deep part; nothing to ablate"])
+        return
+    dirs = [str(run_dir)]
+    for name, variant in variants.items():
+        out = f"{str(args.out).rstrip('/')}.{name}"
+        check_out_dir(out)
+        if not args.quiet:
+            print(f"training the {name} variant into {out}…", file=sys.stderr, flush=True)
+        done = train(variant, ws, out)
+        print(result_line(done.run_dir, done.metrics))
+        dirs.append(str(done.run_dir))
+    print("\n".join(leaderboard(dirs).lines()))
 
 
 def _launch(args: argparse.Namespace) -> int:

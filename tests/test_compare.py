@@ -1,0 +1,96 @@
+"""The leaderboard (issue 17): paired bootstrap differences against a slow per-resample
+reference, refusal of runs scored on other test rows, and ``wdstudio train --ablations`` /
+``wdstudio compare`` end to end on real runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from studio_core.cli.main import main
+from studio_core.common.errors import StudioError
+from studio_core.compare.leaderboard import leaderboard
+from studio_core.runs import train as pipeline
+
+
+def _runs(tmp_path, small_spec, seeds=(1, 2), split_seeds=(42, 42)):
+    ws, spec = small_spec
+    out = []
+    for i, (seed, split_seed) in enumerate(zip(seeds, split_seeds)):
+        s = type(spec).from_dict(spec.to_dict())
+        s.train.seed, s.data.split_seed = seed, split_seed
+        if i == 1:
+            s.model.deep = False  # the second run: the wide part alone
+        out.append(pipeline.train(s, ws, tmp_path / f"run{i}").run_dir)
+    return out
+
+
+def test_paired_differences_match_a_slow_per_resample_reference(tmp_path, small_spec):
+    a, b = _runs(tmp_path, small_spec)
+    board = leaderboard([a, b], resamples=200, seed=7)
+    ref_row, other = board.rows
+    assert (ref_row.kind, other.kind, ref_row.p_better) == ("Wide & Deep", "wide-only", None)
+
+    import pyarrow.parquet as pq
+
+    ta, tb = pq.read_table(a / "test_predictions.parquet"), pq.read_table(b / "test_predictions.parquet")
+    y, la, lb = (t.column(c).to_numpy() for t, c in ((ta, "label"), (ta, "logit"), (tb, "logit")))
+    assert np.array_equal(ta.column("row").to_numpy(), tb.column("row").to_numpy())
+    idx = np.random.default_rng(7).integers(0, len(y), size=(200, len(y)))  # the same resamples, drawn row by row
+    diffs, wins = [], 0
+    for ids in idx:
+        if len(set(y[ids])) < 2:
+            continue
+        d = roc_auc_score(y[ids], lb[ids]) - roc_auc_score(y[ids], la[ids])
+        diffs.append(d)
+        wins += d > 0
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    assert other.diff_ci["auc"] == pytest.approx([lo, hi], abs=1e-12)
+    assert other.p_better == pytest.approx(wins / len(diffs), abs=1e-12)
+    assert other.diff["auc"] == pytest.approx(roc_auc_score(y, lb) - roc_auc_score(y, la), abs=1e-12)
+    assert other.test_ci["auc"][0] < other.test["auc"] < other.test_ci["auc"][1]
+
+
+def test_runs_scored_on_other_test_rows_are_refused(tmp_path, small_spec):
+    a, b = _runs(tmp_path, small_spec, split_seeds=(42, 43))
+    with pytest.raises(StudioError, match=r"run1 cannot be compared with .*run0: its test part holds .* row numbers are in one only"):
+        leaderboard([a, b])
+    rc = main(["compare", str(a), str(b)])
+    assert rc == 2
+
+
+def test_compare_refuses_what_is_not_a_run_or_a_metric_of_the_task(tmp_path, small_spec, capsys):
+    a, _b = _runs(tmp_path, small_spec)
+    assert main(["compare", str(a), str(tmp_path)]) == 2
+    assert main(["compare", str(a), "--metric", "rmse"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is not a run directory" in err[0] and "'rmse' is not a binary metric" in err[1] and len(err) == 2
+
+
+def test_train_with_ablations_prints_the_leaderboard_and_compare_writes_json(tmp_path, synthetic_csv):
+    out = tmp_path / "wd"
+    cmd = [sys.executable, "-m", "studio_core", "train", "--data", str(synthetic_csv), "--label", "target", "--epochs", "3",
+           "--out", str(out), "--ablations", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    table = [re.split(r"\s{2,}", line.strip()) for line in lines[next(i for i, x in enumerate(lines) if re.match(r"run\s{2,}kind\s", x)) + 1:]]
+    assert [cells[:2] for cells in table] == [[str(out), "Wide & Deep"], [f"{out}.wide-only", "wide-only"], [f"{out}.deep-only", "deep-only"]]
+    assert table[0][-1] == "(reference)" and all(0.0 <= float(cells[-1]) <= 1.0 for cells in table[1:])
+    got = subprocess.run([sys.executable, "-m", "studio_core", "compare", str(out), f"{out}.wide-only", f"{out}.deep-only",
+                          "--metric", "logloss", "--json"], capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr
+    board = json.loads(got.stdout)
+    assert board["metric"] == "logloss" and board["reference"] == str(out) and len(board["rows"]) == 3
+    for row in board["rows"][1:]:
+        assert set(row) == {"run", "kind", "test", "test_ci", "diff", "diff_ci", "p_better"}
+        assert row["diff_ci"]["logloss"][0] <= row["diff"]["logloss"] <= row["diff_ci"]["logloss"][1]
+        assert 0.0 <= row["p_better"] <= 1.0
+    stored = json.loads((out / "metrics.json").read_text())["test"]
+    assert board["rows"][0]["test"]["auc"] == pytest.approx(stored["auc"], abs=1e-9)  # the stored test figure, recomputed from its rows
