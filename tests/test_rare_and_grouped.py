@@ -118,3 +118,31 @@ def test_inspect_sets_the_threshold_by_share_flagged_for_rare_positives(tmp_path
     flagged = stored.prediction >= threshold
     assert abs(flagged.mean() - 0.10) < 0.01
     assert got["precision"] == f"{precision_score(stored.y, flagged):.3f}" and got["recall"] == f"{recall_score(stored.y, flagged):.3f}"
+
+
+def test_an_id_seen_a_few_dozen_times_gets_a_small_embedding_and_a_sparser_one_none(tmp_path):
+    """At most one embedding dimension per 4 training rows of a value (said in the reason);
+    under 50 rows per value, no embedding at all; a common category keeps the usual size."""
+    import re
+
+    from studio_core.features.encoders import embedding_dim_for
+
+    rng = np.random.default_rng(3)
+    n = 24_000
+    user, item, colour = rng.integers(0, 200, n), rng.integers(0, 800, n), rng.choice(["red", "green", "blue", "grey"], n)
+    logit = rng.normal(0, 1, 200)[user] + 0.5 * (colour == "red")
+    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    path = tmp_path / "ids.csv"
+    pd.DataFrame({"user_id": user, "item_id": item, "colour": colour, "label": label}).to_csv(path, index=False)
+    ws = Workspace()
+    ws.load(path)
+    s = suggest(ws, DataSpec(table="ids", label="label"))
+    cats = {c.name: c for c in s.spec.features.categorical}
+    roles = {r.name: r.reason for r in s.roles}
+    said = re.search(r"embedding (\d+) wide, not (\d+) \((\d+) training rows per value: at most one dimension per 4\)", roles["user_id"])
+    assert said, roles["user_id"]  # about 84 rows per user
+    dim, usual, rows = (int(g) for g in said.groups())
+    assert cats["user_id"].deep and cats["user_id"].embedding_dim == dim == rows // 4 and usual == embedding_dim_for(201) > dim
+    assert not cats["item_id"].deep and "wide only" in roles["item_id"]  # about 21 rows per item
+    assert cats["colour"].embedding_dim == embedding_dim_for(5) and "embedding" not in roles["colour"]
+    assert validate(s.spec, ws.table("ids")) == []
