@@ -204,24 +204,9 @@ def _train_here(args: argparse.Namespace) -> int:
     return 0
 
 
-def ablation_specs(spec: Spec) -> dict[str, Spec]:
-    """The wide-only and deep-only variants of ``spec`` (the same data, split and seed), each
-    only when the spec has both parts and the variant still has inputs."""
-    from studio_core.features.validate import validate
-
-    if not (spec.model.wide and spec.model.deep):
-        return {}
-    out = {}
-    for name, wide, deep in (("wide-only", True, False), ("deep-only", False, True)):
-        variant = Spec.from_dict(spec.to_dict())
-        variant.model.wide, variant.model.deep = wide, deep
-        if not [p for p in validate(variant) if p.field.startswith("model")]:
-            out[name] = variant
-    return out
-
-
 def _ablations(args: argparse.Namespace, spec: Spec, ws: Any, run_dir: Any) -> None:
     """Train the ablations beside the run, then print the leaderboard of all three."""
+    from studio_core.compare.ablations import ablation_specs
     from studio_core.compare.leaderboard import leaderboard
     from studio_core.runs.folder import check_out_dir
     from studio_core.runs.results import result_line
