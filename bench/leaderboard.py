@@ -58,9 +58,9 @@ def main() -> None:
                 train(variant, ws, out)
                 dirs.append(out)
                 seconds[kind] = time.perf_counter() - started
-            board = leaderboard(dirs, a.metric)
+            board = leaderboard(dirs, a.metric, names=[d.name for d in dirs])
             print(f"\n== {name} ({', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})")
-            print("\n".join(line.replace(tmp + "/", "") for line in board.lines()))
+            print("\n".join(board.lines()))
             for row in board.rows[1:]:
                 ci = row.diff_ci.get(board.metric)
                 separated = ci is not None and (ci[0] > 0 or ci[1] < 0)

@@ -151,11 +151,13 @@ def _interval(samples: np.ndarray) -> list[float] | None:
     return list(iv) if iv is not None else None
 
 
-def leaderboard(paths: list[str | Path], metric: str | None = None, resamples: int = RESAMPLES, seed: int = 0) -> Leaderboard:
-    """Every run of ``paths`` on their shared test rows, the first one the reference."""
+def leaderboard(paths: list[str | Path], metric: str | None = None, resamples: int = RESAMPLES, seed: int = 0,
+                names: list[str] | None = None) -> Leaderboard:
+    """Every run of ``paths`` on their shared test rows, the first one the reference; each
+    named by its path, or by ``names``."""
     if not paths:
         raise StudioError("no runs to compare; pass one or more run directories")
-    names = [str(p) for p in paths]
+    names = list(names) if names is not None else [str(p) for p in paths]
     if len(set(names)) != len(names):
         raise StudioError("the same run is named twice; pass each run directory once")
     runs = [read_scores(p, n) for p, n in zip(paths, names)]
