@@ -15,7 +15,7 @@ def draw_steps() -> None:
     a step the user just finished is ticked in the same run."""
     done = {"Data": bool(s.ws.tables()), "Features": s.spec is not None, "Train": bool(s.job_ids)}
     steps.caption("  \n".join(f"{'✓' if done.get(step) else '○'} {n}. {step}" for n, step in
-                               enumerate(["Data", "Features", "Train", "Inspect · Explain · Export · Predict"], start=1)))
+                               enumerate(["Data", "Features", "Train", "Inspect · Compare · Explain · Export · Predict"], start=1)))
 
 
 draw_steps()
@@ -25,6 +25,7 @@ try:
         st.Page("views/features.py", title="Features"),
         st.Page("views/train.py", title="Train"),
         st.Page("views/inspect.py", title="Inspect"),
+        st.Page("views/compare.py", title="Compare"),
         st.Page("views/explain.py", title="Explain"),
         st.Page("views/export.py", title="Export"),
         st.Page("views/predict.py", title="Predict"),

@@ -112,8 +112,7 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
 
         start_training(page, epochs=2)
         expect(page.get_by_text(re.compile(r"^Test AUC 0\.\d{4} \(95% interval .* validation AUC"))).to_be_visible(timeout=180_000)
-        expect(page.locator(".vega-embed").first).to_be_visible(timeout=30_000)
-        assert page.locator(".vega-embed").count() >= 2
+        expect(page.locator(".vega-embed").nth(1)).to_be_visible(timeout=30_000)  # both curves drawn (counting at once raced the second)
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "3-train.png"), full_page=True)
 
@@ -141,6 +140,14 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         page.wait_for_timeout(1000)
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "4-inspect.png"), full_page=True)
+
+        page.get_by_role("link", name="Compare").click()  # the two runs share their test rows: a leaderboard with paired intervals
+        expect(page.get_by_text("Paired difference from the reference").first).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1000)
+        charts = page.locator(".vega-embed")
+        assert colour_pixels(charts.nth(0), "#457b9d") > 50 and colour_pixels(charts.nth(1), "#e76f51") > 20  # intervals drawn, not empty frames
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "4b-compare.png"), full_page=True)
 
         page.get_by_role("link", name="Explain", exact=True).click()
         rows = page.get_by_label("Validation rows to explain")

@@ -1,0 +1,66 @@
+"""Compare: this session's finished runs on the test rows they share -- each run's test metric with
+its 95 % interval, its paired difference from a reference run, P(better) -- and a run's ablations."""
+
+import streamlit as st
+from plain import plain
+from state import registry, session
+
+from studio_core.common.errors import StudioError
+from studio_core.common.metrics import METRIC_KEYS, headline, metric_label
+from studio_core.compare.ablations import ablation_specs, run_spec
+from studio_core.compare.charts import difference_chart, leaderboard_table, metric_chart
+from studio_core.compare.leaderboard import leaderboard
+
+s = session()
+st.title("Compare")
+snaps = [j.snapshot() for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
+done = {d.id: d for d in snaps if d.status == "done"}
+if not done:
+    st.info("Runs still training appear here when they finish." if s.job_ids else "Train a model on the Train page first.")
+    st.stop()
+names = {i: f"run {s.job_ids.index(i) + 1}" for i in done}
+st.caption("Runs are compared on the test rows they share, each scored once after training. A paired interval comes from scoring "
+           "both runs on the same 1,000 bootstrap resamples of those rows; P(better) is the share of resamples on which a run beats "
+           "the reference.")
+# runs that finished since the page last drew (an ablation, say) join the selection; runs the user took out stay out
+fresh = [i for i in done if i not in s.compared]
+if fresh and "compare_runs" in st.session_state:
+    st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in done] + fresh
+s.compared = list(done)
+c1, c2, c3 = st.columns([3, 1, 1])
+picked = c1.multiselect("Runs", list(done), default=list(done), format_func=names.get, key="compare_runs")
+if not picked:
+    st.info("Pick the runs to compare.")
+    st.stop()
+reference = c2.selectbox("Reference", picked, format_func=names.get, key="compare_reference")
+task = (done[reference].result.metrics or {}).get("task", "binary")
+metric = c3.selectbox("Metric", METRIC_KEYS[task], index=METRIC_KEYS[task].index(headline(task)), format_func=metric_label, key="compare_metric")
+order = [reference] + [i for i in picked if i != reference]
+try:
+    board = leaderboard([done[i].result.run_dir for i in order], metric, names=[names[i] for i in order])
+except StudioError as exc:  # e.g. runs scored on other test rows: said, and the page stays usable
+    st.error(plain(str(exc)))
+    board = None
+if board is not None:
+    label = metric_label(board.metric)
+    st.dataframe(leaderboard_table(board), hide_index=True, width="stretch",
+                 column_config={f"test {label}": st.column_config.NumberColumn(format="%.4f")})
+    left, right = st.columns(2)
+    left.altair_chart(metric_chart(board), width="stretch")
+    if len(board.rows) > 1:
+        right.altair_chart(difference_chart(board), width="stretch")
+
+st.subheader("Ablations")
+base = st.selectbox("Run", list(done), index=len(done) - 1, format_func=names.get, key="ablation_run",
+                    help="Train the same spec with only its wide part and with only its deep part, on the same split: "
+                         "they share its test rows and join the leaderboard when they finish")
+if st.button("Train its wide-only and deep-only variants", key="train_ablations"):
+    try:
+        variants = ablation_specs(run_spec(done[base].result.run_dir))
+        if not variants:
+            st.info(f"{names[base]} does not have both a wide and a deep part: nothing to ablate.")
+        for kind, spec in variants.items():
+            s.job_ids.append(registry().submit(s.owner, spec, s.ws))
+            st.success(f"{kind} variant of {names[base]} queued as run {len(s.job_ids)}; it appears here when it finishes.")
+    except StudioError as exc:  # the job queue's limit, a run folder that cannot be read
+        st.error(plain(str(exc)))

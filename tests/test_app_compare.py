@@ -1,0 +1,98 @@
+"""The Compare page (issue 17): the leaderboard of a session's runs with its intervals and charts,
+the ablations trained from it, and runs on other test rows refused without losing the page."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app import charts, load_file, studio
+
+from studio_core.compare.leaderboard import leaderboard
+from studio_core.jobs.hub import reset_hub
+from studio_core.runs import train as pipeline
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "studio.py")
+
+
+def _session(tmp_path, monkeypatch, small_spec, synthetic_csv, split_seeds=(42, 42)):
+    """A server whose session owns a Wide & Deep run and a wide-only run of the same spec."""
+    ws, spec = small_spec
+    token = "c0" * 16
+    dirs = []
+    for i, split_seed in enumerate(split_seeds):
+        variant = type(spec).from_dict(spec.to_dict())
+        variant.data.split_seed = split_seed
+        variant.model.deep = i == 0
+        dirs.append(pipeline.train(variant, ws, tmp_path / "runs" / token / f"{i + 1:02d}{'ab' * 15}").run_dir)
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    reset_hub()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["s"] = token
+    at.run()
+    load_file(at, synthetic_csv)
+    at.switch_page("views/compare.py").run()
+    return at, dirs
+
+
+def _ordered(at, dirs):
+    """The session's runs in its own order (run 1, run 2, ...), as their folders."""
+    s = studio(at)
+    from state import registry
+
+    by_id = {i: registry().get(i, s.owner).snapshot().result.run_dir for i in s.job_ids}
+    return [Path(by_id[i]) for i in s.job_ids]
+
+
+def test_the_leaderboard_shows_each_runs_interval_and_paired_difference(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    at, dirs = _session(tmp_path, monkeypatch, small_spec, synthetic_csv)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    frame = at.dataframe[0].value
+    runs = _ordered(at, dirs)
+    expected = leaderboard(runs, "auc", names=["run 1", "run 2"])
+    assert list(frame["run"]) == ["run 1", "run 2"] and sorted(frame["kind"]) == ["Wide & Deep", "wide-only"]
+    assert list(frame["test AUC"]) == pytest.approx([r.test["auc"] for r in expected.rows], abs=1e-12)
+    assert list(frame["difference"]) == ["reference", f"{expected.rows[1].diff['auc']:+.4f}"]
+    lo, hi = expected.rows[1].diff_ci["auc"]
+    assert list(frame["paired 95 % interval"]) == ["", f"{lo:+.4f} – {hi:+.4f}"] and list(frame["P(better)"]) == ["", f"{expected.rows[1].p_better:.3f}"]
+    drawn = {c["title"]: c for c in charts(at)}
+    metric = drawn["test AUC (95 % intervals)"]
+    assert metric["marks"] == ["rule", "point"] and metric["fields"][0]["x"] == "low" and metric["fields"][0]["x2"] == "high"
+    rows = {r["run"]: r for r in metric["data"][0]}
+    for r in expected.rows:
+        assert rows[r.run]["low"] == pytest.approx(r.test_ci["auc"][0]) and rows[r.run]["high"] == pytest.approx(r.test_ci["auc"][1])
+    diff = drawn["Paired difference from the reference (95 % intervals)"]
+    assert diff["marks"] == ["rule", "rule", "point"]  # the zero line, the intervals, the differences
+    shown = [r for r in diff["data"][-1] if r.get("run")] if diff["data"] else []
+    assert [r["run"] for r in shown] == ["run 2"] and shown[0]["difference"] == pytest.approx(expected.rows[1].diff["auc"])
+    at.selectbox(key="compare_metric").set_value("logloss").run()
+    assert list(at.dataframe[0].value["test log loss"]) == pytest.approx([r.test["logloss"] for r in leaderboard(runs, "logloss").rows])
+    reset_hub()
+
+
+def test_ablations_train_from_the_page_and_join_the_leaderboard(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    at, _dirs = _session(tmp_path, monkeypatch, small_spec, synthetic_csv)
+    first = next(i for i in studio(at).job_ids if at.dataframe[0].value["kind"].tolist()[studio(at).job_ids.index(i)] == "Wide & Deep")
+    at.selectbox(key="ablation_run").set_value(first).run()
+    at.button(key="train_ablations").click().run()
+    assert not at.exception and len(studio(at).job_ids) == 4 and len(at.success) == 2, [e.value for e in at.error]
+    from state import registry
+
+    deadline = time.time() + 180
+    while time.time() < deadline and any(registry().get(i, studio(at).owner).snapshot().active for i in studio(at).job_ids):
+        time.sleep(0.3)
+    at.run()
+    frame = at.dataframe[0].value
+    assert list(frame["run"]) == ["run 1", "run 2", "run 3", "run 4"] and not at.error
+    assert sorted(frame["kind"][2:]) == ["deep-only", "wide-only"]
+    reset_hub()
+
+
+def test_runs_on_other_test_rows_are_refused_on_the_page(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    at, _dirs = _session(tmp_path, monkeypatch, small_spec, synthetic_csv, split_seeds=(42, 7))
+    assert not at.exception and at.error and "cannot be compared" in at.error[0].value
+    at.multiselect(key="compare_runs").set_value([studio(at).job_ids[0]]).run()  # one run alone still shows
+    assert not at.exception and not at.error and len(at.dataframe[0].value) == 1
+    reset_hub()
