@@ -1,5 +1,5 @@
-"""The leaderboard on Adult and the click log: Wide & Deep against its wide-only and deep-only
-ablations, on the test rows they share, with paired 95 % intervals.
+"""The leaderboard on Adult and the click log: Wide & Deep against its wide-only (linear) and
+deep-only ablations and the constant baseline, on the test rows they share, with paired 95 % intervals.
 
 For each table: the suggested spec (no edits) trained by ``runs.train.train`` as Wide & Deep,
 then its ``compare.ablations`` (the same spec with one part switched off; same split and seed),
@@ -13,6 +13,7 @@ Run: ``.venv/bin/python bench/leaderboard.py [--only adult,clicklog] [--metric a
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from studio_core.compare.ablations import ablation_specs  # noqa: E402
 from studio_core.compare.leaderboard import leaderboard  # noqa: E402
 from studio_core.data.workspace import Workspace  # noqa: E402
 from studio_core.features.suggest import suggest  # noqa: E402
+from studio_core.runs.baselines import train_baseline  # noqa: E402
 from studio_core.runs.train import train  # noqa: E402
 from studio_core.spec.schema import DataSpec  # noqa: E402
 
@@ -58,6 +60,9 @@ def main() -> None:
                 train(variant, ws, out)
                 dirs.append(out)
                 seconds[kind] = time.perf_counter() - started
+            out = Path(tmp, f"{name}-constant")  # the yardstick: the training rows' mean label for every row
+            train_baseline("constant", spec, json.loads((dirs[0] / "metrics.json").read_text()), ws, out)
+            dirs.append(out)
             board = leaderboard(dirs, a.metric, names=[d.name for d in dirs])
             print(f"\n== {name} ({', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})")
             print("\n".join(board.lines()))

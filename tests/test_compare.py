@@ -94,3 +94,41 @@ def test_train_with_ablations_prints_the_leaderboard_and_compare_writes_json(tmp
         assert 0.0 <= row["p_better"] <= 1.0
     stored = json.loads((out / "metrics.json").read_text())["test"]
     assert board["rows"][0]["test"]["auc"] == pytest.approx(stored["auc"], abs=1e-9)  # the stored test figure, recomputed from its rows
+
+
+def test_baselines_share_the_runs_test_rows_and_the_constant_is_the_training_share(tmp_path, synthetic_csv, capsys):
+    import pandas as pd
+
+    from studio_core.data.split import split_for
+    from studio_core.data.workspace import Workspace
+    from studio_core.spec.schema import Spec
+
+    run, const, lin = tmp_path / "wd", tmp_path / "const", tmp_path / "lin"
+    assert main(["train", "--data", str(synthetic_csv), "--label", "target", "--epochs", "2", "--out", str(run), "--quiet"]) == 0
+    assert main(["baseline", "--run", str(run), "--data", str(synthetic_csv), "--kind", "constant", "--out", str(const)]) == 0
+    assert main(["baseline", "--run", str(run), "--data", str(synthetic_csv), "--kind", "linear", "--out", str(lin)]) == 0
+    board = leaderboard([run, lin, const])
+    assert [r.kind for r in board.rows] == ["Wide & Deep", "wide-only", "constant"]
+    assert json.loads((lin / "spec.json").read_text())["model"]["deep"] is False
+    ws = Workspace()
+    ws.load(synthetic_csv)
+    spec, metrics = Spec.from_json((run / "spec.json").read_text()), json.loads((run / "metrics.json").read_text())
+    split = split_for(ws, spec, metrics)
+    share = ws.con.sql(f"SELECT avg(CASE WHEN CAST(target AS VARCHAR) = '{spec.data.positive_class}' THEN 1.0 ELSE 0.0 END) "
+                       f"FROM {split.train.relation}").fetchall()[0][0]
+    import pyarrow.parquet as pq
+
+    stored = pq.read_table(const / "test_predictions.parquet").column("prediction").to_numpy()
+    assert stored == pytest.approx(np.full(len(stored), share), abs=1e-6)  # every test row gets the training share
+    y = pq.read_table(const / "test_predictions.parquet").column("label").to_numpy()
+    entropy = -np.mean(y * np.log(share) + (1 - y) * np.log(1 - share))
+    assert json.loads((const / "metrics.json").read_text())["test"]["logloss"] == pytest.approx(entropy, abs=1e-6)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--run", str(const), "--data", str(synthetic_csv), "--out", str(out)]) == 0  # read like any run
+    assert pd.read_csv(out)["prediction"].to_numpy() == pytest.approx(np.full(1200, share), abs=1e-6)
+    capsys.readouterr()
+    fewer = tmp_path / "fewer.csv"
+    fewer.write_text("".join(synthetic_csv.read_text().splitlines(keepends=True)[:900]))
+    assert main(["baseline", "--run", str(run), "--data", f"synthetic={fewer}", "--kind", "constant", "--out", str(tmp_path / "c2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no longer gives the rows this run was trained and tested on" in err[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from studio_core.cli.compare import add_parser as add_compare_parser
 from studio_core.cli.data import _data_spec, _error, _warn
-from studio_core.cli.runs import cmd_evaluate, cmd_export, cmd_predict, cmd_score
+from studio_core.cli.runs import cmd_baseline, cmd_evaluate, cmd_export, cmd_predict, cmd_score
 from studio_core.cli.train import Terminated, cmd_train
 from studio_core.cli.tune import add_parser as add_tune_parser
 from studio_core.common.errors import StudioError
@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a labelled file; with --part, the run's training data")
     p.add_argument("--part", choices=["validation", "test"], help="score only the run's own validation or test rows of the file")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("baseline", help="train a baseline on exactly a run's train/validation/test rows")
+    p.add_argument("--run", required=True, help="the run whose split the baseline uses")
+    p.add_argument("--data", action="append", required=True, help="the run's training data; " + data_help)
+    p.add_argument("--kind", choices=["constant", "linear"], default="constant",
+                   help="constant: the training rows' mean label; linear: the run's wide part alone")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("export", help="write a run as a bundle zip (ONNX graphs, manifest, model card)")
     p.add_argument("--run", required=True, help="run directory written by `wdstudio train`")

@@ -10,6 +10,7 @@ from typing import Any
 
 from studio_core.cli.data import _warn
 from studio_core.common.errors import StudioError
+from studio_core.common.files import read_text
 from studio_core.data.load import load_files, load_run_data, name_and_path
 
 
@@ -96,3 +97,22 @@ def cmd_score(args: argparse.Namespace) -> int:
     _not_the_input(args.out, args.data)
     preds, notes = score_file(args.bundle, args.data, int8=args.int8, allow_missing=args.allow_missing)
     return _write_predictions(preds, notes, args.out)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """A baseline (constant, or the wide part alone) trained on exactly a run's split."""
+    from studio_core.compare.ablations import run_spec
+    from studio_core.runs.baselines import train_baseline
+    from studio_core.runs.folder import check_out_dir
+    from studio_core.runs.results import result_line
+
+    check_out_dir(args.out)
+    spec = run_spec(args.run)
+    metrics = json.loads(read_text(Path(args.run) / "metrics.json", "metrics.json"))
+    ws, table, notes = load_run_data(spec.data, args.data)
+    _warn(notes)
+    if table:
+        spec.data.table = table
+    done = train_baseline(args.kind, spec, metrics, ws, args.out)
+    print(result_line(done.run_dir, done.metrics))
+    return 0
