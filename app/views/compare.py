@@ -7,9 +7,10 @@ from state import registry, session
 
 from studio_core.common.errors import StudioError
 from studio_core.common.metrics import METRIC_KEYS, headline, metric_label
-from studio_core.compare.ablations import ablation_specs, run_spec
+from studio_core.compare.ablations import ablation_specs
 from studio_core.compare.charts import difference_chart, leaderboard_table, metric_chart
 from studio_core.compare.leaderboard import leaderboard
+from studio_core.runs.folder import run_record
 
 s = session()
 st.title("Compare")
@@ -56,7 +57,7 @@ base = st.selectbox("Run", list(done), index=len(done) - 1, format_func=names.ge
                          "they share its test rows and join the leaderboard when they finish")
 if st.button("Train its wide-only and deep-only variants", key="train_ablations"):
     try:
-        variants = ablation_specs(run_spec(done[base].result.run_dir))
+        variants = ablation_specs(run_record(done[base].result.run_dir)[0])
         if not variants:
             st.info(f"{names[base]} does not have both a wide and a deep part: nothing to ablate.")
         for kind, spec in variants.items():

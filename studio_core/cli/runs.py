@@ -10,7 +10,6 @@ from typing import Any
 
 from studio_core.cli.data import _warn
 from studio_core.common.errors import StudioError
-from studio_core.common.files import read_text
 from studio_core.data.load import load_files, load_run_data, name_and_path
 
 
@@ -101,14 +100,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """A baseline (constant, or the wide part alone) trained on exactly a run's split."""
-    from studio_core.compare.ablations import run_spec
     from studio_core.runs.baselines import train_baseline
-    from studio_core.runs.folder import check_out_dir
+    from studio_core.runs.folder import check_out_dir, run_record
     from studio_core.runs.results import result_line
 
     check_out_dir(args.out)
-    spec = run_spec(args.run)
-    metrics = json.loads(read_text(Path(args.run) / "metrics.json", "metrics.json"))
+    spec, metrics = run_record(args.run)
     ws, table, notes = load_run_data(spec.data, args.data)
     _warn(notes)
     if table:

@@ -4,9 +4,6 @@ their test rows and can stand in one leaderboard)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from studio_core.common.files import read_text
 from studio_core.features.validate import validate
 from studio_core.spec.schema import Spec
 
@@ -23,8 +20,3 @@ def ablation_specs(spec: Spec) -> dict[str, Spec]:
         if not [p for p in validate(variant) if p.field.startswith("model")]:
             out[name] = variant
     return out
-
-
-def run_spec(run_dir: str | Path) -> Spec:
-    """The spec a run was trained with, read from its folder (no model loaded)."""
-    return Spec.from_json(read_text(Path(run_dir) / "spec.json", "spec.json"))

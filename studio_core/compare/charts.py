@@ -34,7 +34,7 @@ def leaderboard_frame(board: Leaderboard) -> pd.DataFrame:
     for r in board.rows:
         ci, dci = r.test_ci.get(m) or [None, None], r.diff_ci.get(m) or [None, None]
         rows.append({"run": r.run, "kind": r.kind, m: r.test.get(m), "low": ci[0], "high": ci[1],
-                     "difference": None if r.p_better is None and r.run == board.reference else r.diff.get(m),
+                     "difference": None if r.run == board.reference else r.diff.get(m),
                      "difference low": dci[0], "difference high": dci[1], "P(better)": r.p_better})
     return pd.DataFrame(rows)
 

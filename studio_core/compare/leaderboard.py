@@ -15,7 +15,6 @@ only: no model is loaded and torch is never imported.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from studio_core.common.errors import StudioError
-from studio_core.common.files import read_text
 from studio_core.common.metrics import MAXIMISE, METRIC_KEYS, format_metric, headline, metric_label, task_metrics
 from studio_core.runs.bootstrap import RESAMPLES, metric_samples, percentile_interval
-from studio_core.runs.folder import is_run_dir
+from studio_core.runs.folder import run_record
 from studio_core.spec.schema import Spec
 
 TEST_PREDICTIONS = "test_predictions.parquet"
@@ -59,11 +57,8 @@ def kind_of(spec: Spec, metrics: dict[str, Any]) -> str:
 def read_scores(path: str | Path, name: str | None = None) -> RunScores:
     """The stored test rows of the run at ``path`` (refused, saying why, when it has none)."""
     path = Path(path)
-    if not is_run_dir(path):
-        raise StudioError(f"{path} is not a run directory written by wdstudio; pass the --out folder of `wdstudio train`")
     try:
-        spec = Spec.from_json(read_text(path / "spec.json", "spec.json"))
-        metrics = json.loads(read_text(path / "metrics.json", "metrics.json"))
+        spec, metrics = run_record(path)
         task = metrics["task"]
         if task not in METRIC_KEYS:
             raise ValueError(f"unknown task {task!r}")

@@ -4,10 +4,14 @@ before training starts, in the launcher too, which never imports torch."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from studio_core.common.errors import StudioError
+from studio_core.common.files import read_text
+from studio_core.spec.schema import Spec
 
 RUN_MARKER = ".wdstudio-run"  # written last into every run directory: only such a folder is ever replaced
 
@@ -29,3 +33,12 @@ def check_out_dir(out: str | Path) -> None:
     parent = next((a for a in (path, *path.parents) if a.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise StudioError(f"{out} cannot be created ({parent} is not a writable folder); choose another --out")
+
+
+def run_record(path: str | Path) -> tuple[Spec, dict[str, Any]]:
+    """A run folder's spec and metrics, read without loading its model (or torch); a folder
+    that is not a run written by wdstudio is refused with what to pass instead."""
+    path = Path(path)
+    if not is_run_dir(path):
+        raise StudioError(f"{path} is not a run directory written by wdstudio; pass the --out folder of `wdstudio train`")
+    return Spec.from_json(read_text(path / "spec.json", "spec.json")), json.loads(read_text(path / "metrics.json", "metrics.json"))
