@@ -247,4 +247,6 @@ def test_the_train_page_shows_a_gpu_runs_speed_batch_and_memory(tmp_path, monkey
     at.switch_page("views/train.py").run()
     assert not at.exception
     assert any("cuda, 2,013,078 rows/s, batch 8,192, peak GPU memory 1.42 GiB" in s.value for s in at.success), [s.value for s in at.success]
+    lo, hi = metrics["test_ci"]["auc"]  # the run list: the test figure with its interval (issue 17)
+    assert at.radio(key="run_pick").proto.captions[0] == f"test AUC {metrics['test']['auc']:.4f} [{lo:.4f}–{hi:.4f}]"
     reset_hub()

@@ -119,7 +119,8 @@ ids = [j.id for j in jobs]
 if st.session_state.get("run_pick") not in ids:
     st.session_state["run_pick"] = s.selected_job if s.selected_job in ids else ids[-1]
 s.selected_job = st.radio("Runs", ids, format_func=lambda i: f"run {ids.index(i) + 1}", horizontal=True, key="run_pick",
-                          captions=[run_label(n + 1, j.snapshot().status, run_metrics(j.snapshot())).split(" · ", 1)[1] for n, j in enumerate(jobs)])
+                          captions=[run_label(n + 1, j.snapshot().status, run_metrics(j.snapshot()), interval=True).split(" · ", 1)[1]
+                                    for n, j in enumerate(jobs)])
 job = registry().get(s.selected_job, s.owner)
 
 

@@ -65,14 +65,16 @@ def device_figures(m: dict[str, Any]) -> str:
     return text
 
 
-def run_label(number: int, status: str, m: dict[str, Any]) -> str:
-    """A run in a list: its number, and its test figure once done (else its status)."""
+def run_label(number: int, status: str, m: dict[str, Any], interval: bool = False) -> str:
+    """A run in a list: its number, and its test figure once done (else its status); with
+    ``interval``, the test figure's 95 % interval too."""
     if status != "done" or not m:
         return f"run {number} · {status}"
     main = headline(m.get("task", "binary"))
     value = m.get("test", {}).get(main) if m.get("test") else m.get(main)
     where = "test" if m.get("test") else "validation"
-    return f"run {number} · {where} {main.upper()} {format_metric(main, value)}"
+    ci = interval_text((m.get("test_ci") or {}).get(main)) if interval and m.get("test") else ""
+    return f"run {number} · {where} {main.upper()} {format_metric(main, value)}" + (f" [{ci}]" if ci else "")
 
 
 def result_line(run_dir: Any, m: dict[str, Any]) -> str:
