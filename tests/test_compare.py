@@ -132,3 +132,20 @@ def test_baselines_share_the_runs_test_rows_and_the_constant_is_the_training_sha
     assert main(["baseline", "--run", str(run), "--data", f"synthetic={fewer}", "--kind", "constant", "--out", str(tmp_path / "c2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no longer gives the rows this run was trained and tested on" in err[0]
+
+
+def test_train_with_seeds_gives_mean_and_spread_over_seeds_on_the_same_split(tmp_path, synthetic_csv, capsys):
+    out = tmp_path / "wd"
+    assert main(["train", "--data", str(synthetic_csv), "--label", "target", "--epochs", "2", "--out", str(out), "--seeds", "3", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    runs = [out, tmp_path / "wd.seed-2", tmp_path / "wd.seed-3"]
+    specs = [json.loads((r / "spec.json").read_text()) for r in runs]
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    assert [s["train"]["seed"] for s in specs] == [specs[0]["train"]["seed"] + k for k in range(3)]
+    assert len({m["split"]["fingerprints"]["test"] for m in metrics}) == 1  # only the training seed changed
+    aucs = np.array([m["test"]["auc"] for m in metrics])
+    board = leaderboard(runs)
+    assert len(board.seed_groups) == 1 and board.seed_groups[0].runs == [str(r) for r in runs]
+    assert board.seed_groups[0].mean == pytest.approx(aucs.mean(), abs=1e-9) and board.seed_groups[0].std == pytest.approx(aucs.std(), abs=1e-9)
+    assert "Wide & Deep over 3 training seeds" in printed and f"AUC {aucs.mean():.4f} ± {aucs.std():.4f}" in printed
+    assert main(["train", "--data", str(synthetic_csv), "--label", "target", "--out", str(tmp_path / "x"), "--seeds", "0"]) == 2

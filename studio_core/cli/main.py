@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--preprocessing", help="a fitted preprocess.json to use instead of fitting (what --nproc ships to its ranks)")
             p.add_argument("--ablations", action="store_true",
                            help="also train the wide-only and deep-only variants on the same split (OUT.wide-only, OUT.deep-only) and print the leaderboard")
+            p.add_argument("--seeds", type=int, default=1,
+                           help="train N training seeds of each run on the same split (OUT.seed-2, ...); the leaderboard gives mean ± spread over seeds")
         p.set_defaults(func=func)
 
     add_tune_parser(sub, data_help)

@@ -141,9 +141,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not rank:  # the launcher (or one process) checks; rank 0 writes
         _check_nproc(args.nproc)
         check_out_dir(args.out)
-        if getattr(args, "ablations", False) and args.nproc and args.nproc > 1:
-            raise StudioError("--ablations trains its variants in this process; leave out --nproc (or train them with --nproc and compare them "
-                              "with `wdstudio compare`)")
+        if getattr(args, "seeds", 1) < 1:
+            raise StudioError(f"--seeds {args.seeds} is not a number of seeds; pass 1 or more")
+        if (getattr(args, "ablations", False) or getattr(args, "seeds", 1) > 1) and args.nproc and args.nproc > 1:
+            raise StudioError("--ablations and --seeds train their runs in this process; leave out --nproc (or train them with --nproc "
+                              "and compare them with `wdstudio compare`)")
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM,) if rank else (signal.SIGTERM, signal.SIGHUP):
@@ -199,33 +201,44 @@ def _train_here(args: argparse.Namespace) -> int:
     from studio_core.runs.results import result_line
 
     print(result_line(outcome.run_dir, outcome.metrics))
-    if getattr(args, "ablations", False):
-        _ablations(args, spec, ws, outcome.run_dir)
+    if getattr(args, "ablations", False) or getattr(args, "seeds", 1) > 1:
+        _more_runs(args, spec, ws, outcome.run_dir)
     return 0
 
 
-def _ablations(args: argparse.Namespace, spec: Spec, ws: Any, run_dir: Any) -> None:
-    """Train the ablations beside the run, then print the leaderboard of all three."""
+def _more_runs(args: argparse.Namespace, spec: Spec, ws: Any, run_dir: Any) -> None:
+    """``--ablations`` and ``--seeds N``: the spec's wide-only and deep-only variants and/or more
+    training seeds (the same split: only ``train.seed`` changes), trained beside the run as
+    RUN[.wide-only|.deep-only][.seed-K]; then the leaderboard of them all."""
     from studio_core.compare.ablations import ablation_specs
     from studio_core.compare.leaderboard import leaderboard
     from studio_core.runs.folder import check_out_dir
     from studio_core.runs.results import result_line
     from studio_core.runs.train import train
 
-    variants = ablation_specs(spec)
-    if not variants:
-        _warn(["--ablations: the spec does not have both a wide and a deep part; nothing to ablate"])
-        return
-    dirs = [str(run_dir)]
+    variants = {"": spec}
+    if args.ablations:
+        found = ablation_specs(spec)
+        if not found:
+            _warn(["--ablations: the spec does not have both a wide and a deep part; nothing to ablate"])
+        variants.update(found)
+    base, dirs = str(args.out).rstrip("/"), []
     for name, variant in variants.items():
-        out = f"{str(args.out).rstrip('/')}.{name}"
-        check_out_dir(out)
-        if not args.quiet:
-            print(f"training the {name} variant into {out}…", file=sys.stderr, flush=True)
-        done = train(variant, ws, out)
-        print(result_line(done.run_dir, done.metrics))
-        dirs.append(str(done.run_dir))
-    print("\n".join(leaderboard(dirs).lines()))
+        for k in range(max(1, args.seeds)):
+            if not name and not k:
+                dirs.append(str(run_dir))
+                continue
+            seeded = Spec.from_dict(variant.to_dict())
+            seeded.train.seed = spec.train.seed + k
+            out = base + (f".{name}" if name else "") + (f".seed-{k + 1}" if k else "")
+            check_out_dir(out)
+            if not args.quiet:
+                print(f"training {name or 'the spec'} with training seed {seeded.train.seed} into {out}…", file=sys.stderr, flush=True)
+            done = train(seeded, ws, out)
+            print(result_line(done.run_dir, done.metrics))
+            dirs.append(str(done.run_dir))
+    if len(dirs) > 1:
+        print("\n".join(leaderboard(dirs).lines()))
 
 
 def _launch(args: argparse.Namespace) -> int:

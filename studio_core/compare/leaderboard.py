@@ -15,7 +15,8 @@ only: no model is loaded and torch is never imported.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,15 @@ class RunScores:
     rows: np.ndarray
     y: np.ndarray
     output: np.ndarray
+    recipe: str = ""  # the spec without its training seed: runs alike but for the seed share it
+
+
+def recipe_of(spec: Spec) -> str:
+    """What a run is apart from its training seed (and where its files came from)."""
+    d = spec.to_dict()
+    d["train"].pop("seed", None)
+    d["data"].pop("sources", None)
+    return json.dumps(d, sort_keys=True, default=str)
 
 
 def kind_of(spec: Spec, metrics: dict[str, Any]) -> str:
@@ -74,7 +84,8 @@ def read_scores(path: str | Path, name: str | None = None) -> RunScores:
                           "train it again") from None
     order = np.argsort(rows, kind="stable")
     source = spec.data.sql.strip() if spec.data.sql.strip() else spec.data.table
-    return RunScores(name or str(path), kind_of(spec, metrics), task, spec.data.label, source, rows[order], y[order], out[order])
+    return RunScores(name or str(path), kind_of(spec, metrics), task, spec.data.label, source, rows[order], y[order], out[order],
+                     recipe_of(spec))
 
 
 def check_shared(runs: list[RunScores]) -> None:
@@ -108,6 +119,16 @@ class Row:
 
 
 @dataclass(frozen=True)
+class SeedGroup:
+    """Runs of one spec that differ only in their training seed: the spread a seed alone makes."""
+
+    kind: str
+    runs: list[str]
+    mean: float
+    std: float  # population standard deviation over the runs' test figures
+
+
+@dataclass(frozen=True)
 class Leaderboard:
     metric: str
     reference: str
@@ -115,10 +136,11 @@ class Leaderboard:
     n_rows: int
     resamples: int
     rows: list[Row]
+    seed_groups: list[SeedGroup] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "reference": self.reference, "task": self.task, "n_test_rows": self.n_rows,
-                "resamples": self.resamples, "rows": [asdict(r) for r in self.rows]}
+                "resamples": self.resamples, "rows": [asdict(r) for r in self.rows], "seed_groups": [asdict(g) for g in self.seed_groups]}
 
     def lines(self) -> list[str]:
         """The leaderboard as aligned text lines: a heading, then one line per run."""
@@ -138,6 +160,9 @@ class Leaderboard:
                 diff = f"{r.diff[m]:+.4f}" + (f" [{dci[0]:+.4f}, {dci[1]:+.4f}]" if dci else "")
                 p = f"{r.p_better:.3f}"
             out.append(f"{r.run:<{name_w}}  {r.kind:<{kind_w}}  {value:<28}  {diff:<36}  {p}")
+        for g in self.seed_groups:
+            out.append(f"{g.kind} over {len(g.runs)} training seeds ({', '.join(g.runs)}): {metric_label(m)} {g.mean:.4f} ± {g.std:.4f} "
+                       "(mean ± spread over seeds, beside each run's interval over test rows)")
         return out
 
 
@@ -177,4 +202,10 @@ def leaderboard(paths: list[str | Path], metric: str | None = None, resamples: i
         rows.append(Row(r.name, r.kind, test, {k: _interval(v) for k, v in mine.items()},
                         {k: test[k] - ref_test[k] for k in test}, {k: _interval(v) for k, v in diff_samples.items()} if r is not ref else {},
                         p_better))
-    return Leaderboard(metric, ref.name, task, len(y), resamples, rows)
+    groups: dict[str, list[RunScores]] = {}
+    for r in runs:
+        groups.setdefault(r.recipe, []).append(r)
+    by_name = {row.run: row for row in rows}
+    seed_groups = [SeedGroup(g[0].kind, [r.name for r in g], float(np.mean(v := [by_name[r.name].test[metric] for r in g])), float(np.std(v)))
+                   for g in groups.values() if len(g) > 1]
+    return Leaderboard(metric, ref.name, task, len(y), resamples, rows, seed_groups)
