@@ -23,6 +23,7 @@ import streamlit as st
 from plain import plain
 
 from studio_core.common.errors import StudioError
+from studio_core.compare.leaderboard import kind_of
 from studio_core.data.workspace import Bounds, Workspace
 from studio_core.features.suggest import Suggestion
 from studio_core.jobs.hub import Hub, hub
@@ -251,7 +252,9 @@ def pick_finished_run(s: StudioSession, key: str) -> tuple[TaskSnapshot, Run]:
     pick = st.selectbox("Run", list(names), index=len(names) - 1, format_func=names.get, key=key)
     snap = next(d for d in done if d.id == pick)
     try:
-        return snap, load_run(snap.result.run_dir)
+        run = load_run(snap.result.run_dir)
     except StudioError as exc:
         st.error(plain(str(exc)))
         st.stop()
+    st.caption(f"{kind_of(run.spec, run.metrics)} run")  # an ablation or baseline is never read as the full model
+    return snap, run

@@ -87,6 +87,11 @@ def test_ablations_train_from_the_page_and_join_the_leaderboard(tmp_path, monkey
     frame = at.dataframe[0].value
     assert list(frame["run"]) == ["run 1", "run 2", "run 3", "run 4"] and not at.error
     assert sorted(frame["kind"][2:]) == ["deep-only", "wide-only"]
+    deep_only = studio(at).job_ids[list(frame["kind"]).index("deep-only")]
+    for page, key in (("views/inspect.py", "inspect_run"), ("views/explain.py", "explain_run")):  # every run page says which kind of run it shows
+        at.switch_page(page).run()
+        at.selectbox(key=key).set_value(deep_only).run()
+        assert not at.exception and "deep-only run" in [c.value for c in at.caption], page
     reset_hub()
 
 
