@@ -149,3 +149,34 @@ def test_train_with_seeds_gives_mean_and_spread_over_seeds_on_the_same_split(tmp
     assert board.seed_groups[0].mean == pytest.approx(aucs.mean(), abs=1e-9) and board.seed_groups[0].std == pytest.approx(aucs.std(), abs=1e-9)
     assert "Wide & Deep over 3 training seeds" in printed and f"AUC {aucs.mean():.4f} ± {aucs.std():.4f}" in printed
     assert main(["train", "--data", str(synthetic_csv), "--label", "target", "--out", str(tmp_path / "x"), "--seeds", "0"]) == 2
+
+
+def test_gauc_ndcg_and_recall_at_k_match_hand_computed_values():
+    from studio_core.compare.groups import group_samples, per_group
+
+    groups = np.array(["A"] * 3 + ["B"] * 4 + ["C"] * 2 + ["D"] * 3)
+    y = np.array([1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0])
+    s = np.array([0.9, 0.5, 0.1, 0.8, 0.7, 0.2, 0.1, 0.3, 0.4, 0.5, 0.5, 0.5])
+    t = per_group(y, s, groups, k=2)
+    # A: the positive on top; B: ranks 2 and 3 of 4 -> AUC 2/4, its top 2 hold one positive at rank 2;
+    # C: no positive; D: all tied -> AUC 1/2, the positive (first in row order) ranked first
+    assert t["auc"].to_dict() == pytest.approx({"A": 1.0, "B": 0.5, "C": np.nan, "D": 0.5}, nan_ok=True)
+    ndcg_b = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
+    assert t["ndcg"].to_dict() == pytest.approx({"A": 1.0, "B": ndcg_b, "C": np.nan, "D": 1.0}, nan_ok=True)
+    assert t["recall"].to_dict() == pytest.approx({"A": 1.0, "B": 0.5, "C": np.nan, "D": 1.0}, nan_ok=True)
+    point, samples = group_samples(y, {"m": s}, groups, k=2, resamples=50)
+    assert point["m"]["gauc"] == pytest.approx((3 * 1.0 + 4 * 0.5 + 3 * 0.5) / 10)  # weighted by each group's rows (unweighted: 2/3)
+    assert point["m"]["ndcg"] == pytest.approx((1 + ndcg_b + 1) / 3) and point["m"]["recall"] == pytest.approx(2.5 / 3)
+    assert samples["m"]["gauc"].shape == (50,) and np.all((samples["m"]["gauc"] >= 0.5) & (samples["m"]["gauc"] <= 1.0))
+
+
+def test_compare_by_group_prints_gauc_with_intervals_and_refuses_without_data(tmp_path, small_spec, synthetic_csv, capsys):
+    a, b = _runs(tmp_path, small_spec)
+    assert main(["compare", str(a), str(b), "--group", "colour", "--data", str(synthetic_csv), "--k", "5", "--json"]) == 0
+    board = json.loads(capsys.readouterr().out)
+    assert board["group_column"] == "colour" and board["n_groups"] == 4 and board["k"] == 5
+    for row in board["rows"]:
+        assert set(row["groups"]) == {"gauc", "ndcg", "recall"} and row["groups_ci"]["gauc"][0] <= row["groups"]["gauc"] <= row["groups_ci"]["gauc"][1]
+    assert board["rows"][0]["groups_diff_ci"] == {} and board["rows"][1]["groups_diff_ci"]["gauc"] is not None
+    assert main(["compare", str(a), "--group", "colour"]) == 2
+    assert "--group needs the runs' data" in capsys.readouterr().err

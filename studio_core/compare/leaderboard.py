@@ -16,7 +16,7 @@ only: no model is loaded and torch is never imported.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,9 @@ class Row:
     diff: dict[str, float]  # this run minus the reference, per metric
     diff_ci: dict[str, list[float] | None]  # paired 95 % intervals of those differences
     p_better: float | None  # share of paired resamples on which this run beats the reference (None: the reference)
+    groups: dict[str, float] = field(default_factory=dict)  # GAUC, NDCG@k, recall@k over the group column (when given)
+    groups_ci: dict[str, list[float] | None] = field(default_factory=dict)  # resampling groups
+    groups_diff_ci: dict[str, list[float] | None] = field(default_factory=dict)  # paired, against the reference
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,15 @@ class Leaderboard:
     resamples: int
     rows: list[Row]
     seed_groups: list[SeedGroup] = field(default_factory=list)
+    group_column: str = ""  # the column GAUC / NDCG@k / recall@k group the test rows by
+    k: int = 10
+    n_groups: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "reference": self.reference, "task": self.task, "n_test_rows": self.n_rows,
-                "resamples": self.resamples, "rows": [asdict(r) for r in self.rows], "seed_groups": [asdict(g) for g in self.seed_groups]}
+                "resamples": self.resamples, "seed_groups": [asdict(g) for g in self.seed_groups],
+                "rows": [{k: v for k, v in asdict(r).items() if self.group_column or not k.startswith("groups")} for r in self.rows],
+                **({"group_column": self.group_column, "k": self.k, "n_groups": self.n_groups} if self.group_column else {})}
 
     def lines(self) -> list[str]:
         """The leaderboard as aligned text lines: a heading, then one line per run."""
@@ -160,6 +168,15 @@ class Leaderboard:
                 diff = f"{r.diff[m]:+.4f}" + (f" [{dci[0]:+.4f}, {dci[1]:+.4f}]" if dci else "")
                 p = f"{r.p_better:.3f}"
             out.append(f"{r.run:<{name_w}}  {r.kind:<{kind_w}}  {value:<28}  {diff:<36}  {p}")
+        if self.group_column:
+            out.append(f"per {self.group_column} ({self.n_groups:,} groups; intervals resample whole groups), k = {self.k}:")
+            for r in self.rows:
+                cells = []
+                for key, label in (("gauc", "GAUC"), ("ndcg", f"NDCG@{self.k}"), ("recall", f"recall@{self.k}")):
+                    ci, dci = r.groups_ci.get(key), r.groups_diff_ci.get(key)
+                    cells.append(f"{label} {r.groups.get(key, float('nan')):.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+                                 + (f" (diff [{dci[0]:+.4f}, {dci[1]:+.4f}])" if dci else ""))
+                out.append(f"{r.run:<{name_w}}  " + "; ".join(cells))
         for g in self.seed_groups:
             out.append(f"{g.kind} over {len(g.runs)} training seeds ({', '.join(g.runs)}): {metric_label(m)} {g.mean:.4f} ± {g.std:.4f} "
                        "(mean ± spread over seeds, beside each run's interval over test rows)")
@@ -172,9 +189,10 @@ def _interval(samples: np.ndarray) -> list[float] | None:
 
 
 def leaderboard(paths: list[str | Path], metric: str | None = None, resamples: int = RESAMPLES, seed: int = 0,
-                names: list[str] | None = None) -> Leaderboard:
+                names: list[str] | None = None, groups: tuple[str, np.ndarray, np.ndarray] | None = None, k: int = 10) -> Leaderboard:
     """Every run of ``paths`` on their shared test rows, the first one the reference; each
-    named by its path, or by ``names``."""
+    named by its path, or by ``names``.  ``groups`` = (column, row numbers, values) adds GAUC,
+    NDCG@k and recall@k per value of the column (``compare.groups.test_groups`` reads them)."""
     if not paths:
         raise StudioError("no runs to compare; pass one or more run directories")
     names = list(names) if names is not None else [str(p) for p in paths]
@@ -202,10 +220,24 @@ def leaderboard(paths: list[str | Path], metric: str | None = None, resamples: i
         rows.append(Row(r.name, r.kind, test, {k: _interval(v) for k, v in mine.items()},
                         {k: test[k] - ref_test[k] for k in test}, {k: _interval(v) for k, v in diff_samples.items()} if r is not ref else {},
                         p_better))
-    groups: dict[str, list[RunScores]] = {}
+    by_recipe: dict[str, list[RunScores]] = {}
     for r in runs:
-        groups.setdefault(r.recipe, []).append(r)
+        by_recipe.setdefault(r.recipe, []).append(r)
+    group_column, n_groups = "", 0
+    if groups is not None:
+        group_column, at, values = groups
+        where = dict(zip(at.tolist(), range(len(at))))
+        if any(int(r) not in where for r in ref.rows):
+            raise StudioError(f"the data's test rows do not hold every row of {ref.name}'s test part; pass the data the runs were trained on")
+        g = values[[where[int(r)] for r in ref.rows]]
+        from studio_core.compare.groups import group_samples
+
+        point, gs = group_samples(y, {r.name: r.output for r in runs}, g, k, resamples, seed)
+        n_groups = len(set(g.tolist()))
+        rows = [replace(row, groups=point[row.run], groups_ci={m: _interval(v) for m, v in gs[row.run].items()},
+                        groups_diff_ci={} if row.p_better is None else {m: _interval(v - gs[ref.name][m]) for m, v in gs[row.run].items()})
+                for row in rows]
     by_name = {row.run: row for row in rows}
     seed_groups = [SeedGroup(g[0].kind, [r.name for r in g], float(np.mean(v := [by_name[r.name].test[metric] for r in g])), float(np.std(v)))
-                   for g in groups.values() if len(g) > 1]
-    return Leaderboard(metric, ref.name, task, len(y), resamples, rows, seed_groups)
+                   for g in by_recipe.values() if len(g) > 1]
+    return Leaderboard(metric, ref.name, task, len(y), resamples, rows, seed_groups, group_column, k, n_groups)
