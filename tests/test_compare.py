@@ -180,3 +180,32 @@ def test_compare_by_group_prints_gauc_with_intervals_and_refuses_without_data(tm
     assert board["rows"][0]["groups_diff_ci"] == {} and board["rows"][1]["groups_diff_ci"]["gauc"] is not None
     assert main(["compare", str(a), "--group", "colour"]) == 2
     assert "--group needs the runs' data" in capsys.readouterr().err
+
+
+def test_a_run_whose_difference_is_undefined_is_not_shown_as_the_reference(tmp_path, small_spec):
+    """Test rows of one class leave AUC undefined on every resample: P(better) is undefined for
+    the second run, and only the first run is labelled the reference."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from studio_core.compare.charts import leaderboard_table
+    from studio_core.runs.folder import RUN_MARKER
+
+    _ws, spec = small_spec
+    dirs = []
+    for i in range(2):
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        (d / "spec.json").write_text(spec.to_json())
+        (d / "metrics.json").write_text(json.dumps({"task": "binary"}))
+        pq.write_table(pa.table({"row": pa.array([1, 2, 3], pa.int64()), "label": [1.0, 1.0, 1.0], "prediction": [0.6, 0.7, 0.8],
+                                 "logit": [0.4 + i, 0.8, 1.4]}), d / "test_predictions.parquet")
+        (d / RUN_MARKER).write_text("")
+        dirs.append(d)
+    board = leaderboard(dirs, "auc", resamples=20)
+    assert board.rows[1].p_better is None
+    lines = board.lines()
+    assert "(reference)" in lines[2] and "(reference)" not in lines[3] and lines[3].rstrip().endswith("undefined")
+    table = leaderboard_table(board)
+    assert list(table["difference"])[0] == "reference" and list(table["difference"])[1] != "reference"
+    assert list(table["P(better)"]) == ["", "undefined"]

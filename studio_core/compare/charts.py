@@ -18,12 +18,12 @@ def leaderboard_table(board: Leaderboard) -> pd.DataFrame:
     rows = []
     for r in board.rows:
         ci, dci = r.test_ci.get(m), r.diff_ci.get(m)
-        ref = r.p_better is None
+        ref = r.run == board.reference
         rows.append({"run": r.run, "kind": r.kind, f"test {label}": r.test.get(m),
                      "95 % interval": f"{ci[0]:.4f} – {ci[1]:.4f}" if ci else "",
                      "difference": "reference" if ref else f"{r.diff[m]:+.4f}",
                      "paired 95 % interval": "" if ref or not dci else f"{dci[0]:+.4f} – {dci[1]:+.4f}",
-                     "P(better)": "" if ref else f"{r.p_better:.3f}"})
+                     "P(better)": "" if ref else (f"{r.p_better:.3f}" if r.p_better is not None else "undefined")})
     return pd.DataFrame(rows)
 
 

@@ -22,7 +22,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from studio_core.common.errors import StudioError
+from studio_core.data.split import split_for
+from studio_core.data.workspace import Workspace
 from studio_core.runs.bootstrap import RESAMPLES, resample_counts
+from studio_core.runs.folder import run_record
 
 
 def per_group(y: np.ndarray, score: np.ndarray, groups: np.ndarray, k: int = 10) -> pd.DataFrame:
@@ -78,13 +82,9 @@ def group_samples(y: np.ndarray, outputs: Mapping[str, np.ndarray], groups: np.n
     return point, samples
 
 
-def test_groups(run_dir: str, ws, column: str, table: str | None = None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def test_groups(run_dir: str, ws: Workspace, column: str, table: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(row numbers, values of ``column``) of a run's test rows, from its split re-created in
     ``ws`` (refused, saying what changed, when the data no longer gives those rows)."""
-    from studio_core.common.errors import StudioError
-    from studio_core.data.split import split_for
-    from studio_core.runs.folder import run_record
-
     spec, metrics = run_record(run_dir)
     if table:
         spec.data.table = table

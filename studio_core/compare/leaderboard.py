@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from studio_core.common.errors import StudioError
 from studio_core.common.metrics import MAXIMISE, METRIC_KEYS, format_metric, headline, metric_label, task_metrics
+from studio_core.compare.groups import group_samples
 from studio_core.runs.bootstrap import RESAMPLES, metric_samples, percentile_interval
 from studio_core.runs.folder import run_record
 from studio_core.spec.schema import Spec
@@ -161,12 +162,12 @@ class Leaderboard:
         for r in self.rows:
             ci = r.test_ci.get(m)
             value = f"{format_metric(m, r.test.get(m))}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
-            if r.p_better is None:
+            if r.run == self.reference:
                 diff, p = "(reference)", ""
             else:
                 dci = r.diff_ci.get(m)
                 diff = f"{r.diff[m]:+.4f}" + (f" [{dci[0]:+.4f}, {dci[1]:+.4f}]" if dci else "")
-                p = f"{r.p_better:.3f}"
+                p = f"{r.p_better:.3f}" if r.p_better is not None else "undefined"
             out.append(f"{r.run:<{name_w}}  {r.kind:<{kind_w}}  {value:<28}  {diff:<36}  {p}")
         if self.group_column:
             out.append(f"per {self.group_column} ({self.n_groups:,} groups; intervals resample whole groups), k = {self.k}:")
@@ -230,12 +231,10 @@ def leaderboard(paths: list[str | Path], metric: str | None = None, resamples: i
         if any(int(r) not in where for r in ref.rows):
             raise StudioError(f"the data's test rows do not hold every row of {ref.name}'s test part; pass the data the runs were trained on")
         g = values[[where[int(r)] for r in ref.rows]]
-        from studio_core.compare.groups import group_samples
-
         point, gs = group_samples(y, {r.name: r.output for r in runs}, g, k, resamples, seed)
         n_groups = len(set(g.tolist()))
         rows = [replace(row, groups=point[row.run], groups_ci={m: _interval(v) for m, v in gs[row.run].items()},
-                        groups_diff_ci={} if row.p_better is None else {m: _interval(v - gs[ref.name][m]) for m, v in gs[row.run].items()})
+                        groups_diff_ci={} if row.run == ref.name else {m: _interval(v - gs[ref.name][m]) for m, v in gs[row.run].items()})
                 for row in rows]
     by_name = {row.run: row for row in rows}
     seed_groups = [SeedGroup(g[0].kind, [r.name for r in g], float(np.mean(v := [by_name[r.name].test[metric] for r in g])), float(np.std(v)))
