@@ -66,7 +66,7 @@ class FieldEmbeddings(nn.Module):
             col += self.dims[k]
         columns = [starts[k] + j for k in range(len(self.dims)) for j in range(self.dims[k])]
         self.column_order = None if columns == sorted(columns) else columns
-        self._cache: dict[tuple[str, torch.dtype], list[tuple[torch.Tensor | None, torch.Tensor]]] = {}
+        self._cache: dict[tuple[str, torch.dtype], list[tuple[slice | torch.Tensor, torch.Tensor | None]]] = {}
         self._order_cache: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -79,17 +79,20 @@ class FieldEmbeddings(nn.Module):
     def width(self) -> int:
         return sum(self.dims)
 
-    def _indices(self, cat: torch.Tensor) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
-        """Per table: the columns of ``cat`` it serves (None: all of them) and their row offsets,
-        as tensors on ``cat``'s device (plain attributes, not buffers: see WideDeep)."""
+    def _indices(self, cat: torch.Tensor) -> list[tuple[slice | torch.Tensor, torch.Tensor | None]]:
+        """Per table: the columns of ``cat`` it serves -- a slice when they are adjacent (a view,
+        no kernel), else an index tensor -- and their row offsets (None for a table of one
+        field, whose offset is 0), as tensors on ``cat``'s device (plain attributes, not
+        buffers: see WideDeep)."""
         key = (str(cat.device), cat.dtype)
         found = self._cache.get(key)
         if found is None:
             found = []
             for fields in self.groups:
-                columns = None if fields == list(range(len(self.dims))) else torch.tensor(fields, dtype=torch.int64, device=cat.device)
-                offsets = [self.place[k][1] for k in fields]
-                found.append((columns, torch.tensor(offsets, dtype=cat.dtype, device=cat.device)))
+                adjacent = fields == list(range(fields[0], fields[-1] + 1))
+                columns = slice(fields[0], fields[-1] + 1) if adjacent else torch.tensor(fields, dtype=torch.int64, device=cat.device)
+                offsets = None if len(fields) == 1 else torch.tensor([self.place[k][1] for k in fields], dtype=cat.dtype, device=cat.device)
+                found.append((columns, offsets))
             self._cache[key] = found
         return found
 
@@ -97,8 +100,8 @@ class FieldEmbeddings(nn.Module):
         """(batch, fields of the table, width) per table: one gather each."""
         out = []
         for table, (columns, offsets) in zip(self.tables, self._indices(cat)):
-            ids = cat if columns is None else cat.index_select(1, columns)
-            out.append(nn.functional.embedding(ids + offsets, table))
+            ids = cat[:, columns] if isinstance(columns, slice) else cat.index_select(1, columns)
+            out.append(nn.functional.embedding(ids if offsets is None else ids + offsets, table))
         return out
 
     def forward(self, cat: torch.Tensor) -> torch.Tensor:
