@@ -250,3 +250,21 @@ def test_the_train_page_shows_a_gpu_runs_speed_batch_and_memory(tmp_path, monkey
     lo, hi = metrics["test_ci"]["auc"]  # the run list: the test figure with its interval (issue 17)
     assert at.radio(key="run_pick").proto.captions[0] == f"test AUC {metrics['test']['auc']:.4f} [{lo:.4f}–{hi:.4f}]"
     reset_hub()
+
+
+def test_block_files_are_read_without_parsing_headers_so_reader_threads_cannot_break_compile(tmp_path, monkeypatch):
+    """``np.load`` parses each array header with ``ast``, and CPython 3.11 failed here with
+    "AST constructor recursion depth mismatch" when the reader threads did that at once; blocks
+    are raw files described by blocks.json, so no reader touches ``ast``."""
+    import ast
+
+    blocks = _blocks(tmp_path)
+
+    def refuse(*_a, **_k):
+        raise AssertionError("a block reader parsed a header with ast")
+
+    monkeypatch.setattr(ast, "literal_eval", refuse)
+    held = blocks.to_device(torch.device("cpu"), threads=4)
+    assert torch.equal(held.tensors[3], torch.arange(10_500, dtype=torch.float32))
+    blocks.prefetch = 2
+    assert sorted(torch.cat([b[3] for b in blocks.epoch(1)]).tolist()) == list(range(10_500))

@@ -105,14 +105,20 @@ def to_tensors(arrays: Iterable[np.ndarray | None]) -> list[torch.Tensor]:
 
 
 class BlockWriter:
-    """Writes encoded rows as ``block-NNNNN.npz`` files of exactly ``block_rows`` rows (the last
-    may be short): ids as int32, values as float32, nothing pickled."""
+    """Writes encoded rows as blocks of exactly ``block_rows`` rows (the last may be short), one
+    raw file per array (``block-NNNNN.wide`` ...: ids as int32, values as float32), their dtypes,
+    trailing shapes and row counts in ``blocks.json``; nothing pickled.  Raw files rather than
+    ``.npy``/``.npz``: ``np.load`` parses each header with ``ast``, and CPython 3.11 can fail
+    with "AST constructor recursion depth mismatch" when two threads do that at once (the
+    reader threads of ``Prefetch`` and ``to_device``; seen in this project's test suite)."""
 
     def __init__(self, folder: str | Path, block_rows: int):
         self.folder, self.block_rows = Path(folder), block_rows
         self.folder.mkdir(parents=True, exist_ok=True)
         self.pending: list[Encoded] = []
         self.pending_rows, self.n_blocks, self.n_rows = 0, 0, 0
+        self.sizes: list[int] = []
+        self.arrays: dict[str, dict] = {}  # name -> {"dtype": ..., "shape": trailing shape}
 
     def add(self, enc: Encoded) -> None:
         self.pending.append(enc)
@@ -136,7 +142,7 @@ class BlockWriter:
         elif self.n_blocks == 0 and empty is not None:
             self._write([getattr(empty, name) for name in ARRAYS])
         meta = {"n_rows": self.n_rows, "n_blocks": self.n_blocks, "block_rows": self.block_rows}
-        (self.folder / "blocks.json").write_text(json.dumps(meta))
+        (self.folder / "blocks.json").write_text(json.dumps({**meta, "sizes": self.sizes, "arrays": self.arrays}))
         return meta
 
     def _join(self) -> list[np.ndarray | None]:
@@ -150,7 +156,11 @@ class BlockWriter:
             if block[key].size and block[key].max() >= 2**31:
                 raise ValueError(f"{key} ids reach {block[key].max()}, beyond int32; lower hash_buckets")
             block[key] = block[key].astype(np.int32)
-        np.savez(self.folder / f"block-{self.n_blocks:05d}.npz", **block)
+        for name, a in block.items():
+            a = np.ascontiguousarray(a)
+            self.arrays.setdefault(name, {"dtype": a.dtype.str, "shape": list(a.shape[1:])})
+            a.tofile(self.folder / f"block-{self.n_blocks:05d}.{name}")
+        self.sizes.append(len(block["wide"]))
         self.n_blocks += 1
         self.n_rows += len(block["wide"])
 
@@ -215,13 +225,17 @@ class BlockBatches:
         self.folder = Path(folder)
         meta = json.loads((self.folder / "blocks.json").read_text())
         self.n_rows, self.n_blocks = int(meta["n_rows"]), int(meta["n_blocks"])
+        self.sizes = [int(n) for n in meta["sizes"]]
+        self.arrays = [(name, np.dtype(meta["arrays"][name]["dtype"]), tuple(meta["arrays"][name]["shape"])) for name in ARRAYS
+                       if name in meta["arrays"]]
         self.batch_size, self.pool_blocks, self.steps_ = batch_size, max(1, pool_blocks), steps
         self.prefetch, self.pin = prefetch, pin
         self.rng = np.random.default_rng(seed)
 
     def _block(self, i: int) -> list[np.ndarray]:
-        with np.load(self.folder / f"block-{i:05d}.npz", allow_pickle=False) as data:
-            return [data[name] for name in ARRAYS if name in data.files]
+        """Block ``i``'s arrays, read straight from their raw files (no header to parse)."""
+        return [np.fromfile(self.folder / f"block-{i:05d}.{name}", dtype=dtype).reshape(self.sizes[i], *shape)
+                for name, dtype, shape in self.arrays]
 
     def steps(self) -> int:
         return len(batch_sizes(self.n_rows, self.batch_size, self.steps_))
