@@ -8,7 +8,7 @@ from state import pick_finished_run, session, slots
 from studio_core.common.errors import StudioError
 from studio_core.explain.dependence import dependence, partial_dependence
 from studio_core.explain.shap_values import estimate_seconds
-from studio_core.explain.whatif import categories, explain_row, input_hint, is_numeric, row_matches, training_range, typical_row
+from studio_core.explain.whatif import categories, explain_row, input_hint, is_numeric, is_text, row_matches, training_range, typical_row
 from studio_core.jobs.explain_job import explain_task
 from studio_core.runs import charts
 
@@ -95,6 +95,8 @@ def what_if_input(col: str, box) -> None:
         row[col] = box.number_input(col, value=None if missing else float(value), key=key, format="%g", help=helptext)
     elif is_numeric(run, col):
         row[col] = box.text_input(col, f"{float(value):g}", key=key, help=helptext)
+    elif is_text(run, col):
+        row[col] = box.text_area(col, "" if missing else str(value), key=key, height=100)
     elif (options := categories(run, col)) is not None:
         current = "" if missing else str(value)
         options = [current] + [o for o in options if o != current] if current else [""] + options
@@ -131,3 +133,6 @@ with c2:
     if len(parts.wide_terms):
         st.caption("Wide part: one weight per active value or cross")
         st.dataframe(parts.wide_terms, hide_index=True, height=260)
+    if parts.tokens is not None and len(parts.tokens):
+        st.caption("Tokens that moved this row: each word's wide weight, strongest first")
+        st.dataframe(parts.tokens.head(30), hide_index=True, height=240)

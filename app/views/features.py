@@ -10,9 +10,10 @@ from studio_core.data.sqlutil import qi, text_expr
 from studio_core.features.editing import NUMERIC_ENCODINGS, ROLES, add_cross, apply_rows, diagram_dot, feature_rows, summarize
 from studio_core.features.suggest import suggest
 from studio_core.features.validate import validate
-from studio_core.spec.schema import DataSpec, Spec
+from studio_core.spec.schema import TEXT_KINDS, DataSpec, Spec
 
-ENCODING_HELP = ("Categorical: vocab (an id per value) or hash. Numeric: standardize (one scaled value); piecewise (piecewise-linear "
+ENCODING_HELP = ("Text: text (a bag of words and word pairs) or multi (a set of values such as Action|Comedy). "
+                 "Categorical: vocab (an id per value) or hash. Numeric: standardize (one scaled value); piecewise (piecewise-linear "
                  "encoding over quantile bins); piecewise-tree (its bins where the label changes: a shallow tree on the training rows); periodic (learned sin/cos embeddings of the scaled value); quantile (its rank, "
                  "robust to skew and outliers); bucketize (only its quantile bucket, embedded)")
 s = session()
@@ -101,7 +102,7 @@ else:  # an uploaded spec: say where each role came from rather than leave the c
 rows = pd.DataFrame(feature_rows(spec, src.columns, reasons))
 edited = st.data_editor(rows, hide_index=True, key="columns_editor", disabled=["column", "reason"], column_config={
     "role": st.column_config.SelectboxColumn(options=list(ROLES), required=True),
-    "encoding": st.column_config.SelectboxColumn(options=["vocab", "hash", *NUMERIC_ENCODINGS], help=ENCODING_HELP),
+    "encoding": st.column_config.SelectboxColumn(options=["vocab", "hash", *NUMERIC_ENCODINGS, *TEXT_KINDS], help=ENCODING_HELP),
     "embedding_dim": st.column_config.NumberColumn(min_value=0, max_value=256, step=1),
     "wide": st.column_config.CheckboxColumn("also in wide")})
 spec = s.spec = apply_rows(spec, edited.to_dict("records"))

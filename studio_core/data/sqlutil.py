@@ -55,3 +55,25 @@ def number_expr(column: str) -> str:
     """SQL giving a column as DOUBLE; text that is no number, inf and nan become NULL."""
     x = f"TRY_CAST({qi(column)} AS DOUBLE)"
     return f"CASE WHEN isfinite({x}) THEN {x} END"
+
+
+WORD_PATTERN = r"[\pL\pN]+"  # a word: a run of letters and digits of any script (RE2, DuckDB's regex engine)
+
+
+def tokens_expr(column: str, duck_type: str, kind: str, delimiter: str = "|", ngrams: int = 1) -> str:
+    """SQL giving a column's tokens as a VARCHAR list (NULL for a NULL cell).
+
+    ``text``: the lower-cased words (``WORD_PATTERN``), with ``ngrams`` = 2 followed by the
+    adjacent word pairs joined by a space.  ``multi``: the values between ``delimiter``s,
+    trimmed, empty ones dropped; a LIST column's elements as text."""
+    c = qi(column)
+    if kind == "multi":
+        if str(duck_type).endswith("[]"):
+            return f"list_filter(list_transform({c}, lambda v: trim(CAST(v AS VARCHAR))), lambda v: v IS NOT NULL AND v <> '')"
+        return f"list_filter(list_transform(string_split(CAST({c} AS VARCHAR), {ql(delimiter)}), lambda v: trim(v)), lambda v: v <> '')"
+    words = f"regexp_extract_all(lower(CAST({c} AS VARCHAR)), {ql(WORD_PATTERN)})"
+    if int(ngrams) < 2:
+        return words
+    # each word beside the next (not an index lambda over the words: that re-runs the regex per word)
+    pairs = f"list_transform(list_zip(list_slice({words}, 1, -2), list_slice({words}, 2, -1)), lambda p: p[1] || ' ' || p[2])"
+    return f"list_concat({words}, {pairs})"

@@ -26,6 +26,7 @@ class ScoreParts:
     output: float  # wide + deep + bias (log-odds for binary, standardized value for regression)
     prediction: float  # probability of the positive class, or the value on the label's scale
     wide_terms: pd.DataFrame  # field, value, weight (one row per wide field), largest |weight| first
+    tokens: pd.DataFrame | None = None  # text columns: column, token, weight -- each of the row's tokens in the wide part, largest |weight| first
 
 
 def _value_text(v: object) -> str:
@@ -47,11 +48,12 @@ def score_parts(run: Run, codes: ColumnCodes, raw: pd.DataFrame, i: int = 0) -> 
         bias = float(model.bias[0])
     output = wide_logit + deep_logit + bias
     prediction = float(prep.decode_label(np.array([output]))[0])
-    rows = []
+    rows, token_rows = [], []
     if model.use_wide and wide.shape[1]:
         weights = model.wide.weight.detach().numpy()[:, 0]
         f = prep.features
-        for (key, start, _), gid in zip(prep.wide_offsets(), wide[0]):
+        offsets = [o for o in prep.wide_offsets() if not o[0].startswith("txt:")]
+        for (key, start, _), gid in zip(offsets, wide[0]):
             local = int(gid - start)
             enc = prep.encoders_[key]
             if key.startswith("cat:"):
@@ -68,10 +70,24 @@ def score_parts(run: Run, codes: ColumnCodes, raw: pd.DataFrame, i: int = 0) -> 
                          for c in cross.columns]
                 value = " x ".join(parts) + (" (unseen combination)" if local == 0 else "")
             rows.append((field, value, float(weights[gid])))
+        at = len(offsets)
+        for t in (t for t in f.text if t.wide):
+            enc, start = prep.encoders_[f"txt:{t.name}"], next(s for k, s, _ in prep.wide_offsets() if k == f"txt:{t.name}")
+            ids = wide[0, at : at + int(t.max_length)]
+            ids = ids[ids != run.model.wide_pad]
+            at += int(t.max_length)
+            token_rows += [(t.name, enc.label(int(g - start)), float(weights[g])) for g in ids]
+            top = sorted(((enc.label(int(g - start)), float(weights[g])) for g in ids), key=lambda x: -abs(x[1]))[:3]
+            shown = ", ".join(f"{tok} {w:+.2f}" for tok, w in top)
+            rows.append((t.name, f"{len(ids)} tokens" + (f" ({shown}, ...)" if len(ids) > 3 else f" ({shown})" if ids.size else ""),
+                         float(weights[ids].sum())))
     terms = pd.DataFrame(rows, columns=["field", "value", "weight"])
+    tokens = pd.DataFrame(token_rows, columns=["column", "token", "weight"])
+    if len(tokens):
+        tokens = tokens.iloc[np.argsort(-tokens.weight.abs().to_numpy(), kind="stable")].reset_index(drop=True)
     if len(terms):
         terms = terms.iloc[np.argsort(-terms.weight.abs().to_numpy(), kind="stable")].reset_index(drop=True)
-    return ScoreParts(wide_logit, deep_logit, bias, output, prediction, terms)
+    return ScoreParts(wide_logit, deep_logit, bias, output, prediction, terms, tokens)
 
 
 def row_parts(run: Run, source: Source, i: int = 0) -> ScoreParts:

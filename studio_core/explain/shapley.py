@@ -84,6 +84,11 @@ def wide_values(prep: Preprocessor, model: torch.nn.Module, codes_r: ColumnCodes
                 w = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
                 for subset in combinations([x for x in range(k) if x != i], size):
                     out[:, at[cols[i]]] += w * (value[tuple(sorted(subset + (i,)))] - value[subset])
+    start = len(wide_terms(prep))
+    for t in (t for t in prep.features.text if t.wide):  # a text term: the sum of its tokens' weights, one column's alone
+        cols = slice(start, start + int(t.max_length))
+        out[:, at[t.name]] += weights[wide_r[:, cols]].sum(axis=1) - weights[wide_b[:, cols]].sum(axis=1).mean()
+        start += int(t.max_length)
     return out
 
 
@@ -103,6 +108,10 @@ def _deep_slices(prep: Preprocessor, model: torch.nn.Module, codes: ColumnCodes)
     for k, name in enumerate(deep_ids):
         d = model.embeddings[k].embedding_dim
         out.setdefault(name, []).append(("emb", k, slice(start, start + d)))
+        start += d
+    for k, t in enumerate(t for t in f.text if t.deep):  # averaged token embeddings follow the embeddings
+        d = model.bags.dims[k]
+        out.setdefault(t.name, []).append(("bag", k, slice(start, start + d)))
         start += d
     owners = [(x.name, j) for x in f.numeric if x.transform in SCALED_TRANSFORMS for j in range(codes.scaled[x.name].shape[1])]
     periodic = list(model.periodic_index) if getattr(model, "periodic", None) is not None else []
@@ -127,7 +136,10 @@ def _first_layer_shares(prep: Preprocessor, model: torch.nn.Module, codes: Colum
     for name in columns:
         total = torch.zeros(codes.n, weight.shape[0])
         for kind, key, cols in slices[name]:
-            if kind == "emb":
+            if kind == "bag":
+                ids = prep.encoders_[f"txt:{name}"].deep_ids(codes.tokens[name])
+                x = model.bags.one(key, torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)))
+            elif kind == "emb":
                 ids = torch.from_numpy(np.asarray(codes.buckets[name] if name in codes.buckets and name not in codes.cat_ids
                                                   else codes.cat_ids[name], dtype=np.int64))
                 x = model.embeddings[key](ids)

@@ -38,6 +38,11 @@ def known_values(run: Run, column: str) -> frozenset[str] | None:
     return enc._known
 
 
+def is_text(run: Run, column: str) -> bool:
+    """Whether a column is free text (the what-if editor gives it a text box)."""
+    return any(t.name == column and t.kind == "text" for t in run.preprocessor.features.text)
+
+
 def is_numeric(run: Run, column: str) -> bool:
     return column in {f.name for f in run.preprocessor.features.numeric}
 

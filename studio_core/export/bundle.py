@@ -205,7 +205,7 @@ def _manifest(run: Run, prep: Preprocessor, proto: Any, inputs: list[str], graph
     from studio_core import __version__
 
     layout = prep.layout()
-    widths = {"wide": len(layout.wide_fields), "cat": len(layout.deep_fields), "num": len(layout.numeric_inputs)}
+    widths = {"wide": layout.wide_width, "cat": layout.cat_width, "num": len(layout.numeric_inputs)}
     raw = "raw.onnx" in graphs
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "engine_version": __version__,

@@ -48,9 +48,9 @@ log = logging.getLogger(__name__)
 def model_inputs(model: WideDeep, layout: Layout) -> list[str]:
     """Names of the inputs the exported graph takes, in ``wide, cat, num`` order."""
     names = []
-    if model.use_wide and len(layout.wide_fields):
+    if model.use_wide and layout.wide_width:
         names.append("wide")
-    if model.use_deep and len(layout.deep_fields):
+    if model.use_deep and layout.cat_width:
         names.append("cat")
     if model.use_deep and len(layout.numeric_inputs):
         names.append("num")
@@ -87,7 +87,7 @@ class _Exportable(nn.Module):
 
 def example_inputs(layout: Layout, names: list[str], n: int = 2) -> dict[str, np.ndarray]:
     """Small valid inputs of the right dtypes and widths (ids 0 are valid everywhere)."""
-    widths = {"wide": len(layout.wide_fields), "cat": len(layout.deep_fields), "num": len(layout.numeric_inputs)}
+    widths = {"wide": layout.wide_width, "cat": layout.cat_width, "num": len(layout.numeric_inputs)}
     return {k: (np.zeros((n, widths[k]), np.float32) if k == "num" else np.zeros((n, widths[k]), np.int64)) for k in names}
 
 
@@ -119,7 +119,7 @@ def _quiet_exporter():
 def export_model(model: WideDeep, layout: Layout, opset: int | None = None) -> onnx.ModelProto:
     """The network as an ONNX ``ModelProto`` with a dynamic batch axis and weights inside."""
     names = model_inputs(model, layout)
-    wrapper = _Exportable(model, names, len(layout.deep_fields), len(layout.numeric_inputs))
+    wrapper = _Exportable(model, names, layout.cat_width, len(layout.numeric_inputs))
     was_training = model.training
     model.eval()
     args = tuple(torch.from_numpy(a) for a in example_inputs(layout, names).values())
@@ -190,8 +190,9 @@ def torch_logits(model: WideDeep, inputs: dict[str, np.ndarray], layout: Layout,
 def synthetic_inputs(layout: Layout, n: int = PARITY_ROWS, seed: int = 0) -> dict[str, np.ndarray]:
     """Random valid model inputs, for a parity check when no data rows are at hand."""
     rng = np.random.default_rng(seed)
-    wide = rng.integers(0, max(layout.wide_dim, 1), (n, len(layout.wide_fields)), dtype=np.int64)
-    cat = np.stack([rng.integers(0, c, n) for c in layout.deep_cardinalities], 1) if layout.deep_fields else np.zeros((n, 0), np.int64)
+    wide = rng.integers(0, max(layout.wide_dim, 1), (n, layout.wide_width), dtype=np.int64)
+    cards = [*layout.deep_cardinalities, *(c for c, k in zip(layout.text_cardinalities, layout.text_lengths) for _ in range(k))]
+    cat = np.stack([rng.integers(0, c, n) for c in cards], 1) if cards else np.zeros((n, 0), np.int64)
     num = rng.normal(size=(n, len(layout.numeric_inputs))).astype(np.float32)
     return {"wide": wide, "cat": cat.astype(np.int64), "num": num}
 

@@ -57,6 +57,10 @@ def unsupported(prep: Preprocessor) -> list[str]:
     reasons = []
     for key, enc in prep.encoders_.items():
         kind = key.split(":", 1)[0]
+        if kind == "txt":
+            reasons.append(f"text column {key[4:]!r} is split into tokens by a regular expression (words of any script) or at a "
+                           "delimiter, deduplicated per row and truncated, which ONNX's string operators cannot express exactly")
+            continue
         if not isinstance(enc, _SUPPORTED.get(kind, ())):
             reasons.append(f"encoder {key!r} ({type(enc).__name__}) has no ONNX form")
         elif isinstance(enc, VocabEncoder) and not all(isinstance(v, str) for v in enc.vocabulary_):

@@ -116,6 +116,9 @@ def synthetic_raw_rows(prep: Preprocessor, n: int = 10_000, seed: int = 0) -> pa
                 values = np.where(rng.random(n) < 0.3, rng.choice(bounds, n), values)  # ties: boundaries themselves
             cols[col] = pa.array(np.where(nulls, np.nan, values), pa.float64(), mask=nulls)
             continue
+        if f"txt:{col}" in prep.encoders_:
+            cols[col] = _synthetic_texts(prep, col, rng, n, nulls)
+            continue
         enc = prep.encoders_[f"cat:{col}"]
         known = [v for v in getattr(enc, "vocabulary_", [])]
         if is_boolean_type(duck_type):
@@ -127,6 +130,17 @@ def synthetic_raw_rows(prep: Preprocessor, n: int = 10_000, seed: int = 0) -> pa
             pool = known + ["never seen", "ünïcödé", "日本語", "emoji 🙂", "", " x "] + [f"v{i}" for i in range(20)]
             cols[col] = pa.array([pool[i] for i in rng.integers(0, len(pool), n)], pa.string(), mask=nulls)
     return pa.table(cols) if cols else pa.table({"__wd_dummy": pa.array(np.zeros(n))})
+
+
+def _synthetic_texts(prep: Preprocessor, col: str, rng: np.random.Generator, n: int, nulls: np.ndarray) -> pa.Array:
+    """Texts (or sets) of 0-30 known and unseen tokens, with capitals and punctuation."""
+    feature = next(t for t in prep.features.text if t.name == col)
+    pool = [t for t in (prep.encoders_[f"txt:{col}"].vocabulary_ or []) if " " not in t][:2000] + ["never", "ÜNÏCÖDÉ", "日本語", "Wow!"]
+    picks = [list(np.asarray(pool, dtype=object)[rng.integers(0, len(pool), int(rng.integers(0, 31)))]) for _ in range(n)]
+    if str(prep.column_types.get(col, "VARCHAR")).endswith("[]"):
+        return pa.array(picks, pa.list_(pa.string()), mask=nulls)
+    sep = f" {feature.delimiter} " if feature.kind == "multi" else " "
+    return pa.array([sep.join(p) for p in picks], pa.string(), mask=nulls)
 
 
 def _is_float(value: Any) -> bool:

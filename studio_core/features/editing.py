@@ -8,9 +8,18 @@ from typing import Any
 
 from studio_core.features.encoders import embedding_dim_for
 from studio_core.features.sizing import periodic_params
-from studio_core.spec.schema import NUMERIC_TRANSFORMS, CategoricalFeature, CrossFeature, ModelSpec, NumericFeature, Spec
+from studio_core.spec.schema import (
+    NUMERIC_TRANSFORMS,
+    TEXT_KINDS,
+    CategoricalFeature,
+    CrossFeature,
+    ModelSpec,
+    NumericFeature,
+    Spec,
+    TextFeature,
+)
 
-ROLES = ("numeric", "categorical", "ignored")
+ROLES = ("numeric", "categorical", "text", "ignored")
 TREE_PIECEWISE = "piecewise-tree"  # the editor's name for piecewise with target-aware (tree) bins
 NUMERIC_ENCODINGS = (*NUMERIC_TRANSFORMS[:2], TREE_PIECEWISE, *NUMERIC_TRANSFORMS[2:])  # the editor's choices for a numeric column
 
@@ -37,6 +46,7 @@ def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> lis
     """One editable row per column (the label excluded)."""
     num = {f.name: f for f in spec.features.numeric}
     cat = {f.name: f for f in spec.features.categorical}
+    text = {f.name: f for f in spec.features.text}
     rows = []
     for c in columns:
         if c == spec.data.label:
@@ -47,6 +57,9 @@ def feature_rows(spec: Spec, columns: list[str], reasons: dict[str, str]) -> lis
         elif c in cat:
             f = cat[c]
             rows.append({"column": c, "role": "categorical", "encoding": f.encoding, "embedding_dim": f.embedding_dim, "wide": f.wide, "reason": reasons.get(c, "")})
+        elif c in text:
+            f = text[c]
+            rows.append({"column": c, "role": "text", "encoding": f.kind, "embedding_dim": f.embedding_dim, "wide": f.wide, "reason": reasons.get(c, "")})
         else:
             rows.append({"column": c, "role": "ignored", "encoding": "", "embedding_dim": 0, "wide": False, "reason": reasons.get(c, "")})
     return rows
@@ -57,7 +70,8 @@ def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
     out = copy.deepcopy(spec)
     num = {f.name: f for f in spec.features.numeric}
     cat = {f.name: f for f in spec.features.categorical}
-    numeric, categorical = [], []
+    text = {f.name: f for f in spec.features.text}
+    numeric, categorical, texts = [], [], []
     for r in rows:
         name, role = r["column"], r.get("role") or "ignored"
         if role == "numeric":
@@ -75,7 +89,13 @@ def apply_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
             f.embedding_dim = int(r.get("embedding_dim") or f.embedding_dim)
             f.wide = bool(r.get("wide"))
             categorical.append(f)
-    out.features.numeric, out.features.categorical = numeric, categorical
+        elif role == "text":  # "text" (words) or "multi" (a set of values) in the encoding cell
+            f = copy.deepcopy(text.get(name, TextFeature(name=name, kind=r.get("encoding") if r.get("encoding") in TEXT_KINDS else "text")))
+            f.kind = r.get("encoding") if r.get("encoding") in TEXT_KINDS else f.kind
+            f.embedding_dim = int(r.get("embedding_dim") or f.embedding_dim)
+            f.wide = bool(r.get("wide"))
+            texts.append(f)
+    out.features.numeric, out.features.categorical, out.features.text = numeric, categorical, texts
     names = {f.name for f in numeric} | {f.name for f in categorical}
     out.features.crosses = [x for x in spec.features.crosses if set(x.columns) <= names]
     return out
@@ -104,10 +124,14 @@ def summarize(spec: Spec, distinct: dict[str, int]) -> ModelSummary:
     f, m = spec.features, spec.model
     ids = {c.name: (c.hash_buckets if c.encoding == "hash" else distinct.get(c.name, 1)) + 1 for c in f.categorical}
     ids |= {n.name: n.buckets + 1 for n in f.numeric}
+    ids |= {t.name: (t.hash_buckets if t.encoding == "hash" else min(t.max_tokens, distinct.get(t.name, t.max_tokens))) + 1 for t in f.text}
     wide = [c.name for c in f.categorical if c.wide] + [f"{n.name} (bucket)" for n in f.numeric if n.wide] + [" x ".join(x.columns) for x in f.crosses]
+    wide += [t.name for t in f.text if t.wide]
     wide_params = sum(ids[c.name] for c in f.categorical if c.wide) + sum(ids[n.name] for n in f.numeric if n.wide) + sum(x.hash_buckets + 1 for x in f.crosses)
+    wide_params += sum(ids[t.name] for t in f.text if t.wide)
     emb = [(c.name, ids[c.name], c.embedding_dim) for c in f.categorical if c.deep]
     emb += [(n.name, ids[n.name], _numeric_dim(n)) for n in f.numeric if n.transform == "bucketize" or n.embed]
+    emb += [(f"{t.name} (tokens, averaged)", ids[t.name], t.embedding_dim) for t in f.text if t.deep]
     n_num = sum(numeric_width(n, m) for n in f.numeric)
     width = (len(emb) + n_num) * m.attention_dim if m.attention else sum(d for _, _, d in emb) + n_num
     deep = sum(i * d for _, i, d in emb) + sum(periodic_params(m) for n in f.numeric if n.transform == "periodic")

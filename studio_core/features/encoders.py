@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import mmh3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from studio_core.data.source import Source
 from studio_core.features.piecewise import PiecewiseLinear
+from studio_core.features.text import TokenEncoder
+from studio_core.features.value_codes import HASH_SEED, dictionary_codes, hash_text  # noqa: F401  (HASH_SEED: the export graph hashes as they do)
 
-HASH_SEED = 0
 CROSS_PRIME = 1_000_003
 MASK32 = (1 << 32) - 1
 
@@ -28,25 +28,9 @@ def embedding_dim_for(n_ids: int) -> int:
     return int(max(2, min(64, round(1.6 * max(n_ids, 1) ** 0.56))))
 
 
-def _dictionary(values: pa.Array | pa.ChunkedArray) -> tuple[list[Any], np.ndarray]:
-    """Distinct values and per-row indices (-1 for NULL) of an Arrow column."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    encoded = pc.dictionary_encode(values)
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    if encoded.null_count:
-        indices = np.where(encoded.is_null().to_numpy(zero_copy_only=False), -1, indices)
-    return encoded.dictionary.to_pylist(), indices.astype(np.int64)
-
-
-def hash_text(values: list[Any]) -> np.ndarray:
-    """Unsigned 32-bit MurmurHash3 (x86_32, seed 0) of each value's UTF-8 text."""
-    return np.array([mmh3.hash(str(v), HASH_SEED, signed=False) for v in values], dtype=np.int64)
-
-
 def text_codes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Per-row hash codes of text values for crosses; NULL -> 0."""
-    uniques, idx = _dictionary(values)
+    uniques, idx = dictionary_codes(values)
     table = np.concatenate([hash_text(uniques), np.zeros(1, np.int64)])
     return table[idx]  # idx -1 picks the trailing 0
 
@@ -80,7 +64,7 @@ class VocabEncoder:
         index = getattr(self, "_index", None)
         if index is None:
             index = self._index = {v: i + 1 for i, v in enumerate(self.vocabulary_)}
-        uniques, idx = _dictionary(values)
+        uniques, idx = dictionary_codes(values)
         table = np.array([index.get(v, 0) for v in uniques] + [0], dtype=np.int64)
         return table[idx]
 
@@ -96,7 +80,7 @@ class HashEncoder:
         return self
 
     def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        uniques, idx = _dictionary(values)
+        uniques, idx = dictionary_codes(values)
         table = np.concatenate([1 + hash_text(uniques) % int(self.buckets), np.zeros(1, np.int64)])
         return table[idx]
 
@@ -207,7 +191,7 @@ class CrossEncoder:
         return (1 + folded % int(self.buckets)).astype(np.int64)
 
 
-ENCODERS = {c.__name__: c for c in (VocabEncoder, HashEncoder, Standardizer, QuantileBucketizer, CrossEncoder, PiecewiseLinear)}
+ENCODERS = {c.__name__: c for c in (VocabEncoder, HashEncoder, Standardizer, QuantileBucketizer, CrossEncoder, PiecewiseLinear, TokenEncoder)}
 
 
 def encoder_state(enc: Any) -> dict[str, Any]:

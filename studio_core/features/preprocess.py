@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from studio_core.common.jsonsafe import json_safe
-from studio_core.data.sqlutil import number_expr, qi, ql, text_expr
+from studio_core.data.sqlutil import number_expr, qi, ql, text_expr, tokens_expr
 from studio_core.features.cross_labels import LABELS_KEPT, combination_labels
+from studio_core.features.encoded import ColumnCodes, Encoded, Layout
 from studio_core.features.encoders import (
     CrossEncoder,
     HashEncoder,
@@ -32,69 +33,10 @@ from studio_core.features.encoders import (
     text_codes,
 )
 from studio_core.features.piecewise import PiecewiseLinear
+from studio_core.features.text import TokenEncoder
 from studio_core.spec.schema import SCALED_TRANSFORMS, FeatureSpec
 
 BATCH_ROWS = 262_144
-
-
-@dataclass
-class Encoded:
-    """Model inputs for n rows as NumPy arrays; ``y`` is None when the label is absent."""
-
-    wide: np.ndarray  # int64 (n, n_wide_fields), global wide ids
-    cat: np.ndarray  # int64 (n, n_deep_fields), per-field ids
-    num: np.ndarray  # float32 (n, n_numeric_inputs)
-    y: np.ndarray | None = None  # float32 (n,)
-    key: np.ndarray | None = None  # int64 (n,) the rows' ``__wd_row`` numbers, when asked for
-    label: np.ndarray | None = None  # float64 (n,) the label as read (0/1, or the value): batches of transform_batches only
-
-    def __len__(self) -> int:
-        return len(self.wide)
-
-
-@dataclass
-class ColumnCodes:
-    """Per-input-column encodings of n rows, before they are assembled into model inputs.
-
-    Every array is indexed by row and belongs to exactly one input column, so rows can be mixed
-    column by column (``mix``): that is how an explanation masks a column with a background row's
-    value without re-running SQL."""
-
-    n: int
-    cat_ids: dict[str, np.ndarray]  # categorical column -> ids
-    text_codes: dict[str, np.ndarray]  # text column used in a cross -> murmur3 codes (NULL -> 0)
-    buckets: dict[str, np.ndarray]  # numeric column -> bucket ids
-    scaled: dict[str, np.ndarray]  # numeric column entering the deep part as numbers -> (n, width) float32
-
-    def mix(self, columns: list[str], rows: np.ndarray) -> ColumnCodes:
-        """Codes of ``len(rows)`` new rows where column ``columns[j]`` takes its codes from row
-        ``rows[:, j]`` of this set."""
-        at = {c: rows[:, j] for j, c in enumerate(columns)}
-
-        def pick(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return {c: a[at[c]] for c, a in d.items()}
-
-        return ColumnCodes(len(rows), pick(self.cat_ids), pick(self.text_codes), pick(self.buckets), pick(self.scaled))
-
-    @staticmethod
-    def concat(parts: list[ColumnCodes]) -> ColumnCodes:
-        def cat(name: str) -> dict[str, np.ndarray]:
-            return {c: np.concatenate([getattr(p, name)[c] for p in parts]) for c in getattr(parts[0], name)}
-
-        return ColumnCodes(sum(p.n for p in parts), cat("cat_ids"), cat("text_codes"), cat("buckets"), cat("scaled"))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What the model needs to know about its inputs (sizes only)."""
-
-    wide_fields: tuple[str, ...]
-    wide_dim: int
-    deep_fields: tuple[str, ...]
-    deep_cardinalities: tuple[int, ...]
-    deep_embedding_dims: tuple[int, ...]
-    numeric_inputs: tuple[str, ...]
-    periodic_inputs: tuple[int, ...] = ()  # indices into numeric_inputs that get periodic embeddings
 
 
 @dataclass
@@ -118,9 +60,22 @@ class Preprocessor:
     def _numeric_cols(self) -> set[str]:
         return {f.name for f in self.features.numeric}
 
+    def _text_cols(self) -> set[str]:
+        return {f.name for f in self.features.text}
+
     def input_columns(self) -> list[str]:
-        """Feature columns in the fixed order of ``select_sql``'s outputs (n{i} / t{i})."""
-        return sorted({f.name for f in self.features.categorical} | self._numeric_cols())
+        """Feature columns in the fixed order of ``select_sql``'s outputs (n{i} / t{i} / l{i})."""
+        return sorted({f.name for f in self.features.categorical} | self._numeric_cols() | self._text_cols())
+
+    def output_keys(self) -> dict[str, str]:
+        """Input column -> its output column in ``select_sql``: n{i} numbers, t{i} text, l{i} token lists."""
+        numeric, text = self._numeric_cols(), self._text_cols()
+        return {name: (f"n{i}" if name in numeric else f"l{i}" if name in text else f"t{i}") for i, name in enumerate(self.input_columns())}
+
+    def tokens_sql(self, name: str) -> str:
+        """SQL giving text / multi column ``name``'s tokens as a list."""
+        f = next(x for x in self.features.text if x.name == name)
+        return tokens_expr(name, self.column_types.get(name, "VARCHAR"), f.kind, f.delimiter, f.ngrams)
 
     def label_expr(self) -> str:
         if self.task == "binary":
@@ -143,6 +98,8 @@ class Preprocessor:
                 self.notes_.append(f"{f.name}: more than {cap:,} distinct values, so it is hashed into {cap:,} buckets "
                                    "(raise features.max_vocabulary to keep a vocabulary)")
             enc[f"cat:{f.name}"] = e
+        for f in self.features.text:
+            enc[f"txt:{f.name}"] = TokenEncoder(f.encoding, f.min_count, f.max_tokens, f.hash_buckets, f.max_length, f.deep_min_count).fit(source, self.tokens_sql(f.name))
         crossed = {c for x in self.features.crosses for c in x.columns}
         label = f"CASE WHEN {self.label_filter()} THEN {self.label_expr()} END"  # tree bins: NULL for rows without a label
         for f in self.features.numeric:
@@ -213,6 +170,13 @@ class Preprocessor:
         for i, x in enumerate(f.crosses):
             wide_fields.append(" x ".join(x.columns))
             wide_dim += enc[f"cross:{i}"].n_ids_
+        wide_text = [t for t in f.text if t.wide]
+        for t in wide_text:
+            wide_fields.append(t.name)
+            wide_dim += enc[f"txt:{t.name}"].n_ids_
+        wide_pad = wide_dim if wide_text else -1
+        wide_dim += 1 if wide_text else 0
+        deep_text = [t for t in f.text if t.deep]
         deep, cards, dims = [], [], []
         for c in f.categorical:
             if c.deep:
@@ -231,10 +195,14 @@ class Preprocessor:
             if n.transform == "periodic":
                 periodic.append(len(numeric))
             numeric += enc[f"std:{n.name}"].input_names(n.name)
-        return Layout(tuple(wide_fields), wide_dim, tuple(deep), tuple(cards), tuple(dims), tuple(numeric), tuple(periodic))
+        return Layout(tuple(wide_fields), wide_dim, tuple(deep), tuple(cards), tuple(dims), tuple(numeric), tuple(periodic),
+                      tuple(t.name for t in deep_text), tuple(enc[f"txt:{t.name}"].deep_n_ids_ for t in deep_text),
+                      tuple(int(t.embedding_dim) for t in deep_text), tuple(int(t.max_length) for t in deep_text),
+                      tuple(int(t.max_length) for t in wide_text), wide_pad)
 
     def wide_offsets(self) -> list[tuple[str, int, int]]:
-        """(field, first global id, number of ids) for every wide field, in order."""
+        """(field, first global id, number of ids) for every wide field, in order (text fields
+        last, each taking ``max_length`` columns of the wide array; the padding row is not listed)."""
         out, start = [], 0
         for key in self._wide_keys():
             n = self.encoders_[key].n_ids_
@@ -245,7 +213,7 @@ class Preprocessor:
     def _wide_keys(self) -> list[str]:
         f = self.features
         return ([f"cat:{c.name}" for c in f.categorical if c.wide] + [f"bkt:{n.name}" for n in f.numeric if n.wide]
-                + [f"cross:{i}" for i in range(len(f.crosses))])
+                + [f"cross:{i}" for i in range(len(f.crosses))] + [f"txt:{t.name}" for t in f.text if t.wide])
 
     # ---- transform ------------------------------------------------------------------------
     def select_sql(self, relation: str, with_label: bool, available: set[str] | None = None, key: bool = False) -> str:
@@ -256,6 +224,8 @@ class Preprocessor:
             present = available is None or name in available
             if name in self._numeric_cols():
                 cols.append(f"{number_expr(name) if present else 'CAST(NULL AS DOUBLE)'} AS n{i}")
+            elif name in self._text_cols():
+                cols.append(f"{self.tokens_sql(name) if present else 'CAST(NULL AS VARCHAR[])'} AS l{i}")
             else:
                 cols.append(f"{self._text(name) if present else 'CAST(NULL AS VARCHAR)'} AS t{i}")
         if with_label:
@@ -270,7 +240,7 @@ class Preprocessor:
         parts = [(e.wide, e.cat, e.num, e.y) for e in self.transform_batches(source, with_label, available)]
         if not parts:
             layout = self.layout()
-            return Encoded(np.zeros((0, len(layout.wide_fields)), np.int64), np.zeros((0, len(layout.deep_fields)), np.int64),
+            return Encoded(np.zeros((0, layout.wide_width), np.int64), np.zeros((0, layout.cat_width), np.int64),
                            np.zeros((0, len(layout.numeric_inputs)), np.float32), np.zeros(0, np.float32) if with_label else None)
         return Encoded(*(np.concatenate([p[i] for p in parts]) if parts[0][i] is not None else None for i in range(4)))
 
@@ -278,7 +248,7 @@ class Preprocessor:
                           batch_rows: int = BATCH_ROWS, key: bool = False) -> Iterator[Encoded]:
         """Encode ``source`` one Arrow record batch at a time: memory stays at one batch.  With
         ``key`` each batch carries its rows' ``__wd_row`` numbers."""
-        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self.input_columns())}
+        keys = self.output_keys()
         reader = source.con.sql(self.select_sql(source.relation, with_label, available, key)).to_arrow_reader(batch_rows)
         for batch in reader:
             yield self._encode_batch(batch, keys, with_label, key)
@@ -305,6 +275,7 @@ class Preprocessor:
             {c: text_codes(col[c]) for c in sorted(crossed_text)},
             {x.name: enc[f"bkt:{x.name}"].transform(col[x.name]) for x in f.numeric if f"bkt:{x.name}" in enc},
             {x.name: enc[f"std:{x.name}"].transform(col[x.name]) for x in f.numeric if x.transform in SCALED_TRANSFORMS},
+            {x.name: enc[f"txt:{x.name}"].transform(col[x.name]) for x in f.text},
         )
 
     def assemble(self, codes: ColumnCodes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -316,16 +287,25 @@ class Preprocessor:
             parts = [codes.buckets[c] if c in codes.buckets else codes.text_codes[c] for c in x.columns]
             wide.append(enc[f"cross:{i}"].transform(parts))
         offsets = [start for _, start, _ in self.wide_offsets()]
-        wide_arr = np.stack([w + o for w, o in zip(wide, offsets)], axis=1) if wide else np.zeros((n, 0), np.int64)
-        deep = [codes.cat_ids[c.name] for c in f.categorical if c.deep] + [codes.buckets[x.name] for x in f.numeric if x.transform == "bucketize" or x.embed]
-        cat_arr = np.stack(deep, axis=1) if deep else np.zeros((n, 0), np.int64)
+        wide = [(w + o)[:, None] for w, o in zip(wide, offsets)]
+        wide_text = [t for t in f.text if t.wide]
+        if wide_text:  # a text field's token ids, "no token" (0) as the padding row, whose weight stays 0
+            pad = self.layout().wide_pad
+            for t, o in zip(wide_text, offsets[len(offsets) - len(wide_text):]):
+                ids = codes.tokens[t.name]
+                wide.append(np.where(ids > 0, ids + o, pad))
+        wide_arr = np.concatenate(wide, axis=1) if wide else np.zeros((n, 0), np.int64)
+        deep = [codes.cat_ids[c.name][:, None] for c in f.categorical if c.deep]
+        deep += [codes.buckets[x.name][:, None] for x in f.numeric if x.transform == "bucketize" or x.embed]
+        deep += [enc[f"txt:{t.name}"].deep_ids(codes.tokens[t.name]) for t in f.text if t.deep]
+        cat_arr = np.concatenate(deep, axis=1) if deep else np.zeros((n, 0), np.int64)
         nums = [codes.scaled[x.name] for x in f.numeric if x.transform in SCALED_TRANSFORMS]
         num_arr = np.concatenate(nums, axis=1) if nums else np.zeros((n, 0), np.float32)
         return wide_arr.astype(np.int64), cat_arr.astype(np.int64), num_arr.astype(np.float32)
 
     def encode_columns(self, source: Source, available: set[str] | None = None) -> ColumnCodes:
         """Stage-1 codes of every row of ``source`` (no label), for explanations."""
-        keys = {name: (f"n{i}" if name in self._numeric_cols() else f"t{i}") for i, name in enumerate(self.input_columns())}
+        keys = self.output_keys()
         table = source.con.sql(self.select_sql(source.relation, False, available)).to_arrow_table()
         return self.column_codes({name: table.column(k) for name, k in keys.items()}, table.num_rows)
 

@@ -74,6 +74,9 @@ def spec_params(spec: Spec, vocabulary: int | None = None) -> int:
     embeddings = [(ids[c.name], int(c.embedding_dim)) for c in f.categorical if c.deep]
     embeddings += [(int(n.buckets) + 1, int(n.embedding_dim) or embedding_dim_for(int(n.buckets) + 1))
                    for n in f.numeric if n.transform == "bucketize" or n.embed]
+    text_ids = {t.name: (int(t.hash_buckets) + 1 if t.encoding == "hash" else min(cap, int(t.max_tokens) + 1)) for t in f.text}
+    wide += sum(text_ids[t.name] for t in f.text if t.wide) + (1 if any(t.wide for t in f.text) else 0)  # + the padding row
+    embeddings += [(text_ids[t.name], int(t.embedding_dim)) for t in f.text if t.deep]  # averaged: one vector each, as an embedding
     # one value each at least (a missing flag may add one, a piecewise column one per bin)
     n_numeric = sum(1 for n in f.numeric if n.transform in SCALED_TRANSFORMS)
     n_periodic = sum(1 for n in f.numeric if n.transform == "periodic")
@@ -101,7 +104,7 @@ def size_problems(spec: Spec, limit: int | None = None) -> list[Problem]:
 def layout_params(layout: Layout, model: ModelSpec) -> int:
     """The exact parameter count of the model a fitted layout builds."""
     wide = layout.wide_dim if model.wide else 0
-    embeddings = list(zip(layout.deep_cardinalities, layout.deep_embedding_dims))
+    embeddings = list(zip(layout.deep_cardinalities, layout.deep_embedding_dims)) + list(zip(layout.text_cardinalities, layout.text_embedding_dims))
     return wide + deep_params(embeddings, len(layout.numeric_inputs), model, len(layout.periodic_inputs)) + 1
 
 

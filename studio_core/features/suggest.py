@@ -39,7 +39,8 @@ from studio_core.features.suggest_checks import (
     table_notes,
 )
 from studio_core.features.suggest_scores import cross_score, single_column_scores
-from studio_core.spec.schema import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec
+from studio_core.features.suggest_text import TEXT_WIDE_L2, text_feature
+from studio_core.spec.schema import CategoricalFeature, CrossFeature, DataSpec, FeatureSpec, NumericFeature, Spec, TextFeature
 
 MAX_VOCAB = 10_000  # more distinct values than this -> hashing
 MIN_ROWS_PER_VALUE_DEEP = 50  # sparser categoricals (user/item ids) go to the wide part only
@@ -56,7 +57,7 @@ NUMERIC_BUCKETS = 32  # numerics are standardised *and* their bucket embedded (t
 @dataclass(frozen=True)
 class ColumnRole:
     name: str
-    role: str  # "label" | "numeric" | "categorical" | "ignored"
+    role: str  # "label" | "numeric" | "categorical" | "text" | "ignored"
     reason: str
     distinct: int
     null_share: float
@@ -161,6 +162,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
         roles.append(ColumnRole(data.split_column, "ignored", f"used by the split (data.split = {data.split!r})", 0, 0.0))
     numeric: list[NumericFeature] = []
     categorical: list[CategoricalFeature] = []
+    texts: list[TextFeature] = []
     comp_expr: dict[str, str] = {}
     n_train = max(split.n_train, 1)
     for col in candidates:
@@ -168,10 +170,14 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
         nonnull, distinct, integral = stats[col]
         null_share = 1 - nonnull / n_train
         reason, role = "", ""
+        found = text_feature(con, train, col, t) if nonnull and distinct > 1 and (t == "VARCHAR" or t.endswith("[]")) else None
         if nonnull == 0:
             role, reason = "ignored", "all values missing"
         elif distinct <= 1:
             role, reason = "ignored", "constant"
+        elif found is not None:
+            role, reason = "text", found[1]
+            texts.append(found[0])
         elif not (is_numeric_type(t) or is_boolean_type(t) or t == "VARCHAR"):
             role, reason = "ignored", f"type {t} is not supported; derive numbers or text from it with SQL"
         elif looks_like_group_id(col, distinct, nonnull, integral, t == "VARCHAR"):
@@ -250,17 +256,19 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
     cross_specs = [CrossFeature(columns=list(c.columns), encoding="vocab" if c.cardinality <= MAX_VOCAB else "hash",
                                 hash_buckets=int(min(1 << 20, max(1024, 1 << int(np.ceil(np.log2(2 * c.cardinality)))))), min_count=1)
                    for c in chosen]
-    if not numeric and not categorical:
+    if not numeric and not categorical and not texts:
         why = "; ".join(f"{r.name}: {r.reason}" for r in final_roles if r.role == "ignored")
         raise StudioError(f"no column can be a feature for label {data.label!r} ({why or 'the table has only the label'}); "
                           "add columns that describe the rows, or derive some with SQL")
-    if not any(c.wide for c in categorical) and not cross_specs:
+    if not any(c.wide for c in categorical) and not cross_specs and not texts:
         # a table of numbers only: their quantile buckets make the wide (linear) part a step function of each
         for f in numeric:
             f.wide = True
         final_roles = [ColumnRole(r.name, r.role, f"{r.reason}; its quantile buckets feed the wide part (no categorical column to do so)", r.distinct,
                                   r.null_share, r.gain) if r.role == "numeric" else r for r in final_roles]
-    spec = Spec(data=data, features=FeatureSpec(numeric=numeric, categorical=categorical, crosses=cross_specs))
+    spec = Spec(data=data, features=FeatureSpec(numeric=numeric, categorical=categorical, crosses=cross_specs, text=texts))
+    if any(t.kind == "text" for t in texts):  # a bag of words is a linear model over many rare tokens: it needs L2 (reviews: test AUC 0.877 -> 0.913 wide only)
+        spec.model.wide_l2 = TEXT_WIDE_L2
     share, groups, times, table = table_notes(con, train, labelled, data, [r for r in final_roles if r.role in ("numeric", "categorical")], stats, types)
     return Suggestion(spec, task_reason, final_roles, crosses, table + notes, groups, share, times)
 

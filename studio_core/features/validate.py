@@ -26,6 +26,7 @@ from studio_core.spec.schema import (
     SPEC_VERSION,
     SPLITS,
     TASKS,
+    TEXT_KINDS,
     WIDE_OPTIMIZERS,
     Spec,
 )
@@ -81,7 +82,7 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
     if d.label and d.label in names:
         p.append(Problem("features", f"the label {d.label!r} is also a feature", "remove it from the features"))
     if not names:
-        p.append(Problem("features", "no feature columns", "add at least one numeric or categorical column"))
+        p.append(Problem("features", "no feature columns", "add at least one numeric, categorical or text column"))
     for i, n in enumerate(f.numeric):
         _choice(p, f"features.numeric[{i}].transform", n.transform, NUMERIC_TRANSFORMS)
         _choice(p, f"features.numeric[{i}].binning", n.binning, BINNINGS)
@@ -93,6 +94,21 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
         _number(p, f"{field}.min_count", c.min_count, 1)
         _number(p, f"{field}.hash_buckets", c.hash_buckets, 1, 1 << 24)
         _number(p, f"{field}.embedding_dim", c.embedding_dim, 1, 1024)
+    for i, x in enumerate(f.text):
+        field = f"features.text[{i}]"
+        _choice(p, f"{field}.kind", x.kind, TEXT_KINDS)
+        _choice(p, f"{field}.encoding", x.encoding, CATEGORICAL_ENCODINGS)
+        _number(p, f"{field}.ngrams", x.ngrams, 1, 2)
+        _number(p, f"{field}.min_count", x.min_count, 1)
+        _number(p, f"{field}.max_tokens", x.max_tokens, 1, 1 << 22)
+        _number(p, f"{field}.hash_buckets", x.hash_buckets, 1, 1 << 24)
+        _number(p, f"{field}.max_length", x.max_length, 1, 4096)
+        _number(p, f"{field}.embedding_dim", x.embedding_dim, 1, 1024)
+        _number(p, f"{field}.deep_min_count", x.deep_min_count, 1)
+        if x.kind == "multi" and not x.delimiter:
+            p.append(Problem(f"{field}.delimiter", "a multi-valued column needs a delimiter", "set the character between the values, e.g. '|'"))
+        if not (x.wide or x.deep):
+            p.append(Problem(f"{field}", f"text column {x.name!r} feeds neither part", "set wide, deep or both, or remove the column"))
     _number(p, "features.max_vocabulary", f.max_vocabulary, 1, 1 << 24)
     for i, x in enumerate(f.crosses):
         field = f"features.crosses[{i}]"
@@ -100,8 +116,11 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
             p.append(Problem(f"{field}.columns", f"a cross needs 2 or 3 columns, got {len(x.columns)}", "pick 2 or 3 feature columns"))
         if len(set(x.columns)) != len(x.columns):
             p.append(Problem(f"{field}.columns", "a column appears twice in the cross", "cross distinct columns"))
+        text_names = {t.name for t in f.text}
         for col in x.columns:
-            if col not in names:
+            if col in text_names:
+                p.append(Problem(f"{field}.columns", f"{col!r} is a text column, which cannot be crossed", "cross numeric or categorical columns"))
+            elif col not in names:
                 p.append(Problem(f"{field}.columns", f"{col!r} is not a feature", "add it as a numeric or categorical feature first"))
         _choice(p, f"{field}.encoding", x.encoding, CROSS_ENCODINGS)
         _number(p, f"{field}.hash_buckets", x.hash_buckets, 1, 1 << 24)
@@ -109,7 +128,7 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
 
     if not m.wide and not m.deep:
         p.append(Problem("model", "both the wide and the deep part are switched off", "switch on model.wide, model.deep or both"))
-    if m.wide and not (any(c.wide for c in f.categorical) or any(n.wide for n in f.numeric) or f.crosses):
+    if m.wide and not (any(c.wide for c in f.categorical) or any(n.wide for n in f.numeric) or f.crosses or any(t.wide for t in f.text)):
         p.append(Problem("model.wide", "the wide part has no inputs", "mark columns 'wide', add a cross, or switch model.wide off"))
     if m.deep and not names:
         p.append(Problem("model.deep", "the deep part has no inputs", "add features or switch model.deep off"))
@@ -117,6 +136,8 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
         _number(p, f"model.hidden_units[{i}]", u, 1, 65536)
     _number(p, "model.dropout", m.dropout, 0.0, 0.95)
     _number(p, "model.wide_l1", m.wide_l1, 0.0)
+    _number(p, "model.wide_l2", m.wide_l2, 0.0, 1.0)
+    _number(p, "model.token_dropout", m.token_dropout, 0.0, 0.95)
     if any(n.transform == "periodic" for n in f.numeric):
         _number(p, "model.periodic_frequencies", m.periodic_frequencies, 1, 1024)
         _number(p, "model.periodic_dim", m.periodic_dim, 1, 1024)
@@ -192,6 +213,18 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
                 p.append(Problem(f"features.{kind}[{i}].name", f"column {feat.name!r} does not exist", f"remove it or choose one of: {hint}"))
             elif kind == "numeric" and not (is_numeric_type(table.types[feat.name]) or is_boolean_type(table.types[feat.name])):
                 p.append(Problem(f"features.{kind}[{i}].name", f"column {feat.name!r} is {table.types[feat.name]}, not numeric", "make it categorical"))
+            elif str(table.types[feat.name]).endswith("[]"):
+                p.append(Problem(f"features.{kind}[{i}].name", f"column {feat.name!r} is a list ({table.types[feat.name]})", "make it a multi-valued text feature"))
+    for i, x in enumerate(spec.features.text):
+        t = str(table.types.get(x.name, ""))
+        if x.name not in cols:
+            p.append(Problem(f"features.text[{i}].name", f"column {x.name!r} does not exist", f"remove it or choose one of: {hint}"))
+        elif t.endswith("[]") and x.kind != "multi":
+            p.append(Problem(f"features.text[{i}].kind", f"column {x.name!r} is a list ({t}), not text", "set kind to 'multi'"))
+        elif t.endswith("[]") and t.count("[]") > 1:
+            p.append(Problem(f"features.text[{i}].name", f"column {x.name!r} is a nested list ({t})", "flatten it with SQL (flatten(...)) first"))
+        elif not t.endswith("[]") and t != "VARCHAR":
+            p.append(Problem(f"features.text[{i}].name", f"column {x.name!r} is {t}, not text", "make it categorical or numeric"))
     if d.label in cols:
         try:
             values = [r[0] for r in table.guard(lambda: table.con.sql(

@@ -132,3 +132,40 @@ class FieldEmbeddings(nn.Module):
             for g, fields in enumerate(self.groups):
                 state_dict[f"{prefix}tables.{g}"] = torch.cat([state_dict.pop(f"{prefix}{k}.weight") for k in fields])
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+class TokenBags(nn.Module):
+    """The deep part's text and multi-valued fields: each field's token embeddings averaged over
+    the row's tokens.  Token id 0 (padding, an unseen or rare token) is left out of the average,
+    so a row's vector depends only on the tokens it has; a row without tokens gets zeros."""
+
+    def __init__(self, cardinalities: Sequence[int], dims: Sequence[int], lengths: Sequence[int], std: float = 0.05):
+        super().__init__()
+        self.dims, self.lengths = [int(d) for d in dims], [int(n) for n in lengths]
+        self.tables = nn.ParameterList(nn.Parameter(torch.empty(int(n), int(d)).normal_(0.0, std)) for n, d in zip(cardinalities, dims))
+
+    def __len__(self) -> int:
+        return len(self.dims)
+
+    @property
+    def width(self) -> int:
+        return sum(self.dims)
+
+    def one(self, k: int, ids: torch.Tensor) -> torch.Tensor:
+        """Field ``k``'s averaged vectors (batch, dim) from its token ids (batch, length)."""
+        mask = (ids != 0).unsqueeze(-1)
+        summed = (nn.functional.embedding(ids, self.tables[k]) * mask).sum(dim=1)
+        return summed / mask.sum(dim=1).clamp(min=1)
+
+    def per_field(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Each field's (batch, dim) vector; ``ids`` holds the fields' token columns side by side."""
+        out, at = [], 0
+        for k, n in enumerate(self.lengths):
+            out.append(self.one(k, ids[:, at : at + n]))
+            at += n
+        return out
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """(batch, sum of dims): the fields' vectors, field after field."""
+        parts = self.per_field(ids)
+        return torch.cat(parts, dim=1) if parts else ids.new_zeros((ids.shape[0], 0), dtype=torch.float32)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from studio_core.features.preprocess import Layout
-from studio_core.model.embeddings import FieldEmbeddings
+from studio_core.model.embeddings import FieldEmbeddings, TokenBags
 from studio_core.spec.schema import ModelSpec
 
 SPARSE_WIDE_MIN = 200_000
@@ -106,16 +106,19 @@ class _BagSum(torch.autograd.Function):
     ``index_add_`` -- about a tenth of an Adult training step.  Same gradient, same forward."""
 
     @staticmethod
-    def forward(ctx, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, ids: torch.Tensor, weight: torch.Tensor, pad: int) -> torch.Tensor:
         ctx.save_for_backward(ids)
-        ctx.rows = weight.shape[0]
+        ctx.rows, ctx.pad = weight.shape[0], pad
         return nn.functional.embedding_bag(ids, weight, mode="sum")
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
         (ids,) = ctx.saved_tensors
         spread = grad.repeat_interleave(ids.shape[1], dim=0)  # row r's gradient once per id of row r
-        return None, grad.new_zeros(ctx.rows, grad.shape[1]).index_add_(0, ids.reshape(-1), spread)
+        out = grad.new_zeros(ctx.rows, grad.shape[1]).index_add_(0, ids.reshape(-1), spread)
+        if ctx.pad >= 0:  # "no token" keeps its weight of 0
+            out[ctx.pad] = 0
+        return None, out, None
 
 
 class PeriodicEmbedding(nn.Module):
@@ -179,17 +182,24 @@ class WideDeep(nn.Module):
         self.dropout_random = DropoutRandom(seed)
         self.members = 1
         self.use_wide = bool(spec.wide and layout.wide_dim)
-        self.use_deep = bool(spec.deep and (layout.deep_fields or layout.numeric_inputs))
+        self.use_deep = bool(spec.deep and (layout.deep_fields or layout.numeric_inputs or layout.text_fields))
+        self.wide_pad = int(layout.wide_pad)
+        self.wide_text_start = layout.wide_width - sum(layout.wide_text_lengths)  # wide columns from here on are text token ids
+        self.token_dropout = float(spec.token_dropout)
+        self.wide_l2 = float(spec.wide_l2)
         self.bias = nn.Parameter(torch.zeros(1))
         if self.use_wide:
             # sparse gradients pay off for big id spaces; below that, coalescing them costs more
             # (sparse_wide: None = that rule, True / False = forced, e.g. dense for nccl all-reduce)
             sparse = layout.wide_dim > SPARSE_WIDE_MIN if sparse_wide is None else sparse_wide
-            self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=sparse)
+            # a text field's padding ("no token") is the row wide_pad: excluded from every gradient, so its weight stays 0
+            self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=sparse, padding_idx=self.wide_pad if self.wide_pad >= 0 else None)
             nn.init.zeros_(self.wide.weight)
         if self.use_deep:
             # one lookup per embedding width, not per field (see embeddings.py)
             self.embeddings = FieldEmbeddings(layout.deep_cardinalities, layout.deep_embedding_dims, std=0.05)
+            self.n_single = len(layout.deep_fields)  # cat's columns after these are text fields' token ids
+            self.bags = TokenBags(layout.text_cardinalities, layout.text_embedding_dims, layout.text_lengths, std=0.05) if layout.text_fields else None
             n_num = len(layout.numeric_inputs)
             periodic = sorted(set(layout.periodic_inputs))
             plain = [i for i in range(n_num) if i not in set(periodic)]
@@ -204,11 +214,12 @@ class WideDeep(nn.Module):
             if spec.attention:
                 d = spec.attention_dim
                 self.field_proj = nn.ModuleList(nn.Linear(dim, d, bias=False) for dim in self.embeddings.dims)
+                self.text_proj = nn.ModuleList(nn.Linear(dim, d, bias=False) for dim in layout.text_embedding_dims)
                 self.num_vectors = nn.Parameter(torch.randn(len(plain), d) * 0.05)
                 self.attention = FieldAttention(d, spec.attention_heads, spec.attention_layers, spec.dropout, self.dropout_random)
-                width = d * (len(self.embeddings) + n_num)
+                width = d * (len(self.embeddings) + len(layout.text_fields) + n_num)
             else:
-                width = sum(layout.deep_embedding_dims) + len(plain) + len(periodic) * p_dim
+                width = sum(layout.deep_embedding_dims) + sum(layout.text_embedding_dims) + len(plain) + len(periodic) * p_dim
             self.members = max(1, int(spec.ensemble))
             if self.members > 1:  # TabM-mini's adapter: random signs make the members differ from the first step
                 self.member_scale = nn.Parameter(torch.randint(0, 2, (self.members, width)).float() * 2 - 1)
@@ -227,12 +238,27 @@ class WideDeep(nn.Module):
                 layers.append(nn.Linear(width, 1))
             self.mlp = nn.Sequential(*layers)
 
+    def _token_keep(self, ids: torch.Tensor) -> torch.Tensor:
+        """A training batch's token mask: each token kept with probability 1 - token_dropout."""
+        return torch.rand(ids.shape, device=ids.device, generator=self.dropout_random.on(ids.device)) >= self.token_dropout
+
     def wide_logit(self, wide: torch.Tensor) -> torch.Tensor:
         if not self.use_wide or wide.shape[1] == 0:
             return torch.zeros(wide.shape[0], device=wide.device)
+        if self.training and self.token_dropout > 0 and self.wide_text_start < wide.shape[1]:
+            # token dropout: a text token's weight counts 1 / (1 - p) times when kept, so the expected sum is the
+            # evaluation sum; for a linear model this is an adaptive L2 penalty (Wager et al., 2013)
+            text = wide[:, self.wide_text_start :]
+            kept = torch.where(self._token_keep(text), text, torch.full_like(text, self.wide_pad))
+            terms = nn.functional.embedding(kept, self.wide.weight, padding_idx=self.wide_pad, sparse=self.wide.sparse)
+            text_sum = terms.sum(dim=(1, 2)) / (1.0 - self.token_dropout)
+            return self._wide_sum(wide[:, : self.wide_text_start]) + text_sum if self.wide_text_start else text_sum
+        return self._wide_sum(wide)
+
+    def _wide_sum(self, wide: torch.Tensor) -> torch.Tensor:
         w = self.wide.weight
         if self.training and w.requires_grad and torch.is_grad_enabled() and not self.wide.sparse and w.device.type == "cpu":
-            return _BagSum.apply(wide, w).squeeze(-1)
+            return _BagSum.apply(wide, w, self.wide_pad).squeeze(-1)
         return self.wide(wide).squeeze(-1)
 
     def deep_logit(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
@@ -250,15 +276,21 @@ class WideDeep(nn.Module):
                 at = self._index_cache[str(num.device)] = tuple(torch.tensor(i, dtype=torch.int64, device=num.device)
                                                                  for i in (self.plain_index, self.periodic_index))
             plain, periodic = num.index_select(1, at[0]), self.periodic(num.index_select(1, at[1]))
+        single, tokens = cat[:, : self.n_single], cat[:, self.n_single :]
+        if self.bags is not None and self.training and self.token_dropout > 0:  # word dropout (a dropped token leaves the average)
+            tokens = tokens * self._token_keep(tokens)
         if self.attention is not None:
-            fields = [proj(e) for proj, e in zip(self.field_proj, self.embeddings.per_field(cat))]
+            fields = [proj(e) for proj, e in zip(self.field_proj, self.embeddings.per_field(single))]
+            if self.bags is not None:
+                fields += [proj(e) for proj, e in zip(self.text_proj, self.bags.per_field(tokens))]
             if plain.shape[1]:
                 fields += list((plain.unsqueeze(-1) * self.num_vectors).unbind(1))
             if periodic is not None:
                 fields += list(periodic.unbind(1))
             x = self.attention(torch.stack(fields, dim=1)).flatten(1)
         else:
-            x = torch.cat([self.embeddings(cat), plain] + ([periodic.flatten(1)] if periodic is not None else []), dim=1)
+            bags = [self.bags(tokens)] if self.bags is not None else []
+            x = torch.cat([self.embeddings(single), *bags, plain] + ([periodic.flatten(1)] if periodic is not None else []), dim=1)
         if self.members == 1:
             return self.mlp(x)
         b = x.shape[0]
@@ -287,7 +319,7 @@ class WideDeep(nn.Module):
         for name, p in self.named_parameters():
             if id(p) in wide_ids:
                 continue
-            plain = (p.ndim < 2 or name.endswith("bias") or name.startswith("embeddings.")
+            plain = (p.ndim < 2 or name.endswith("bias") or name.startswith(("embeddings.", "bags."))
                      or name in ("num_vectors", "periodic.frequencies", "member_scale"))
             (kept if plain else decayed).append(p)
         return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]

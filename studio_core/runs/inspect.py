@@ -111,7 +111,7 @@ def wide_weights(run: Run) -> pd.DataFrame:
     rows = []
     f = prep.features
     names = {f"cat:{c.name}": c.name for c in f.categorical} | {f"bkt:{n.name}": f"{n.name} (bucket)" for n in f.numeric}
-    names |= {f"cross:{i}": " x ".join(x.columns) for i, x in enumerate(f.crosses)}
+    names |= {f"cross:{i}": " x ".join(x.columns) for i, x in enumerate(f.crosses)} | {f"txt:{t.name}": t.name for t in f.text}
     for key, start, n in prep.wide_offsets():
         enc = prep.encoders_[key]
         vocab = getattr(enc, "vocabulary_", None)

@@ -100,7 +100,7 @@ def suggestion_lines(s: Any) -> list[str]:
     for r in s.roles:
         by_role.setdefault(r.role, []).append(r)
     lines = [f"task: {s.spec.data.task} ({s.task_reason})"]
-    for role in ("numeric", "categorical"):
+    for role in ("numeric", "categorical", "text"):
         names = [r.name for r in by_role.get(role, [])]
         if names:
             lines.append(f"{role} ({len(names)}): {', '.join(names)}")

@@ -104,10 +104,16 @@ def build_optimizers(model: WideDeep, t: TrainSpec, wide_l1: float) -> tuple[lis
     wide = model.wide_parameters()
     if wide:
         wide_cls = {"adagrad": torch.optim.Adagrad, "sparse_adam": torch.optim.SparseAdam, "sgd": torch.optim.SGD}[t.wide_optimizer]
-        wide_opt = wide_cls(wide, lr=t.wide_lr)
+        l2 = float(getattr(model, "wide_l2", 0.0))
+        sparse = bool(getattr(model.wide, "sparse", False))
+        decay = {"weight_decay": l2} if l2 > 0 and not sparse and t.wide_optimizer != "sparse_adam" else {}
+        wide_opt = wide_cls(wide, lr=t.wide_lr, **decay)
         optimizers.append(wide_opt)
         if wide_l1 > 0:
             after_step = L1Proximal(wide[0], wide_opt, wide_l1).after_step
+        elif l2 > 0 and not decay:  # sparse gradients take no weight decay: shrink the table after each step instead
+            weight, factor = wide[0], 1.0 - min(t.wide_lr * l2, 0.5)
+            after_step = lambda: weight.data.mul_(factor)  # noqa: E731
 
     return optimizers, after_step
 
