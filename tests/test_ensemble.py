@@ -18,8 +18,8 @@ from studio_core.features.sizing import deep_params
 from studio_core.model.network import WideDeep
 from studio_core.runs import train as pipeline
 from studio_core.runs.store import load_run
-from studio_core.runs.train import each_member
 from studio_core.spec.schema import ModelSpec
+from studio_core.training.losses import each_member
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export import mixed_spec, score_both, train_run, write_new_rows  # noqa: E402

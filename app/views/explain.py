@@ -15,12 +15,16 @@ from studio_core.runs import charts
 s = session()
 st.title("Explain")
 snap, run = pick_finished_run(s, "explain_run")
-job = s.explain_jobs.get(snap.id)
+classes = run.preprocessor.classes_ if run.preprocessor.task == "multiclass" else []
+class_k = classes.index(st.selectbox("Explain the score of class", classes, key="explain_class",
+                               help="SHAP values per class: how each column moved this class's logit")) if classes else 0
+job_key = f"{snap.id}/{class_k}" if classes else snap.id  # a multiclass run keeps one explanation per class
+job = s.explain_jobs.get(job_key)
 c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
 n_rows = c1.number_input("Validation rows to explain", 10, 2000, 200, step=10, key="explain_rows")
 n_bg = c2.number_input("Background rows", 10, 500, 100, step=10, key="explain_background")
 if c3.button("Explain", type="primary", key="explain_start", disabled=job is not None and job.snapshot().active):
-    job = s.explain_jobs[snap.id] = explain_task(run, s.ws.fork(), n_rows, n_bg, slots=slots())
+    job = s.explain_jobs[job_key] = explain_task(run, s.ws.fork(), n_rows, n_bg, slots=slots(), class_index=class_k)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -50,19 +54,22 @@ c1.altair_chart(charts.importance_chart(importance, result.output_name), width="
 c2.altair_chart(charts.beeswarm_chart(result.long_frame(), list(importance.feature), result.output_name), width="stretch")
 
 st.subheader("One column: partial dependence and ICE")
-dep_col = st.selectbox("Column to vary (most important first)", list(importance.feature), key="dependence_column")
+varied = [c for c in importance.feature if not is_text(run, c)]  # free text has no grid of values to set
+dep_col = st.selectbox("Column to vary (most important first; free text is varied in the what-if box below)", varied, key="dependence_column")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def curves_for(explanation_id: str, column: str, _run, _data):
+def curves_for(explanation_id: str, column: str, _run, _data, k: int):
     """Computed once per explanation and column, not on every what-if edit."""
-    return dependence(_run, _data, column)
+    return dependence(_run, _data, column, class_index=k)
 
 
 try:
-    curves = curves_for(job.id, dep_col, run, result.data)
-    st.altair_chart(charts.dependence_chart(curves, partial_dependence(curves), dep_col, is_numeric(run, dep_col),
-                                            "probability" if run.preprocessor.task == "binary" else run.preprocessor.label), width="stretch")
+    if dep_col is None:
+        raise StudioError("every column of this run is free text: vary it in the what-if box below")
+    curves = curves_for(job.id, dep_col, run, result.data, class_k)
+    score_name = f"probability of {classes[class_k]}" if classes else "probability" if run.preprocessor.task == "binary" else run.preprocessor.label
+    st.altair_chart(charts.dependence_chart(curves, partial_dependence(curves), dep_col, is_numeric(run, dep_col), score_name), width="stretch")
     st.caption(f"Each of the {len(result.values)} explained rows scored with {dep_col} set to each of {curves.value.nunique()} values, "
                "every other column as it is.")
 except StudioError as exc:
@@ -116,13 +123,13 @@ if rest:
         for k, col in enumerate(rest):
             what_if_input(col, grid[k % 4])
 try:
-    one, parts = explain_row(run, row, background)
+    one, parts = explain_row(run, row, background, class_index=class_k)
 except StudioError as exc:
     st.error(str(exc))
     st.stop()
-score = f"{parts.prediction:.3f}" if run.preprocessor.task == "binary" else f"{parts.prediction:,.4g}"
+score = f"{parts.prediction:.3f}" if run.preprocessor.task != "regression" else f"{parts.prediction:,.4g}"
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("probability" if run.preprocessor.task == "binary" else "prediction", score, f"{float(one.outputs[0]) - result.outputs[pick]:+.3f} {one.output_name} vs the row")
+m1.metric(f"probability of {classes[class_k]}" if classes else "probability" if run.preprocessor.task == "binary" else "prediction", score, f"{float(one.outputs[0]) - result.outputs[pick]:+.3f} {one.output_name} vs the row")
 m2.metric("wide", f"{parts.wide:+.3f}")
 m3.metric("deep", f"{parts.deep:+.3f}")
 m4.metric("bias", f"{parts.bias:+.3f}")

@@ -8,7 +8,7 @@ from state import pick_finished_run, session, slots
 from studio_core.common.errors import StudioError
 from studio_core.jobs.export_job import export_task
 from studio_core.runs.inspect import run_zip
-from studio_core.runs.results import change_text
+from studio_core.runs.results import int8_change
 
 s = session()
 st.title("Export")
@@ -53,7 +53,7 @@ else:
 if "raw_unavailable" in p:
     st.warning(f"No raw-row graph: {plain(p['raw_unavailable'])}. Scoring applies preprocess.json in Python, then model.onnx.")
 if q:
-    change = (change_text("AUC", q["auc_change"]) if "auc_change" in q else change_text("RMSE", q["rmse_change"], 4)) if q.get("validation_rows") else q.get("note", "")
+    change = int8_change(q) if q.get("validation_rows") else q.get("note", "")
     st.info(f"INT8 ({q['chosen']}): {q['size_ratio']:.2f}× the size; {change}; largest score change "
             f"{q.get('max_score_change', q.get('max_score_change_synthetic', 0)):.3g}.")
 precision = st.radio("ONNX graph", ["float32", "INT8"] if q else ["float32"], horizontal=True, key="export_precision")

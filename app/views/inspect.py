@@ -11,6 +11,7 @@ from studio_core.runs.inspect import (
     at_threshold,
     base_rate,
     calibration_frame,
+    class_confusion,
     confusion,
     effect_columns,
     effect_curve,
@@ -80,13 +81,21 @@ if h is not None and h.task == "binary":
     cm = confusion(h, threshold)
     st.table(pd.DataFrame({"predicted positive": [cm["tp"], cm["fp"]], "predicted negative": [cm["fn"], cm["tn"]]},
                           index=["actual positive", "actual negative"]))
+elif h is not None and h.task == "multiclass":
+    matrix, per_class = class_confusion(run, h)
+    c1, c2 = st.columns([3, 2])
+    c1.altair_chart(charts.confusion_chart(matrix), width="stretch")
+    c2.caption(f"Each class on these {len(h.y):,} {part} rows: precision (of the rows predicted as it) and recall (of its rows)")
+    c2.dataframe(per_class.style.format({"precision": "{:.3f}", "recall": "{:.3f}"}, na_rep="not defined"), hide_index=True)
 elif h is not None:
     c1, c2 = st.columns(2)
     c1.altair_chart(charts.scatter_chart(h.y, h.prediction), width="stretch")
     c2.altair_chart(charts.residual_chart(h.y, h.prediction), width="stretch")
 
 st.subheader("Wide weights")
-weights = wide_weights(run)
+classes = run.preprocessor.classes_ if run.preprocessor.task == "multiclass" else []
+class_k = classes.index(st.selectbox("Weights towards class", classes, key="weights_class")) if classes else 0
+weights = wide_weights(run, class_k)
 if weights.empty:
     st.info("This run has no wide part.")
 else:
@@ -97,7 +106,7 @@ else:
     numeric_wide = effect_columns(run)
     if numeric_wide:
         col = st.selectbox("Effect curve of a numeric column (its buckets' wide weights)", numeric_wide, key="effect_column")
-        curve = effect_curve(run, col)
+        curve = effect_curve(run, col, class_k)
         st.altair_chart(charts.effect_chart(curve, col), width="stretch")
         missing = curve[curve.bucket == 0].weight.iloc[0]
         st.caption(f"A missing {col} adds {missing:+.4f} to the logit." if missing else f"Missing {col} values add nothing in the wide part.")

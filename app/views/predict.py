@@ -61,12 +61,15 @@ if done is None:
 for w in done.warnings:
     st.warning(plain(w))
 st.success(f"Scored {done.rows:,} rows." + ("" if with_what == "this run" else " (with the uploaded bundle)"))
-cols = st.columns(len(done.summary) or 1)
-for col, (name, value) in zip(cols, done.summary.items()):
+shown = list(done.summary.items())[:8]  # a multiclass run: the first classes' shares
+cols = st.columns(len(shown) or 1)
+for col, (name, value) in zip(cols, shown):
     col.metric(f"prediction {name}" if "share" not in name else name, f"{value:.1%}" if "share" in name else f"{value:,.4g}")
 st.dataframe(done.preview, hide_index=True)
 st.caption(f"The first {len(done.preview)} of {done.rows:,} rows; the prediction is the first column"
-           + (" (the probability of the positive class)." if run.preprocessor.task == "binary" else " (on the label's scale)."))
+           + (" (the probability of the positive class)." if run.preprocessor.task == "binary"
+              else " (the most likely class), then each class's probability (p_<class>, summing to 1)." if run.preprocessor.task == "multiclass"
+              else " (on the label's scale)."))
 if done.csv is not None:
     st.download_button("Download all rows with predictions (CSV)", done.csv, f"{table}_predictions.csv", "text/csv", key="predict_download",
                        on_click="ignore")

@@ -9,7 +9,7 @@ from state import registry, session
 from tuning import tuning_panel
 
 from studio_core.common.errors import StudioError
-from studio_core.common.metrics import headline
+from studio_core.common.metrics import auto_monitor
 from studio_core.features.suggest_checks import positive_weight_for
 from studio_core.features.validate import validate
 from studio_core.jobs.tasks import TaskSnapshot
@@ -17,7 +17,7 @@ from studio_core.jobs.training import run_metrics
 from studio_core.runs.charts import loss_chart, metric_chart, step_chart
 from studio_core.runs.results import result_summary, run_label
 from studio_core.runs.train import resolve_device
-from studio_core.spec.schema import DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, SPLITS, WIDE_OPTIMIZERS
+from studio_core.spec.schema import CLASS_WEIGHTS, DEEP_OPTIMIZERS, DEVICES, OUT_OF_CORE, SPLITS, WIDE_OPTIMIZERS
 
 s = session()
 st.title("Train")
@@ -59,6 +59,10 @@ def training_form() -> None:
                 help="A positive row's weight in the loss. 1 keeps the scores calibrated probabilities; for rare positives, "
                      "negatives per positive gives both classes equal weight" + (f" (here {positive_weight_for(share):g}: positives are "
                                                                                   f"{share:.2%} of the training rows)." if share else "."))
+        elif d.task == "multiclass":
+            t.class_weight = c4.selectbox("Class weights", CLASS_WEIGHTS, CLASS_WEIGHTS.index(t.class_weight), key="class_weight",
+                                          help="balanced: each class counts in the loss as if all classes had as many rows (rare classes "
+                                               "get recalled more, probabilities are then no longer calibrated); none: every row counts once")
         c1, c2, c3 = st.columns(3)
         m.wide = c1.checkbox("Wide part", m.wide, key="use_wide")
         m.deep = c2.checkbox("Deep part", m.deep, key="use_deep")
@@ -143,7 +147,8 @@ def training_body(snap: TaskSnapshot) -> None:
     c1, c2 = st.columns(2)
     if curves.epochs:
         c1.altair_chart(loss_chart(curves.epochs), width="stretch")
-        metric = headline(metrics.get("task") or job.spec.data.task)  # a run read back from disk has no spec object
+        # what early stopping watches (a run read back from disk has no spec object)
+        metric = metrics.get("monitor") or auto_monitor(metrics.get("task") or job.spec.data.task)
         c2.altair_chart(metric_chart(curves.epochs, metric if metric in curves.epochs[0].val else "loss"), width="stretch")
     if curves.steps:
         st.altair_chart(step_chart(curves.steps), width="stretch")

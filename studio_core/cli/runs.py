@@ -13,15 +13,18 @@ from studio_core.common.errors import StudioError
 from studio_core.data.load import load_files, load_run_data, name_and_path
 
 
-def _write_predictions(preds: Any, notes: list[str], out_path: str) -> int:
-    """The predictions file of ``predict`` and ``score``: one ``prediction`` per input row, in order."""
+def _write_predictions(preds: Any, notes: list[str], out_path: str, task: str = "binary", classes: list[str] | None = None) -> int:
+    """The predictions file of ``predict`` and ``score``: one row per input row, in order
+    (``common.predictions``: ``prediction``, and ``p_<class>`` columns for multiclass)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
+    from studio_core.common.predictions import prediction_columns
 
     _warn(notes)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pacsv.write_csv(pa.table({"prediction": pa.array(preds, pa.float64())}), out)
+    pacsv.write_csv(pa.table({k: pa.array(v) for k, v in prediction_columns(task, preds, classes or []).items()}), out)
     print(f"{len(preds)} predictions written to {out}")
     return 0
 
@@ -30,8 +33,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from studio_core.runs.store import load_run, predict_file
 
     _not_the_input(args.out, args.data)
-    preds, _ws, _table, notes = predict_file(load_run(args.run), args.data, args.allow_missing)
-    return _write_predictions(preds, notes, args.out)
+    run = load_run(args.run)
+    preds, _ws, _table, notes = predict_file(run, args.data, args.allow_missing)
+    return _write_predictions(preds, notes, args.out, run.preprocessor.task, run.preprocessor.classes_)
 
 
 def _not_the_input(out: str, data: str) -> None:
@@ -91,11 +95,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from studio_core.export.scoring import score_file
+    from studio_core.export.scoring import load_bundle, score_file
 
     _not_the_input(args.out, args.data)
-    preds, notes = score_file(args.bundle, args.data, int8=args.int8, allow_missing=args.allow_missing)
-    return _write_predictions(preds, notes, args.out)
+    bundle = load_bundle(args.bundle)
+    preds, notes = score_file(bundle, args.data, int8=args.int8, allow_missing=args.allow_missing)
+    return _write_predictions(preds, notes, args.out, bundle.preprocessor.task, bundle.preprocessor.classes_)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ def _progress_printer(stream: Any = None, task: str = "binary"):
     stream = stream or sys.stderr
     tty = stream.isatty()
     # regression trains on the standardised label: its loss is not on the RMSE's scale, so say so
-    loss_name = "train log loss" if task == "binary" else "train MSE (standardised label)"
+    loss_name = "train log loss" if task in ("binary", "multiclass") else "train MSE (standardised label)"
 
     def show(p: Any) -> None:
         if p.kind == "step" and tty:

@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 
-METRIC_KEYS = {"binary": ("auc", "average_precision", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2")}
-MAXIMISE = {"auc", "average_precision", "accuracy", "r2"}
+METRIC_KEYS = {"binary": ("auc", "average_precision", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2"),
+               "multiclass": ("accuracy", "macro_f1", "logloss", "macro_auc")}
+MAXIMISE = {"auc", "average_precision", "accuracy", "r2", "macro_f1", "macro_auc"}
 LABELS = {"auc": "AUC", "average_precision": "average precision", "logloss": "log loss", "accuracy": "accuracy",
-          "rmse": "RMSE", "mae": "MAE", "r2": "R²"}
+          "rmse": "RMSE", "mae": "MAE", "r2": "R²", "macro_f1": "macro-F1", "macro_auc": "macro AUC (one vs rest)"}
 
 
 def metric_label(key: str) -> str:
@@ -51,14 +52,25 @@ def regression_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def task_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
-    """The task's metrics of ``output`` -- logits (binary) or predictions on the label's scale."""
+    """The task's metrics of ``output`` -- logits (binary), per-class logits (multiclass) or
+    predictions on the label's scale."""
+    if task == "multiclass":
+        from studio_core.common.multiclass import multiclass_metrics
+
+        return multiclass_metrics(output, y)
     return binary_metrics(output, y) if task == "binary" else regression_metrics(output, y)
 
 
 def headline(task: str) -> str:
-    """The metric a task is judged by first -- AUC for binary, RMSE for regression: the
-    headline of every figure and what early stopping watches when ``train.monitor`` is "auto"."""
+    """The metric a task is judged by first -- AUC for binary, RMSE for regression, accuracy for
+    multiclass: the headline of every figure (early stopping's "auto" is ``auto_monitor``)."""
     return METRIC_KEYS[task][0]
+
+
+def auto_monitor(task: str) -> str:
+    """What early stopping watches when ``train.monitor`` is "auto": the headline, except log
+    loss for multiclass (accuracy moves in steps and ties between epochs)."""
+    return "logloss" if task == "multiclass" else headline(task)
 
 
 def format_metric(name: str, value: float | None, digits: int = 4) -> str:

@@ -8,7 +8,11 @@ class with no rows there has no recall and no AUC, and is left out rather than c
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+from studio_core.common.ranking import weighted_auc
 
 EPS = 1e-7
 KEYS = ("accuracy", "macro_f1", "logloss", "macro_auc")
@@ -23,8 +27,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def weighted_multiclass(weights: np.ndarray, y: np.ndarray, logits: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric for every row of ``weights`` (resamples x rows); ``y`` holds class indices."""
-    from studio_core.runs.bootstrap import weighted_auc  # the one weighted AUC (ties counted half)
-
     y = np.asarray(y).astype(np.int64)
     p = softmax(logits)
     k = p.shape[1]
@@ -41,11 +43,10 @@ def weighted_multiclass(weights: np.ndarray, y: np.ndarray, logits: np.ndarray) 
             f1 = np.where(support > 0, 2 * tp / (support + said), np.nan)
         f1s.append(f1)
         aucs.append(weighted_auc(weights, p[:, c], is_c))  # one class against the rest, on its probability (as scikit-learn)
-    with np.errstate(invalid="ignore"):
-        out["macro_f1"] = np.nanmean(np.stack(f1s, axis=1), axis=1) if k else np.full(len(n), np.nan)
-        auc = np.stack(aucs, axis=1)
-        has = np.isfinite(auc).any(axis=1)
-        out["macro_auc"] = np.where(has, np.nanmean(np.where(np.isfinite(auc), auc, np.nan), axis=1) if has.any() else np.nan, np.nan)
+    with warnings.catch_warnings():  # a resample without a class: its F1 / AUC is NaN and left out of the mean
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["macro_f1"] = np.nanmean(np.stack(f1s, axis=1), axis=1)
+        out["macro_auc"] = np.nanmean(np.stack(aucs, axis=1), axis=1)
     return out
 
 
@@ -55,11 +56,7 @@ def multiclass_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
     y = np.asarray(y)
     if len(y) == 0:
         return dict.fromkeys(KEYS, float("nan"))
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        got = weighted_multiclass(np.ones((1, len(y))), y, logits)
+    got = weighted_multiclass(np.ones((1, len(y))), y, logits)
     return {key: float(got[key][0]) for key in KEYS}
 
 

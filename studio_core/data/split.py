@@ -292,7 +292,7 @@ def make_split(ws: Workspace, data: DataSpec, table: str = SPLIT_TABLE, n_rows: 
             if data.split == "group":
                 parts = _group_parts(_rank_codes(con, numbered, data.split_column), data, n) if n else np.zeros(0, np.int8)
             else:
-                stratified = data.task == "binary" and bool(data.label)
+                stratified = data.task in ("binary", "multiclass") and bool(data.label)
                 parts = _random_parts(n, data, _rank_codes(con, numbered, data.label) if stratified else None)
             con.register("__wd_mask", pa.table({"__wd_part": parts}))
             try:

@@ -35,22 +35,28 @@ def _value_text(v: object) -> str:
     return str(v)
 
 
-def score_parts(run: Run, codes: ColumnCodes, raw: pd.DataFrame, i: int = 0) -> ScoreParts:
-    """Wide / deep / bias of row ``i`` of ``codes`` (whose raw feature values are ``raw``)."""
+def score_parts(run: Run, codes: ColumnCodes, raw: pd.DataFrame, i: int = 0, k: int = 0) -> ScoreParts:
+    """Wide / deep / bias of row ``i`` of ``codes`` (whose raw feature values are ``raw``); a
+    multiclass run's parts of class ``k``'s logit, and its probability as the prediction."""
     prep, model = run.preprocessor, run.model
     columns = prep.input_columns()
     wide, cat, num = prep.assemble(codes.mix(columns, np.full((1, len(columns)), i, np.int64)))
     w, c, x = (torch.from_numpy(a) for a in (wide, cat, num))
     model.eval()
     with torch.no_grad():
-        wide_logit = float(model.wide_logit(w)[0])
-        deep_logit = float(model.deep_logit(c, x)[0])
-        bias = float(model.bias[0])
+        wide_all, deep_all = model.wide_logit(w)[0], model.deep_logit(c, x)[0]
+    multi = prep.task == "multiclass"
+    wide_logit = float(wide_all[k] if multi else wide_all)
+    deep_logit = float(deep_all[k] if multi else deep_all)
+    bias = float(model.bias.detach()[k if multi else 0])
     output = wide_logit + deep_logit + bias
-    prediction = float(prep.decode_label(np.array([output]))[0])
+    if multi:  # the class's probability needs every class's logit
+        prediction = float(prep.decode_label((wide_all + deep_all + model.bias.detach()).double().numpy()[None, :])[0, k])
+    else:
+        prediction = float(prep.decode_label(np.array([output]))[0])
     rows, token_rows = [], []
     if model.use_wide and wide.shape[1]:
-        weights = model.wide.weight.detach().numpy()[:, 0]
+        weights = model.wide.weight.detach().numpy()[:, k]
         f = prep.features
         offsets = [o for o in prep.wide_offsets() if not o[0].startswith("txt:")]
         for (key, start, _), gid in zip(offsets, wide[0]):

@@ -35,9 +35,9 @@ def grid_for(run: Run, data: pd.DataFrame, column: str, points: int = GRID_POINT
     return known
 
 
-def dependence(run: Run, data: pd.DataFrame, column: str, points: int = GRID_POINTS) -> pd.DataFrame:
+def dependence(run: Run, data: pd.DataFrame, column: str, points: int = GRID_POINTS, class_index: int = 0) -> pd.DataFrame:
     """One row per (row, grid value): ``row``, ``value``, ``prediction``; ``data`` holds the rows'
-    raw feature values (an explanation's ``data``)."""
+    raw feature values (an explanation's ``data``).  Multiclass: class ``class_index``'s probability."""
     if column not in feature_columns(run):
         raise StudioError(f"{column!r} is not a feature column of this run")
     rows = data[feature_columns(run)].reset_index(drop=True)
@@ -49,9 +49,14 @@ def dependence(run: Run, data: pd.DataFrame, column: str, points: int = GRID_POI
     frame[column] = pd.Series(values, dtype=float if is_numeric(run, column) else object)
     codes, _ = encode_rows(run, frame_source(frame))
     columns = feature_columns(run)
-    f = RowFunction(run, codes, columns)
-    out = f(np.repeat(np.arange(codes.n)[:, None], len(columns), axis=1))
-    prediction = run.preprocessor.decode_label(out) if run.preprocessor.task == "binary" else out
+    f = RowFunction(run, codes, columns, class_index)
+    index = np.repeat(np.arange(codes.n)[:, None], len(columns), axis=1)
+    task = run.preprocessor.task
+    if task == "multiclass":
+        prediction = run.preprocessor.decode_label(f.raw(codes.mix(columns, index)))[:, class_index]
+    else:
+        out = f(index)
+        prediction = run.preprocessor.decode_label(out) if task == "binary" else out
     return pd.DataFrame({"row": np.repeat(np.arange(len(rows)), len(grid)), "value": values, "prediction": prediction})
 
 

@@ -94,21 +94,31 @@ class RowFunction:
     """f(index matrix) -> model output, where entry (k, j) says which pooled row column j of
     masked sample k comes from.  This is the function SHAP explains."""
 
-    def __init__(self, run: Run, pool: ColumnCodes, columns: list[str]):
-        self.run, self.pool, self.columns = run, pool, columns
+    def __init__(self, run: Run, pool: ColumnCodes, columns: list[str], k: int = 0):
+        self.run, self.pool, self.columns, self.k = run, pool, columns, k
 
     def __call__(self, index: np.ndarray) -> np.ndarray:
         codes = self.pool.mix(self.columns, np.asarray(index, dtype=np.int64))
         return self.outputs(codes)
 
-    def outputs(self, codes: ColumnCodes) -> np.ndarray:
+    def raw(self, codes: ColumnCodes) -> np.ndarray:
+        """The network's outputs: (n,), or (n, classes) for multiclass."""
         wide, cat, num = self.run.preprocessor.assemble(codes)
-        raw = predict_raw(self.run.model, (torch.from_numpy(wide), torch.from_numpy(cat), torch.from_numpy(num))).astype(np.float64)
-        return raw if self.run.preprocessor.task == "binary" else self.run.preprocessor.decode_label(raw)
+        return predict_raw(self.run.model, (torch.from_numpy(wide), torch.from_numpy(cat), torch.from_numpy(num))).astype(np.float64)
+
+    def outputs(self, codes: ColumnCodes) -> np.ndarray:
+        """What is explained: the log-odds (binary), class k's logit (multiclass), the value (regression)."""
+        raw, task = self.raw(codes), self.run.preprocessor.task
+        if task == "multiclass":
+            return raw[:, self.k]
+        return raw if task == "binary" else self.run.preprocessor.decode_label(raw)
 
 
-def output_name(run: Run) -> str:
-    return "log-odds" if run.preprocessor.task == "binary" else run.preprocessor.label
+def output_name(run: Run, k: int = 0) -> str:
+    prep = run.preprocessor
+    if prep.task == "multiclass":
+        return f"logit of {prep.classes_[k]}"
+    return "log-odds" if prep.task == "binary" else prep.label
 
 
 def feature_columns(run: Run) -> list[str]:
@@ -141,6 +151,7 @@ def explain(
     progress: Callable[[int, int], None] | None = None,
     stop_event: threading.Event | None = None,
     chunk: int = 10,
+    class_index: int = 0,
 ) -> Explanation:
     """SHAP values of every row of ``rows`` against the ``background`` rows (a relation, or
     codes already encoded by ``encode_background`` -- what-if reuses them).
@@ -151,7 +162,7 @@ def explain(
     started = time.perf_counter()
     codes_b = background if isinstance(background, ColumnCodes) else encode_background(run, background)
     codes_r, data = encode_rows(run, rows)
-    return explain_codes(run, codes_r, data, codes_b, max_evals, seed, progress, stop_event, chunk, started)
+    return explain_codes(run, codes_r, data, codes_b, max_evals, seed, progress, stop_event, chunk, started, class_index)
 
 
 def encode_background(run: Run, background: Source) -> ColumnCodes:
@@ -172,49 +183,54 @@ def explain_codes(
     stop_event: threading.Event | None = None,
     chunk: int = 10,
     started: float | None = None,
+    class_index: int = 0,
 ) -> Explanation:
     """SHAP values of encoded rows: the wide part exactly, the deep part by permutations
-    (``shapley``); ``max_evals`` sets the permutations as ``max_evals // (2m + 1)``, as shap's."""
+    (``shapley``); ``max_evals`` sets the permutations as ``max_evals // (2m + 1)``, as shap's.
+    A multiclass run explains the logit of class ``class_index`` (additive per class)."""
     started = time.perf_counter() if started is None else started
     columns = feature_columns(run)
     m, n, nb = len(columns), codes_r.n, codes_b.n
     if m == 0:
         raise StudioError("this run has no feature columns to explain")
     prep, model = run.preprocessor, run.model
-    f = RowFunction(run, ColumnCodes.concat([codes_r, codes_b]), columns)
+    k = int(class_index) if prep.task == "multiclass" else 0
+    if prep.task == "multiclass" and not 0 <= k < len(prep.classes_):
+        raise StudioError(f"class index {class_index} is out of range: the run has {len(prep.classes_)} classes")
+    f = RowFunction(run, ColumnCodes.concat([codes_r, codes_b]), columns, k)
     x = np.repeat(np.arange(n)[:, None], m, axis=1)
     bg = np.repeat(n + np.arange(nb)[:, None], m, axis=1)
     deep_m = len(shapley.deep_columns(prep, model, codes_b))
     perms = max(1, int(max_evals) // (2 * max(deep_m, 1) + 1)) if max_evals else shapley.default_permutations(deep_m)
-    scale = 1.0 if prep.task == "binary" else float(prep.label_std_)  # the label's scale is affine in the output
+    scale = float(prep.label_std_) if prep.task == "regression" else 1.0  # the label's scale is affine in the output
     values = np.zeros((n, m))
-    sampled = None if shapley.fast_deep(model) or not model.use_deep else _DeepSampler(run, codes_r, codes_b, columns, perms, seed)
+    sampled = None if shapley.fast_deep(model) or not model.use_deep else _DeepSampler(run, codes_r, codes_b, columns, perms, seed, k)
     for start in range(0, n, chunk):
         if stop_event is not None and stop_event.is_set():
             raise Cancelled()
         part = codes_r.mix(columns, x[start : start + chunk])
-        wide = shapley.wide_values(prep, model, part, codes_b, columns)
+        wide = shapley.wide_values(prep, model, part, codes_b, columns, k)
         if sampled is not None:
             deep = sampled(start, min(n, start + chunk))
         else:
-            deep = shapley.deep_values(prep, model, part, codes_b, columns, perms, seed, stop_event=stop_event, row_offset=start)
+            deep = shapley.deep_values(prep, model, part, codes_b, columns, perms, seed, stop_event=stop_event, row_offset=start, k=k)
         values[start : start + chunk] = (wide + deep) * scale
         if progress is not None:
             progress(min(n, start + chunk), n)
     base = float(f(bg).mean())
     outputs = f(x) if n else np.zeros(0)
-    return Explanation(tuple(columns), values, base, outputs, data.reset_index(drop=True), output_name(run), time.perf_counter() - started)
+    return Explanation(tuple(columns), values, base, outputs, data.reset_index(drop=True), output_name(run, k), time.perf_counter() - started)
 
 
 class _DeepSampler:
     """The deep part of a model whose first layer mixes columns (attention), sampled through
     ``shap.PermutationExplainer`` on the deep logit alone (the wide part stays exact)."""
 
-    def __init__(self, run: Run, codes_r: ColumnCodes, codes_b: ColumnCodes, columns: list[str], permutations: int, seed: int):
+    def __init__(self, run: Run, codes_r: ColumnCodes, codes_b: ColumnCodes, columns: list[str], permutations: int, seed: int, k: int = 0):
         import shap
 
         n, m, nb = codes_r.n, len(columns), codes_b.n
-        self.f = _DeepRowFunction(run, ColumnCodes.concat([codes_r, codes_b]), columns)
+        self.f = _DeepRowFunction(run, ColumnCodes.concat([codes_r, codes_b]), columns, k)
         self.x = np.repeat(np.arange(n)[:, None], m, axis=1)
         bg = np.repeat(n + np.arange(nb)[:, None], m, axis=1)
         self.evals, self.seed = permutations * (2 * m + 1), seed
@@ -231,7 +247,8 @@ class _DeepRowFunction(RowFunction):
     def outputs(self, codes: ColumnCodes) -> np.ndarray:
         _, cat, num = self.run.preprocessor.assemble(codes)
         with torch.inference_mode():
-            return self.run.model.deep_logit(torch.from_numpy(cat), torch.from_numpy(num)).double().numpy()
+            out = self.run.model.deep_logit(torch.from_numpy(cat), torch.from_numpy(num)).double().numpy()
+        return out[:, self.k] if out.ndim == 2 else out
 
 
 def estimate_seconds(run: Run, rows: int, background: int) -> float | None:

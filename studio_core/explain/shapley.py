@@ -53,12 +53,12 @@ def wide_terms(prep: Preprocessor) -> list[tuple[str, ...]]:
 
 
 def wide_values(prep: Preprocessor, model: torch.nn.Module, codes_r: ColumnCodes, codes_b: ColumnCodes,
-                columns: list[str]) -> np.ndarray:
-    """(n, m) exact Shapley values of the wide logit per input column."""
+                columns: list[str], k: int = 0) -> np.ndarray:
+    """(n, m) exact Shapley values of the wide logit (multiclass: of class ``k``) per input column."""
     n, out = codes_r.n, np.zeros((codes_r.n, len(columns)))
     if not getattr(model, "use_wide", False) or n == 0:
         return out
-    weights = model.wide.weight.detach().double().numpy()[:, 0]
+    weights = model.wide.weight.detach().double().numpy()[:, k]
     wide_r, _, _ = prep.assemble(codes_r)
     wide_b, _, _ = prep.assemble(codes_b)
     offsets = [start for _, start, _ in prep.wide_offsets()]
@@ -159,16 +159,21 @@ def deep_columns(prep: Preprocessor, model: torch.nn.Module, codes: ColumnCodes)
 
 def deep_values(prep: Preprocessor, model: torch.nn.Module, codes_r: ColumnCodes, codes_b: ColumnCodes, columns: list[str],
                 permutations: int, seed: int = 0, progress: Callable[[int, int], None] | None = None,
-                stop_event: threading.Event | None = None, row_offset: int = 0) -> np.ndarray:
-    """(n, m) sampled Shapley values of the deep logit per input column (fast path; see
-    ``fast_deep``).  Row ``i`` draws its permutations from ``default_rng([seed, row_offset + i])``."""
+                stop_event: threading.Event | None = None, row_offset: int = 0, k: int = 0) -> np.ndarray:
+    """(n, m) sampled Shapley values of the deep logit (multiclass: of class ``k``) per input
+    column (fast path; see ``fast_deep``).  Row ``i`` draws its permutations from
+    ``default_rng([seed, row_offset + i])``."""
     n, out = codes_r.n, np.zeros((codes_r.n, len(columns)))
     used = deep_columns(prep, model, codes_r)
     if not used or n == 0:
         return out
     where = [columns.index(c) for c in used]
     m, nb = len(used), codes_b.n
-    rest = model.mlp[1:]
+    layers = model.mlp[1:]
+
+    def rest(h: torch.Tensor) -> torch.Tensor:  # the network after its first layer, output k
+        return layers(h)[..., k]
+
     with torch.inference_mode():
         share_b = _first_layer_shares(prep, model, codes_b, used)  # (nb, m, u)
         share_r = _first_layer_shares(prep, model, codes_r, used)  # (n, m, u)

@@ -108,7 +108,8 @@ def clean_row(run: Run, row: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def explain_row(run: Run, row: dict[str, Any], background: ColumnCodes, seed: int = 0) -> tuple[Explanation, ScoreParts]:
-    """SHAP values and the wide/deep split of one raw row (a dict of column -> value)."""
+def explain_row(run: Run, row: dict[str, Any], background: ColumnCodes, seed: int = 0, class_index: int = 0) -> tuple[Explanation, ScoreParts]:
+    """SHAP values and the wide/deep split of one raw row (a dict of column -> value); a
+    multiclass run's of class ``class_index``."""
     codes, data = encode_rows(run, frame_source(clean_row(run, row)))
-    return explain_codes(run, codes, data, background, seed=seed), score_parts(run, codes, data, 0)
+    return explain_codes(run, codes, data, background, seed=seed, class_index=class_index), score_parts(run, codes, data, 0, class_index)

@@ -211,6 +211,7 @@ def _manifest(run: Run, prep: Preprocessor, proto: Any, inputs: list[str], graph
         "format": FORMAT, "format_version": FORMAT_VERSION, "engine_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "task": prep.task, "label": prep.label, "positive_class": prep.positive_class if prep.task == "binary" else None,
+        "classes": list(prep.classes_) if prep.task == "multiclass" else None,
         "score_with": figures["score_with"],
         "graphs": {"model": "model.onnx", "raw": "raw.onnx" if raw else None,
                    "model_int8": "model.int8.onnx" if "model.int8.onnx" in graphs else None,
@@ -219,8 +220,10 @@ def _manifest(run: Run, prep: Preprocessor, proto: Any, inputs: list[str], graph
         "opset": next((o.version for o in proto.opset_import if o.domain == ""), None),
         "model_graph": {
             "inputs": [{"name": k, "dtype": "float32" if k == "num" else "int64", "shape": ["batch", widths[k]]} for k in inputs],
-            "outputs": [{"name": "logit", "dtype": "float32", "shape": ["batch"],
-                         "meaning": "logit" if prep.task == "binary" else "standardised value: prediction = logit * label_std + label_mean"}],
+            "outputs": ([{"name": f"logit_{k}", "dtype": "float32", "shape": ["batch"], "meaning": f"logit of class {c!r}; p = softmax over the logit_ outputs"}
+                         for k, c in enumerate(prep.classes_)] if prep.task == "multiclass" else
+                        [{"name": "logit", "dtype": "float32", "shape": ["batch"],
+                          "meaning": "logit" if prep.task == "binary" else "standardised value: prediction = logit * label_std + label_mean"}]),
             "preprocessing": "preprocess.json, applied by studio_core.features.preprocess.Preprocessor.transform",
             "wide_fields": list(layout.wide_fields), "deep_fields": list(layout.deep_fields), "numeric_inputs": list(layout.numeric_inputs),
         },

@@ -99,7 +99,7 @@ def int8_figures(prep: Preprocessor, proto: Any, float_bytes: bytes, measure: di
     """Try every candidate on ``measure`` rows, keep the best, report it on the validation rows."""
     float_sess = session(float_bytes)
     base = run_model(float_sess, measure)
-    budget = INT8_BUDGET if prep.task == "binary" else INT8_BUDGET * prep.label_std_
+    budget = INT8_BUDGET if prep.task != "regression" else INT8_BUDGET * prep.label_std_
     has_first = any(t.name == FIRST_MLP_WEIGHT for t in proto.graph.initializer)
     tried = []
     failures = []
@@ -139,6 +139,11 @@ def int8_figures(prep: Preprocessor, proto: Any, float_bytes: bytes, measure: di
         if prep.task == "binary":
             auc_f, auc_q = binary_metrics(f_logit, y)["auc"], binary_metrics(q_logit, y)["auc"]
             figures.update(auc_float=auc_f, auc_int8=auc_q, auc_change=auc_q - auc_f)
+        elif prep.task == "multiclass":
+            from studio_core.common.multiclass import multiclass_metrics
+
+            acc_f, acc_q = multiclass_metrics(f_logit, y)["accuracy"], multiclass_metrics(q_logit, y)["accuracy"]
+            figures.update(accuracy_float=acc_f, accuracy_int8=acc_q, accuracy_change=acc_q - acc_f)
         else:
             truth = prep.decode_label(y)
             rmse_f = regression_metrics(prep.decode_label(f_logit), truth)["rmse"]

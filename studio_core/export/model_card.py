@@ -9,7 +9,7 @@ from studio_core.common.metrics import METRIC_KEYS, format_metric
 from studio_core.export.int8 import BATCH_CHECK_ROWS
 from studio_core.export.onnx_run import TOLERANCE_TEXT
 from studio_core.features.preprocess import Preprocessor
-from studio_core.runs.results import change_text, interval_text
+from studio_core.runs.results import change_text, int8_change, interval_text
 
 if TYPE_CHECKING:  # runs.py imports torch: only for type hints here
     from studio_core.runs.store import Run
@@ -33,6 +33,8 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
              f"Exported {manifest['created']} by Wide & Deep Studio {manifest['engine_version']} from run `{Path(run.path).name}`.", "",
              "## Data", f"- Rows: {source}; files: {files}",
              f"- Task: {prep.task}" + (f", positive class `{prep.positive_class}` (prediction = its probability)" if prep.task == "binary"
+                                        else f", classes {', '.join(f'`{c}`' for c in prep.classes_)} (prediction = the most likely; "
+                                             "`p_<class>` = each class's probability)" if prep.task == "multiclass"
                                         else f", prediction on the label's scale (training mean {prep.label_mean_:.4g}, std {prep.label_std_:.4g})"),
              f"- Split: {m.get('n_train', 'n/a')} training / {m.get('n_val', 'n/a')} validation / {m.get('n_test', 'n/a')} test rows "
              + _split_text(m.get("split")), "",
@@ -60,7 +62,7 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
               + (", streamed out of core" if m.get("out_of_core") else "") + (f", autocast {m['amp']}" if m.get("amp") else ""),
               *[f"- Note: {note}" for note in prep.notes_], "",
               "## Validation metrics (these rows chose the best epoch and the learning-rate steps)"]
-    keys = ["auc", "logloss", "accuracy"] if prep.task == "binary" else ["rmse", "mae", "r2"]
+    keys = {"binary": ["auc", "logloss", "accuracy"], "multiclass": ["accuracy", "macro_f1", "logloss", "macro_auc"]}.get(prep.task, ["rmse", "mae", "r2"])
     lines += [f"- {k}: {format_metric(k, m.get(k))}" for k in keys if k in m]
     p = figures["parity"]
     lines += ["", "## ONNX export and parity",
@@ -84,6 +86,7 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
                   f"- Size: {q['int8_bytes']:,} bytes vs {q['float_bytes']:,} (ratio {q['size_ratio']:.3f})"]
         if q.get("validation_rows"):
             metric = (f"AUC {fmt(q['auc_float'])} -> {fmt(q['auc_int8'])} ({change_text('AUC', q['auc_change'])})" if prep.task == "binary"
+                      else f"accuracy {fmt(q['accuracy_float'])} -> {fmt(q['accuracy_int8'])} (change {q['accuracy_change']:+.4f})" if prep.task == "multiclass"
                       else f"RMSE {fmt(q['rmse_float'])} -> {fmt(q['rmse_int8'])} (change {q['rmse_change']:+.5g})")
             lines += [f"- On {q['validation_rows']} validation rows: {metric}; largest prediction change {fmt(q['max_score_change'])}",
                       f"- Batch dependence: activations are quantised per call, so a row's INT8 score moves with the rows scored "
@@ -143,7 +146,7 @@ def figures_text(figures: dict[str, Any]) -> str:
     if q:
         line = f"int8 ({q['chosen']}): size ratio {q['size_ratio']:.3f}"
         if q.get("validation_rows"):
-            change = change_text("AUC", q["auc_change"]) if "auc_change" in q else change_text("RMSE", q["rmse_change"], 4)
+            change = int8_change(q)
             line += f", {change}, max score change {q['max_score_change']:.3g} on {q['validation_rows']} validation rows"
         else:
             line += f" ({q['note']}; max score change on synthetic rows {q['max_score_change_synthetic']:.3g})"

@@ -73,7 +73,8 @@ class _Exportable(nn.Module):
         m = self.model
         parts = []
         if "wide" in x:  # == nn.EmbeddingBag(mode="sum"), without the per-row Loop it exports to
-            parts.append(nn.functional.embedding(x["wide"], m.wide.weight).sum(dim=1).squeeze(-1))
+            summed = nn.functional.embedding(x["wide"], m.wide.weight).sum(dim=1)
+            parts.append(summed.squeeze(-1) if m.outputs == 1 else summed)
         if m.use_deep:
             first = args[0]
             cat = x["cat"] if "cat" in x else first.new_zeros((first.shape[0], 0), dtype=torch.int64)
@@ -82,7 +83,10 @@ class _Exportable(nn.Module):
         out = parts[0]
         for p in parts[1:]:
             out = out + p
-        return out + m.bias  # forward's order, wide + deep + bias: the same float rounding
+        out = out + m.bias  # forward's order, wide + deep + bias: the same float rounding
+        if m.outputs > 1:  # multiclass: one 1-D output per class (tools that read ONNX outputs one by one can)
+            return tuple(out[:, k] for k in range(m.outputs))
+        return out
 
 
 def example_inputs(layout: Layout, names: list[str], n: int = 2) -> dict[str, np.ndarray]:
@@ -124,12 +128,14 @@ def export_model(model: WideDeep, layout: Layout, opset: int | None = None) -> o
     model.eval()
     args = tuple(torch.from_numpy(a) for a in example_inputs(layout, names).values())
     batch = torch.export.Dim("batch", min=1)
+    outputs = [f"logit_{k}" for k in range(model.outputs)] if model.outputs > 1 else ["logit"]
+    output_names = [f"__out_{o}" for o in outputs]
     try:
         for attempt in range(1, EXPORT_ATTEMPTS + 1):
             try:
                 with torch.no_grad(), _quiet_exporter():
                     program = torch.onnx.export(wrapper, args, dynamo=True, input_names=[f"__in_{k}" for k in names],
-                                                output_names=["__out_logit"], dynamic_shapes=(tuple({0: batch} for _ in names),),
+                                                output_names=output_names, dynamic_shapes=(tuple({0: batch} for _ in names),),
                                                 opset_version=opset, verbose=False)
                 break
             except SystemError as exc:
@@ -148,7 +154,8 @@ def export_model(model: WideDeep, layout: Layout, opset: int | None = None) -> o
     del proto.metadata_props[:]  # exporter bookkeeping, not model metadata
     for k in names:  # the exporter names values after ops ("cat" for torch.cat): claim the names
         _rename(proto.graph, f"__in_{k}", k)
-    _rename(proto.graph, "__out_logit", "logit")
+    for o in outputs:
+        _rename(proto.graph, f"__out_{o}", o)
     onnx.checker.check_model(proto)
     return proto
 
@@ -210,11 +217,10 @@ def model_parity(model: WideDeep, layout: Layout, proto_bytes: bytes, inputs: di
     tolerance it uses (``onnx_run.tolerance_used``: <= 1 matches)."""
     import onnxruntime as ort
 
-    from studio_core.export.onnx_run import tolerance_used
+    from studio_core.export.onnx_run import run_model, tolerance_used
 
-    names = model_inputs(model, layout)
     sess = ort.InferenceSession(proto_bytes, providers=["CPUExecutionProvider"])
-    got = sess.run(["logit"], {k: inputs[k] for k in names})[0]
+    got = run_model(sess, inputs)
     want = torch_logits(model, inputs, layout)
     return {"rows": int(len(want)), "max_abs_diff": float(np.max(np.abs(got.astype(np.float64) - want))) if len(want) else 0.0,
             "tolerance_used": tolerance_used(got, want)}

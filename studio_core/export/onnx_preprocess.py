@@ -55,11 +55,13 @@ _SUPPORTED = {"cat": (VocabEncoder, HashEncoder), "std": (Standardizer, Piecewis
 def unsupported(prep: Preprocessor) -> list[str]:
     """Why the preprocessing cannot be written as ONNX (empty when it can)."""
     reasons = []
+    texts = [key[4:] for key in prep.encoders_ if key.startswith("txt:")]
+    if texts:
+        reasons.append(f"text column(s) {', '.join(map(repr, texts))} are split into tokens by a regular expression (words of any script) "
+                       "or at a delimiter, deduplicated per row and truncated, which ONNX's string operators cannot express exactly")
     for key, enc in prep.encoders_.items():
         kind = key.split(":", 1)[0]
         if kind == "txt":
-            reasons.append(f"text column {key[4:]!r} is split into tokens by a regular expression (words of any script) or at a "
-                           "delimiter, deduplicated per row and truncated, which ONNX's string operators cannot express exactly")
             continue
         if not isinstance(enc, _SUPPORTED.get(kind, ())):
             reasons.append(f"encoder {key!r} ({type(enc).__name__}) has no ONNX form")
@@ -67,7 +69,9 @@ def unsupported(prep: Preprocessor) -> list[str]:
             reasons.append(f"encoder {key!r} has a vocabulary of non-text values")
         elif isinstance(enc, CrossEncoder) and enc.encoding not in ("hash", "vocab"):
             reasons.append(f"cross {key!r} has encoding {enc.encoding!r}")
-    if prep.task not in ("binary", "regression"):
+    if prep.task == "multiclass":
+        reasons.append("a multiclass model's raw-row graph (class probabilities from raw columns) is not built yet")
+    elif prep.task not in ("binary", "regression"):
         reasons.append(f"task {prep.task!r} has no output mapping")
     return reasons
 

@@ -48,11 +48,19 @@ def session(model: bytes, threads: int | None = None) -> Any:
 
 
 def run_model(sess: Any, inputs: dict[str, np.ndarray], batch: int = 65_536) -> np.ndarray:
-    """``logit`` of a model graph on named inputs (only the ones the graph declares)."""
+    """``logit`` of a model graph on named inputs (only the ones the graph declares); a
+    multiclass graph's ``logit_0 .. logit_{K-1}`` side by side, (n, K)."""
     names = [i.name for i in sess.get_inputs()]
+    outputs = [o.name for o in sess.get_outputs()]
+    wanted = ["logit"] if "logit" in outputs else sorted((o for o in outputs if o.startswith("logit_")), key=lambda o: int(o.split("_")[1]))
     n = len(next(iter(inputs.values())))
-    outs = [sess.run(["logit"], {k: inputs[k][s : s + batch] for k in names})[0] for s in range(0, n, batch)]
-    return np.concatenate(outs) if outs else np.zeros(0, np.float32)
+    outs = []
+    for s in range(0, n, batch):
+        got = sess.run(wanted, {k: inputs[k][s : s + batch] for k in names})
+        outs.append(got[0] if len(wanted) == 1 and wanted == ["logit"] else np.stack(got, axis=1))
+    if not outs:
+        return np.zeros(0 if wanted == ["logit"] else (0, len(wanted)), np.float32)
+    return np.concatenate(outs)
 
 
 def run_raw(sess: Any, con: Any, prep: Preprocessor, relation: str, available: set[str] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -83,6 +83,7 @@ class Layout:
     text_lengths: tuple[int, ...] = ()
     wide_text_lengths: tuple[int, ...] = ()  # per text field in the wide part (the last len() of wide_fields)
     wide_pad: int = -1  # the wide id of "no token" (a weight kept at 0); -1 when no text field is wide
+    outputs: int = 1  # outputs per row: one per class for multiclass (the wide weights and the deep head are this wide)
 
     @property
     def wide_width(self) -> int:

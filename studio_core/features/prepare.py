@@ -45,7 +45,9 @@ def prepare(spec: Spec, ws: Workspace, world: int = 1) -> tuple[Split, bool]:
 
 
 def fit_preprocessor(spec: Spec, split: Split) -> Preprocessor:
-    return Preprocessor(spec.features, spec.data.label, spec.data.task, spec.data.positive_class, split.column_types).fit(split.train)
+    prep = Preprocessor(spec.features, spec.data.label, spec.data.task, spec.data.positive_class, split.column_types)
+    prep.max_classes = int(spec.data.max_classes)
+    return prep.fit(split.train)
 
 
 def check_processes(spec: Spec, world: int) -> None:

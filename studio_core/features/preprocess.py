@@ -51,6 +51,8 @@ class Preprocessor:
     encoders_: dict[str, Any] = field(default_factory=dict)
     label_mean_: float = 0.0
     label_std_: float = 1.0
+    classes_: list[str] = field(default_factory=list)  # multiclass: the training rows' label values as text, sorted; output k is classes_[k]
+    max_classes: int = 100
     notes_: list[str] = field(default_factory=list)  # what fitting decided on its own (columns hashed, ...)
 
     # ---- expressions ----------------------------------------------------------------------
@@ -80,15 +82,31 @@ class Preprocessor:
     def label_expr(self) -> str:
         if self.task == "binary":
             return f"CASE WHEN {self._text(self.label)} = {ql(self.positive_class)} THEN 1.0 ELSE 0.0 END"
+        if self.task == "multiclass":  # the class's index; a value no training row has is NULL (left out, and counted by the run)
+            cases = " ".join(f"WHEN {ql(c)} THEN {k}.0" for k, c in enumerate(self.classes_))
+            return f"CASE {self._text(self.label)} {cases} END" if cases else "CAST(NULL AS DOUBLE)"
         return number_expr(self.label)
 
     def label_filter(self) -> str:
+        if self.task == "multiclass":
+            return f"({self.label_expr()}) IS NOT NULL"
         return f"{qi(self.label)} IS NOT NULL" if self.task == "binary" else f"({number_expr(self.label)}) IS NOT NULL"
+
+    def unknown_class_filter(self) -> str:
+        """Multiclass: rows whose label is a value no training row has (what ``label_filter`` leaves out)."""
+        return f"{qi(self.label)} IS NOT NULL AND ({self.label_expr()}) IS NULL"
+
+    @property
+    def n_outputs(self) -> int:
+        """The network's outputs per row: one per class (multiclass), else one."""
+        return len(self.classes_) if self.task == "multiclass" else 1
 
     # ---- fit ------------------------------------------------------------------------------
     def fit(self, source: Source) -> Preprocessor:
         enc: dict[str, Any] = {}
         self.notes_ = []
+        if self.task == "multiclass":
+            self._fit_classes(source)
         cap = int(self.features.max_vocabulary)
         for f in self.features.categorical:
             e = VocabEncoder(min_count=f.min_count, max_size=cap + 1) if f.encoding == "vocab" else HashEncoder(f.hash_buckets)
@@ -139,6 +157,18 @@ class Preprocessor:
             mean, std = source.one(f"avg({number_expr(self.label)}), stddev_pop({number_expr(self.label)})")
             self.label_mean_, self.label_std_ = float(mean or 0.0), float(std or 1.0) or 1.0
         return self
+
+    def _fit_classes(self, source: Source) -> None:
+        from studio_core.common.errors import StudioError
+
+        rows = source.all(f"SELECT {self._text(self.label)} AS v, count(*) FROM {{src}} WHERE {qi(self.label)} IS NOT NULL GROUP BY 1 ORDER BY 1")
+        if len(rows) > int(self.max_classes):
+            raise StudioError(f"label {self.label!r} has {len(rows)} values in the training rows, more than data.max_classes = {self.max_classes}; "
+                              "group the rare classes with SQL (CASE WHEN ... ELSE 'other' END), or raise data.max_classes")
+        if len(rows) < 2:
+            raise StudioError(f"label {self.label!r} has {len(rows)} value(s) in the training rows; a classifier needs at least two")
+        self.classes_ = [str(r[0]) for r in rows]
+        self.class_counts_ = [int(r[1]) for r in rows]
 
     def _cross_component_expr(self, col: str) -> str:
         return number_expr(col) if col in self._numeric_cols() else self._text(col)
@@ -198,7 +228,7 @@ class Preprocessor:
         return Layout(tuple(wide_fields), wide_dim, tuple(deep), tuple(cards), tuple(dims), tuple(numeric), tuple(periodic),
                       tuple(t.name for t in deep_text), tuple(enc[f"txt:{t.name}"].deep_n_ids_ for t in deep_text),
                       tuple(int(t.embedding_dim) for t in deep_text), tuple(int(t.max_length) for t in deep_text),
-                      tuple(int(t.max_length) for t in wide_text), wide_pad)
+                      tuple(int(t.max_length) for t in wide_text), wide_pad, self.n_outputs)
 
     def wide_offsets(self) -> list[tuple[str, int, int]]:
         """(field, first global id, number of ids) for every wide field, in order (text fields
@@ -259,7 +289,7 @@ class Preprocessor:
         if with_label:
             label = batch.column("y").to_numpy(zero_copy_only=False).astype(np.float64)
             # centred in float64, then narrowed: a label near 1e9 keeps its digits
-            y = (label if self.task == "binary" else (label - self.label_mean_) / self.label_std_).astype(np.float32)
+            y = (label if self.task != "regression" else (label - self.label_mean_) / self.label_std_).astype(np.float32)
         rows = batch.column("__key").to_numpy(zero_copy_only=False).astype(np.int64) if key else None
         return Encoded(wide, cat, num, y, rows, label)
 
@@ -317,6 +347,7 @@ class Preprocessor:
             "features": asdict(self.features), "label": self.label, "task": self.task,
             "positive_class": self.positive_class, "column_types": self.column_types,
             "label_mean_": self.label_mean_, "label_std_": self.label_std_, "notes_": list(self.notes_),
+            "classes_": list(self.classes_), "class_counts_": list(getattr(self, "class_counts_", [])), "max_classes": self.max_classes,
             "encoders_": {k: encoder_state(v) for k, v in self.encoders_.items()},
         }
 
@@ -336,11 +367,19 @@ class Preprocessor:
         prep = cls(features, state["label"], state["task"], state["positive_class"], dict(state["column_types"]))
         prep.label_mean_, prep.label_std_ = float(state["label_mean_"]), float(state["label_std_"])
         prep.notes_ = [str(n) for n in state.get("notes_", [])]
+        prep.classes_ = [str(c) for c in state.get("classes_", [])]
+        prep.class_counts_ = [int(c) for c in state.get("class_counts_", [])]
+        prep.max_classes = int(state.get("max_classes", 100))
         prep.encoders_ = {k: encoder_from_state(v) for k, v in state["encoders_"].items()}
         return prep
 
     def decode_label(self, raw: np.ndarray) -> np.ndarray:
-        """Model output -> prediction: probability (binary) or value on the label's scale."""
+        """Model output -> prediction: probability (binary), per-class probabilities (multiclass,
+        (n, K)) or value on the label's scale."""
+        if self.task == "multiclass":
+            from studio_core.common.multiclass import softmax
+
+            return softmax(raw)
         if self.task == "binary":
             return 1.0 / (1.0 + np.exp(-raw.astype(np.float64)))
         return raw.astype(np.float64) * self.label_std_ + self.label_mean_

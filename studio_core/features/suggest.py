@@ -90,8 +90,9 @@ def _label_values(ws: Workspace, src: str, label: str, label_type: str) -> list[
     return [r[0] for r in rows]
 
 
-def choose_task(values: list[str], numeric: bool, label: str) -> tuple[str, str, str]:
-    """(task, positive class, reason) from the label's distinct values (rarest first)."""
+def choose_task(values: list[str], numeric: bool, label: str, max_classes: int = 100) -> tuple[str, str, str]:
+    """(task, positive class, reason) from the label's distinct values (rarest first): two
+    values are binary, more numbers regression, 3 to ``max_classes`` text values multiclass."""
     if len(values) < 2:
         raise StudioError(f"label {label!r} has {len(values)} distinct value(s); a model needs at least two: pick another label or load more rows")
     if len(values) == 2:
@@ -102,9 +103,11 @@ def choose_task(values: list[str], numeric: bool, label: str) -> tuple[str, str,
         return "binary", values[0], f"two values; positive class {values[0]!r} (the rarer one)"
     if numeric:
         return "regression", "", f"numeric with {len(values)} distinct values"
+    if len(values) <= max_classes:
+        return "multiclass", "", f"text with {len(values)} values: one class each (most common {values[-1]!r}, rarest {values[0]!r})"
     raise StudioError(
-        f"label {label!r} is text with {len(values)} values; binary classification needs exactly two "
-        "(derive a two-valued column with SQL) and regression needs numbers"
+        f"label {label!r} is text with {len(values)} values, more than data.max_classes = {max_classes} classes; group the rare ones "
+        f"with SQL (e.g. CASE WHEN {label} IN (...) THEN {label} ELSE 'other' END) or raise data.max_classes"
     )
 
 
@@ -140,21 +143,26 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
     if not con.execute(f"SELECT 1 FROM {src} LIMIT 1").fetchall():
         raise StudioError("the table has no rows; load a file with data rows under its header")
     values = _label_values(ws, src, data.label, types[data.label])
-    task, positive, task_reason = choose_task(values, label_numeric, data.label)
+    task, positive, task_reason = choose_task(values, label_numeric, data.label, data.max_classes)
+    if data.task == "multiclass" and len(values) >= 3:  # asked for: a numeric label's values as classes
+        task, positive, task_reason = "multiclass", "", f"{len(values)} values, each a class (data.task = 'multiclass')"
     if data.task == "binary" and task == "binary" and data.positive_class in values:
         positive = data.positive_class
     data = DataSpec(**{**data.__dict__, "task": task, "positive_class": positive})
     split = make_split(ws, data)
     train = split.train.relation
-    y_expr = (f"CASE WHEN {text_expr(data.label, types[data.label])} = {ql(positive)} THEN 1.0 ELSE 0.0 END::DOUBLE" if task == "binary"
+    # multiclass: the column scores (information, leakage, crosses) judge the most common class against the rest
+    target = positive if task == "binary" else values[-1] if task == "multiclass" else ""
+    y_expr = (f"CASE WHEN {text_expr(data.label, types[data.label])} = {ql(target)} THEN 1.0 ELSE 0.0 END::DOUBLE" if task != "regression"
               else number_expr(data.label))
+    score_task = "regression" if task == "regression" else "binary"
     # materialised once: a SELECT * view over many columns costs ~25 ms to bind on every query
     labelled, labelled_val = qi(split.table + "_ltrain"), qi(split.table + "_lval")
     for name, rel in ((labelled, train), (labelled_val, split.val.relation)):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *, {y_expr} AS __y FROM {rel} WHERE ({y_expr}) IS NOT NULL")
 
     n_labelled, positives = con.execute(f"SELECT count(*), coalesce(sum(__y), 0) FROM {labelled}").fetchone()
-    events = int(min(positives, n_labelled - positives)) if task == "binary" else int(n_labelled)  # what tree bins can rest on
+    events = int(min(positives, n_labelled - positives)) if task != "regression" else int(n_labelled)  # what tree bins can rest on
     candidates = [c for c in types if c != data.label and c != data.split_column]
     stats = _column_stats(con, train, candidates, types)
     roles: list[ColumnRole] = [ColumnRole(data.label, "label", "the label", len(values), 0.0)]
@@ -198,7 +206,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
         roles.append(ColumnRole(col, role, reason, distinct, null_share))
 
     # single-column information and leakage, all columns in a few UNPIVOT queries
-    scores = single_column_scores(con, labelled, labelled_val, {r.name: comp_expr[r.name] for r in roles if r.name in comp_expr}, task)
+    scores = single_column_scores(con, labelled, labelled_val, {r.name: comp_expr[r.name] for r in roles if r.name in comp_expr}, score_task)
     infos: dict[str, float] = {}
     final_roles = []
     for r in roles:
@@ -207,7 +215,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             continue
         infos[r.name], leak = scores.get(r.name, (0.0, None))
         if leak is not None and leak >= LEAK_SCORE:
-            metric = "AUC" if task == "binary" else "R²"
+            metric = "AUC" if score_task == "binary" else "R²"
             final_roles.append(ColumnRole(r.name, "ignored", f"leakage suspected: alone predicts the label with validation {metric} {leak:.3f}",
                                           r.distinct, r.null_share, infos[r.name]))
             continue
@@ -247,7 +255,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
     scored = []
     for group in groups:
         # one query's cells give the gain, the training combinations and the unseen share
-        gain, card, unseen = cross_score(con, coded, coded_val, [keys[c] for c in group], task)
+        gain, card, unseen = cross_score(con, coded, coded_val, [keys[c] for c in group], score_task)
         scored.append((gain, group, card, unseen))
     scored.sort(key=lambda s: -s[0])
     crosses = [CrossCandidate(g, float(s), int(k), u) for s, g, k, u in scored[:20]]

@@ -17,6 +17,7 @@ from studio_core.features.sizing import size_problems
 from studio_core.spec.schema import (
     BINNINGS,
     CATEGORICAL_ENCODINGS,
+    CLASS_WEIGHTS,
     CROSS_ENCODINGS,
     DEEP_OPTIMIZERS,
     DEVICES,
@@ -168,9 +169,18 @@ def validate(spec: Spec, table: Table | None = None) -> list[Problem]:
     _choice(p, "train.monitor", t.monitor, MONITORS)
     _choice(p, "train.out_of_core", t.out_of_core, OUT_OF_CORE)
     _number(p, "train.out_of_core_rows", t.out_of_core_rows, 0)
-    binary_only, regression_only = {"auc", "logloss", "accuracy"}, {"rmse", "mae", "r2"}
-    if (d.task == "binary" and t.monitor in regression_only) or (d.task == "regression" and t.monitor in binary_only):
-        p.append(Problem("train.monitor", f"{t.monitor!r} is not a {d.task} metric", "use 'auto'"))
+    allowed = {"binary": {"auc", "logloss", "accuracy"}, "regression": {"rmse", "mae", "r2"},
+               "multiclass": {"accuracy", "logloss", "macro_f1", "macro_auc"}}.get(d.task, set()) | {"auto", "loss"}
+    if t.monitor in MONITORS and t.monitor not in allowed:
+        p.append(Problem("train.monitor", f"{t.monitor!r} is not a {d.task} metric", f"use 'auto' or one of: {', '.join(sorted(allowed - {'auto'}))}"))
+    _choice(p, "train.class_weight", t.class_weight, CLASS_WEIGHTS)
+    if t.class_weight != "none" and d.task != "multiclass":
+        p.append(Problem("train.class_weight", f"class weights are for multiclass labels, not {d.task}",
+                         "set it to 'none'" + ("; for rare positives set train.positive_weight (negatives per positive)" if d.task == "binary" else "")))
+    if d.task == "multiclass":
+        _number(p, "data.max_classes", d.max_classes, 3, 10_000)
+        if m.ensemble > 1:
+            p.append(Problem("model.ensemble", "an ensemble of members is not built for multiclass labels yet", "set model.ensemble to 1"))
     if not p:  # sizes are only meaningful for an otherwise valid spec
         p += size_problems(spec)
     if table is not None:
@@ -238,6 +248,14 @@ def _check_table(spec: Spec, table: Table) -> list[Problem]:
                 p.append(Problem("data.task", f"label {d.label!r} has more than two values", "use task 'regression' for a numeric label, or derive a two-valued label with SQL"))
             elif d.positive_class and d.positive_class not in values:
                 p.append(Problem("data.positive_class", f"{d.positive_class!r} is not a value of {d.label!r}", f"use one of: {', '.join(map(repr, values))}"))
+        elif d.task == "multiclass":
+            try:
+                (n,) = table.guard(lambda: table.con.sql(f"SELECT count(DISTINCT {qi(d.label)}) FROM {table.ref}").fetchall()[0])
+            except (duckdb.Error, StudioError) as exc:
+                return p + [Problem("data", f"the rows cannot be read ({str(exc).splitlines()[0]})", "fix data.table or data.sql")]
+            if n > d.max_classes:
+                p.append(Problem("data.max_classes", f"label {d.label!r} has {n} values, more than {d.max_classes} classes",
+                                 "group the rare classes with SQL (CASE WHEN ... ELSE 'other' END), or raise data.max_classes"))
         elif d.task == "regression" and not is_numeric_type(table.types[d.label]):
             p.append(Problem("data.task", f"label {d.label!r} is not numeric", "use task 'binary' or pick a numeric label"))
     return p

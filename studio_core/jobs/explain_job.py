@@ -26,9 +26,9 @@ class ExplainResult:
 
 
 def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: int = DEFAULT_BACKGROUND, seed: int = 0,
-                 slots: Slots | None = None) -> Task:
+                 slots: Slots | None = None, class_index: int = 0) -> Task:
     """A started task explaining ``rows`` validation rows of ``run`` (``ws`` must be a fork the
-    task may use on its thread)."""
+    task may use on its thread); a multiclass run's scores of class ``class_index``."""
 
     def work(report: Report, stop: threading.Event) -> ExplainResult:
         from studio_core.data.split import split_for
@@ -48,7 +48,8 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
                 picked = sample_relation(split.val, rows, seed)
                 codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
                 report(0, rows, "explaining rows")  # the pace (and so the ETA) counts from here
-                result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop)
+                result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop,
+                                 class_index=class_index)
             finally:
                 split.drop()  # the rows' copies go; the task's result keeps what it needs
         finally:

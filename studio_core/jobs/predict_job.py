@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from studio_core.common.errors import Cancelled, StudioError
+from studio_core.common.predictions import prediction_columns
 from studio_core.data.workspace import Table, Workspace
 from studio_core.jobs.tasks import Report, Slots, Task
 
@@ -38,21 +40,25 @@ class Predicted:
     summary: dict[str, float]  # mean, min, max of the predictions (and the share >= 0.5 for binary)
 
 
-def summarize(predictions: np.ndarray, task: str) -> dict[str, float]:
+def summarize(predictions: np.ndarray, task: str, classes: Sequence[str] = ()) -> dict[str, float]:
     p = np.asarray(predictions, dtype=np.float64)
     if not len(p):
         return {}
+    if task == "multiclass":  # how often each class is the most likely one
+        said = np.bincount(p.reshape(len(p), -1).argmax(axis=1), minlength=len(classes)) / len(p)
+        return {f"share predicted {c}": float(s) for c, s in zip(classes, said)}
     out = {"mean": float(p.mean()), "min": float(p.min()), "max": float(p.max())}
     if task == "binary":
         out["share at or above 0.5"] = float((p >= 0.5).mean())
     return out
 
 
-def with_predictions(frame: pd.DataFrame, predictions: np.ndarray) -> pd.DataFrame:
-    """The rows with ``prediction`` as their first column (an input column of that name is kept
-    as ``prediction_input``)."""
-    frame = frame.rename(columns={"prediction": "prediction_input"}) if "prediction" in frame else frame
-    return pd.concat([pd.DataFrame({"prediction": predictions}, index=frame.index), frame], axis=1)
+def with_predictions(frame: pd.DataFrame, predictions: np.ndarray, task: str = "binary", classes: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows with the prediction columns first (``common.predictions``; an input column of
+    the same name is kept with the suffix ``_input``)."""
+    cols = prediction_columns(task, predictions, classes)
+    frame = frame.rename(columns={c: f"{c}_input" for c in cols if c in frame})
+    return pd.concat([pd.DataFrame(cols, index=frame.index), frame], axis=1)
 
 
 def predict_table(scorer: Any, ws: Workspace, table: str, task: str, allow_missing: bool = False,
@@ -63,7 +69,8 @@ def predict_table(scorer: Any, ws: Workspace, table: str, task: str, allow_missi
     if stop is not None and stop.is_set():
         raise Cancelled()
     n = len(predictions)
-    preview = with_predictions(ws.con.sql(f"SELECT * FROM {t.ref} LIMIT {PREVIEW_ROWS}").df(), predictions[:PREVIEW_ROWS])
+    classes = list(getattr(scorer.preprocessor, "classes_", []))
+    preview = with_predictions(ws.con.sql(f"SELECT * FROM {t.ref} LIMIT {PREVIEW_ROWS}").df(), predictions[:PREVIEW_ROWS], task, classes)
     csv, note = None, ""
     per_row = max(1.0, len(preview.to_csv(index=False).encode()) / max(len(preview), 1))
     if per_row * n > MAX_CSV_BYTES:
@@ -71,11 +78,11 @@ def predict_table(scorer: Any, ws: Workspace, table: str, task: str, allow_missi
                 "download may hold here; score the file with `wdstudio predict` (or `wdstudio score` and a bundle)")
     else:
         buf = io.StringIO()
-        with_predictions(ws.con.sql(f"SELECT * FROM {t.ref}").df(), predictions).to_csv(buf, index=False)
+        with_predictions(ws.con.sql(f"SELECT * FROM {t.ref}").df(), predictions, task, classes).to_csv(buf, index=False)
         csv = buf.getvalue().encode()
         if len(csv) > MAX_CSV_BYTES:
             csv, note = None, f"the scored rows are {len(csv) / 2**20:,.0f} MB of CSV, more than the {MAX_CSV_BYTES / 2**20:.0f} MB a download may hold here"
-    return Predicted(n, preview, csv, note, tuple(warnings), summarize(predictions, task))
+    return Predicted(n, preview, csv, note, tuple(warnings), summarize(predictions, task, classes))
 
 
 def predict_task(scorer: Any, ws: Workspace, table: str, task: str, allow_missing: bool = False, slots: Slots | None = None) -> Task:

@@ -187,13 +187,14 @@ class WideDeep(nn.Module):
         self.wide_text_start = layout.wide_width - sum(layout.wide_text_lengths)  # wide columns from here on are text token ids
         self.token_dropout = float(spec.token_dropout)
         self.wide_l2 = float(spec.wide_l2)
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.outputs = int(layout.outputs)  # one per class (multiclass): each part then gives (batch, outputs)
+        self.bias = nn.Parameter(torch.zeros(self.outputs))
         if self.use_wide:
             # sparse gradients pay off for big id spaces; below that, coalescing them costs more
             # (sparse_wide: None = that rule, True / False = forced, e.g. dense for nccl all-reduce)
             sparse = layout.wide_dim > SPARSE_WIDE_MIN if sparse_wide is None else sparse_wide
             # a text field's padding ("no token") is the row wide_pad: excluded from every gradient, so its weight stays 0
-            self.wide = nn.EmbeddingBag(layout.wide_dim, 1, mode="sum", sparse=sparse, padding_idx=self.wide_pad if self.wide_pad >= 0 else None)
+            self.wide = nn.EmbeddingBag(layout.wide_dim, self.outputs, mode="sum", sparse=sparse, padding_idx=self.wide_pad if self.wide_pad >= 0 else None)
             nn.init.zeros_(self.wide.weight)
         if self.use_deep:
             # one lookup per embedding width, not per field (see embeddings.py)
@@ -220,7 +221,7 @@ class WideDeep(nn.Module):
                 width = d * (len(self.embeddings) + len(layout.text_fields) + n_num)
             else:
                 width = sum(layout.deep_embedding_dims) + sum(layout.text_embedding_dims) + len(plain) + len(periodic) * p_dim
-            self.members = max(1, int(spec.ensemble))
+            self.members = max(1, int(spec.ensemble)) if self.outputs == 1 else 1
             if self.members > 1:  # TabM-mini's adapter: random signs make the members differ from the first step
                 self.member_scale = nn.Parameter(torch.randint(0, 2, (self.members, width)).float() * 2 - 1)
             layers: list[nn.Module] = []
@@ -235,23 +236,27 @@ class WideDeep(nn.Module):
                 self.head_weight = nn.Parameter(torch.empty(self.members, width).uniform_(-bound, bound))
                 self.head_bias = nn.Parameter(torch.empty(self.members).uniform_(-bound, bound))
             else:
-                layers.append(nn.Linear(width, 1))
+                layers.append(nn.Linear(width, self.outputs))
             self.mlp = nn.Sequential(*layers)
 
     def _token_keep(self, ids: torch.Tensor) -> torch.Tensor:
         """A training batch's token mask: each token kept with probability 1 - token_dropout."""
         return torch.rand(ids.shape, device=ids.device, generator=self.dropout_random.on(ids.device)) >= self.token_dropout
 
+    def _zeros(self, rows: int, device: torch.device) -> torch.Tensor:
+        return torch.zeros((rows,) if self.outputs == 1 else (rows, self.outputs), device=device)
+
     def wide_logit(self, wide: torch.Tensor) -> torch.Tensor:
+        """(batch,) -- or (batch, classes) for multiclass -- the wide part's sum of weights."""
         if not self.use_wide or wide.shape[1] == 0:
-            return torch.zeros(wide.shape[0], device=wide.device)
+            return self._zeros(wide.shape[0], wide.device)
         if self.training and self.token_dropout > 0 and self.wide_text_start < wide.shape[1]:
             # token dropout: a text token's weight counts 1 / (1 - p) times when kept, so the expected sum is the
             # evaluation sum; for a linear model this is an adaptive L2 penalty (Wager et al., 2013)
             text = wide[:, self.wide_text_start :]
             kept = torch.where(self._token_keep(text), text, torch.full_like(text, self.wide_pad))
             terms = nn.functional.embedding(kept, self.wide.weight, padding_idx=self.wide_pad, sparse=self.wide.sparse)
-            text_sum = terms.sum(dim=(1, 2)) / (1.0 - self.token_dropout)
+            text_sum = terms.sum(dim=1).squeeze(-1) / (1.0 - self.token_dropout)
             return self._wide_sum(wide[:, : self.wide_text_start]) + text_sum if self.wide_text_start else text_sum
         return self._wide_sum(wide)
 
@@ -262,13 +267,16 @@ class WideDeep(nn.Module):
         return self.wide(wide).squeeze(-1)
 
     def deep_logit(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
-        """The deep part's output per row (an ensemble's: the mean of its members')."""
+        """The deep part's output per row (an ensemble's: the mean of its members'; multiclass:
+        (batch, classes))."""
         if not self.use_deep:
-            return torch.zeros(cat.shape[0], device=cat.device)
-        return self.deep_members(cat, num).mean(dim=1)
+            return self._zeros(cat.shape[0], cat.device)
+        out = self.deep_members(cat, num)
+        return out if self.outputs > 1 else out.mean(dim=1)
 
     def deep_members(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
-        """(batch, members): each ensemble member's deep output (one column without an ensemble)."""
+        """(batch, members): each ensemble member's deep output (one column without an ensemble;
+        multiclass: (batch, classes))."""
         plain, periodic = num, None
         if self.periodic is not None:
             at = self._index_cache.get(str(num.device))

@@ -18,6 +18,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from studio_core.common.ranking import weighted_auc, weighted_average_precision
+
 RESAMPLES = 1000
 CHUNK_CELLS = 4_000_000  # resamples x rows held at once (about 32 MB of float64)
 EPS = 1e-7
@@ -33,39 +35,6 @@ def resample_counts(n: int, resamples: int = RESAMPLES, seed: int = 0) -> Iterat
         idx = rng.integers(0, n, size=(c, n))
         flat = (idx + (np.arange(c) * n)[:, None]).ravel()
         yield np.bincount(flat, minlength=c * n).reshape(c, n).astype(np.float64)
-
-
-def weighted_auc(weights: np.ndarray, score: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """AUC of ``score`` against binary ``y`` for each row of ``weights`` (NaN where a resample
-    holds one class only)."""
-    order = np.argsort(score, kind="stable")
-    s, pos = score[order], y[order] >= 0.5
-    w = weights[:, order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first index of each run of tied scores
-    p = np.add.reduceat(w * pos, starts, axis=1)
-    q = np.add.reduceat(w * ~pos, starts, axis=1)
-    below = np.cumsum(q, axis=1) - q
-    total_p, total_q = p.sum(axis=1), q.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (p * (below + 0.5 * q)).sum(axis=1) / (total_p * total_q)
-    return np.where((total_p > 0) & (total_q > 0), auc, np.nan)
-
-
-def weighted_average_precision(weights: np.ndarray, score: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Average precision (scikit-learn's step-wise sum of precision x recall gained at each
-    distinct score, highest first) for each row of ``weights``; NaN without both classes."""
-    order = np.argsort(-score, kind="stable")
-    s, pos = score[order], y[order] >= 0.5
-    w = weights[:, order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    p = np.add.reduceat(w * pos, starts, axis=1)
-    q = np.add.reduceat(w * ~pos, starts, axis=1)
-    tp, fp = np.cumsum(p, axis=1), np.cumsum(q, axis=1)
-    total_p, total_q = tp[:, -1], fp[:, -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        ap = (p * precision).sum(axis=1) / total_p
-    return np.where((total_p > 0) & (total_q > 0), ap, np.nan)
 
 
 def _binary(weights: np.ndarray, y: np.ndarray, logit: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,7 +65,10 @@ def metric_samples(task: str, y: np.ndarray, outputs: Mapping[str, np.ndarray], 
     ``outputs`` holds each model's logits (binary) or predictions on the label's scale
     (regression), aligned with ``y``."""
     y = np.asarray(y, dtype=np.float64)
-    score = _binary if task == "binary" else _regression
+    if task == "multiclass":
+        from studio_core.common.multiclass import weighted_multiclass as score
+    else:
+        score = _binary if task == "binary" else _regression
     parts: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in outputs}
     if len(y) == 0:
         return {name: {} for name in outputs}

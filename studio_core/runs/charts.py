@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
+from studio_core.common.metrics import metric_label
 from studio_core.training.progress import Progress
 
 
@@ -27,8 +28,8 @@ def loss_chart(epochs: Sequence[Progress]) -> alt.Chart:
 
 def metric_chart(epochs: Sequence[Progress], metric: str) -> alt.Chart:
     df = pd.DataFrame({"epoch": [p.epoch for p in epochs], metric: [p.val.get(metric) for p in epochs]})
-    return alt.Chart(df, title=f"Validation {metric.upper()}").mark_line(point=True, color="#2a9d8f").encode(
-        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y(f"{metric}:Q", title=f"validation {metric.upper() if metric == 'auc' else metric}",
+    return alt.Chart(df, title=f"Validation {metric_label(metric)}").mark_line(point=True, color="#2a9d8f").encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y(f"{metric}:Q", title=f"validation {metric_label(metric)}",
                                                               scale=alt.Scale(zero=False)),
         tooltip=["epoch", alt.Tooltip(f"{metric}:Q", format=".4f")])
 
@@ -192,3 +193,15 @@ def dependence_chart(curves: pd.DataFrame, mean: pd.DataFrame, column: str, nume
     avg = alt.Chart(mean).mark_line(strokeWidth=3, color="#e63946", point=True).encode(
         x=x, y="prediction:Q", tooltip=[alt.Tooltip("value", title=column), alt.Tooltip("prediction:Q", format=".4f", title="mean")])
     return ice + avg
+
+
+def confusion_chart(matrix: pd.DataFrame) -> alt.Chart:
+    """A multiclass confusion matrix: true class down, predicted class across, each cell's rows
+    as colour and as text (``matrix``: true, predicted, rows, share of the true class)."""
+    order = list(dict.fromkeys(matrix["true"]))
+    base = alt.Chart(matrix, title="Confusion matrix (rows: true class; columns: predicted)").encode(
+        x=alt.X("predicted:N", sort=order, title="predicted"), y=alt.Y("true:N", sort=order, title="true"))
+    cells = base.mark_rect().encode(color=alt.Color("share:Q", title="share of the true class", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+                                    tooltip=["true", "predicted", "rows", alt.Tooltip("share:Q", format=".1%")])
+    text = base.mark_text(fontSize=12).encode(text="rows:Q", color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
+    return alt.layer(cells, text).properties(height=alt.Step(36))  # a band per class (a fixed height was squashed when layered)

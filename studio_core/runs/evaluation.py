@@ -30,8 +30,8 @@ class Scored:
     """Labelled rows and a model's outputs on them, aligned."""
 
     task: str
-    y: np.ndarray  # float64 labels: 0/1 (binary) or on the label's scale
-    output: np.ndarray  # float64 logits (binary) or predictions on the label's scale (regression)
+    y: np.ndarray  # float64 labels: 0/1 (binary), the class index (multiclass) or on the label's scale
+    output: np.ndarray  # float64 logits (binary), per-class logits (multiclass, (n, K)) or predictions on the label's scale
     key: np.ndarray | None = None  # int64 ``__wd_row`` of each row, when scored from a split part
 
     def __len__(self) -> int:
@@ -39,7 +39,11 @@ class Scored:
 
     @property
     def prediction(self) -> np.ndarray:
-        """Probability of the positive class, or the predicted value."""
+        """Probability of the positive class, per-class probabilities (multiclass), or the predicted value."""
+        if self.task == "multiclass":
+            from studio_core.common.multiclass import softmax
+
+            return softmax(self.output)
         return 1.0 / (1.0 + np.exp(-self.output)) if self.task == "binary" else self.output
 
     def metrics(self) -> dict[str, float]:
@@ -52,8 +56,12 @@ class Scored:
         """The rows as ``test_predictions.parquet`` stores them: row number, label, prediction
         (and the logit for binary tasks), ordered by row number."""
         order = np.argsort(self.key, kind="stable") if self.key is not None else np.arange(len(self))
-        cols: dict[str, Any] = {"row": pa.array(self.key[order] if self.key is not None else order, pa.int64()),
-                                "label": pa.array(self.y[order], pa.float64()), "prediction": pa.array(self.prediction[order], pa.float64())}
+        cols: dict[str, Any] = {"row": pa.array(self.key[order] if self.key is not None else order, pa.int64()), "label": pa.array(self.y[order], pa.float64())}
+        if self.task == "multiclass":  # the class index predicted, then each class's logit
+            cols["prediction"] = pa.array(self.output[order].argmax(axis=1).astype(np.float64), pa.float64())
+            cols.update({f"logit_{k}": pa.array(self.output[order, k], pa.float64()) for k in range(self.output.shape[1])})
+            return pa.table(cols)
+        cols["prediction"] = pa.array(self.prediction[order], pa.float64())
         if self.task == "binary":
             cols["logit"] = pa.array(self.output[order], pa.float64())
         return pa.table(cols)
@@ -61,7 +69,11 @@ class Scored:
     @staticmethod
     def from_table(task: str, table: pa.Table) -> Scored:
         """Read back ``table()``'s layout."""
-        out = table.column("logit" if task == "binary" else "prediction").to_numpy()
+        if task == "multiclass":
+            k = sum(1 for name in table.column_names if name.startswith("logit_"))
+            out = np.stack([table.column(f"logit_{i}").to_numpy() for i in range(k)], axis=1) if k else np.zeros((table.num_rows, 0))
+        else:
+            out = table.column("logit" if task == "binary" else "prediction").to_numpy()
         return Scored(task, table.column("label").to_numpy().astype(np.float64), out.astype(np.float64),
                       table.column("row").to_numpy().astype(np.int64))
 
@@ -81,14 +93,14 @@ def score_rows(model: torch.nn.Module, prep: Preprocessor, source: Source, key: 
     """Labelled rows of ``source`` scored by ``model``; ``key`` keeps each row's ``__wd_row``."""
     from studio_core.training.batches import to_tensors
 
-    ys, outs, keys = [np.zeros(0)], [np.zeros(0)], [np.zeros(0, np.int64)]
+    ys, outs, keys = [np.zeros(0)], [np.zeros((0, prep.n_outputs)) if prep.task == "multiclass" else np.zeros(0)], [np.zeros(0, np.int64)]
     for enc in prep.transform_batches(source, with_label=True, available=available, batch_rows=batch_rows, key=key):
         if stop_event is not None and stop_event.is_set():
             raise Cancelled()
         if len(enc):
             raw = predict_raw(model, tuple(to_tensors((enc.wide, enc.cat, enc.num)))).astype(np.float64)
             ys.append(enc.label)
-            outs.append(raw if prep.task == "binary" else prep.decode_label(raw))
+            outs.append(raw if prep.task != "regression" else prep.decode_label(raw))
             if key:
                 keys.append(enc.key)
     return Scored(prep.task, np.concatenate(ys), np.concatenate(outs), np.concatenate(keys) if key else None)

@@ -49,6 +49,20 @@ def holdout(run: Run, ws: Workspace, part: str = "validation", batch_rows: int =
         split.drop()
 
 
+def class_confusion(run: Run, h: Scored) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A multiclass holdout's confusion matrix in long form (true, predicted, rows, share of
+    the true class) and each class's precision, recall and rows."""
+    from studio_core.common.multiclass import confusion as class_matrix
+
+    classes = run.preprocessor.classes_
+    matrix, per_class = class_matrix(h.y, h.output, classes)
+    support = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, support, out=np.zeros(matrix.shape), where=support > 0)
+    long = pd.DataFrame([{"true": classes[i], "predicted": classes[j], "rows": int(matrix[i, j]), "share": float(share[i, j])}
+                         for i in range(len(classes)) for j in range(len(classes))])
+    return long, pd.DataFrame(per_class)
+
+
 def two_classes(h: Scored) -> bool:
     """Whether a binary holdout holds both classes (ROC, PR and AUC need them)."""
     return h.task == "binary" and 0 < float(np.sum(h.y >= 0.5)) < len(h.y)
@@ -101,12 +115,12 @@ def confusion(h: Scored, threshold: float) -> dict[str, int]:
     return {"tp": int((p & t).sum()), "fp": int((p & ~t).sum()), "fn": int((~p & t).sum()), "tn": int((~p & ~t).sum())}
 
 
-def wide_weights(run: Run) -> pd.DataFrame:
-    """Every wide id with a name ("column = value", "a x b = #bucket"), its weight and its
-    training count where the encoder keeps one; sorted by weight."""
+def wide_weights(run: Run, k: int = 0) -> pd.DataFrame:
+    """Every wide id with a name ("column = value", "a x b = #bucket"), its weight (multiclass:
+    towards class ``k``) and its training count where the encoder keeps one; sorted by weight."""
     if not run.model.use_wide:
         return pd.DataFrame(columns=["feature", "value", "weight", "count"])
-    weights = run.model.wide.weight.detach().numpy()[:, 0]
+    weights = run.model.wide.weight.detach().numpy()[:, k]
     prep = run.preprocessor
     rows = []
     f = prep.features
@@ -140,7 +154,7 @@ def effect_columns(run: Run) -> list[str]:
     return [n.name for n in run.preprocessor.features.numeric if n.wide] if run.model.use_wide else []
 
 
-def effect_curve(run: Run, column: str) -> pd.DataFrame:
+def effect_curve(run: Run, column: str, k: int = 0) -> pd.DataFrame:
     """A numeric column's wide effect: one row per bucket with its interval (``start``,
     ``end``; the open ends at the training minimum and maximum) and the wide weight its values
     add to the logit -- a step-shaped curve.  A piecewise column's buckets are its bins.  The
@@ -151,7 +165,7 @@ def effect_curve(run: Run, column: str) -> pd.DataFrame:
     key = f"bkt:{column}"
     start = next(s for k, s, _ in prep.wide_offsets() if k == key)
     enc = prep.encoders_[key]
-    weights = run.model.wide.weight.detach().double().numpy()[start:start + enc.n_ids_, 0]
+    weights = run.model.wide.weight.detach().double().numpy()[start:start + enc.n_ids_, k]  # multiclass: towards class k
     b = [float(x) for x in enc.boundaries_]
     scaled = prep.encoders_.get(f"std:{column}")
     lo = getattr(scaled, "min_", None)

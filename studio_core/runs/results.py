@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from studio_core.common.metrics import METRIC_KEYS, format_metric, headline
+from studio_core.common.metrics import METRIC_KEYS, format_metric, headline, metric_label
 
 
 def interval_text(ci: Any, digits: int = 4) -> str:
@@ -23,7 +23,7 @@ def held_out_figure(m: dict[str, Any], metric: str | None = None) -> str:
     if not m.get("test"):
         return "no test figure (the run has no test rows)" if "test" in m else "no test figure (trained before test splits)"
     iv = interval_text(m.get("test_ci", {}).get(metric))
-    return f"{metric.upper()} {format_metric(metric, m['test'].get(metric))}" + (f" (95% interval {iv})" if iv else "")
+    return f"{metric_label(metric)} {format_metric(metric, m['test'].get(metric))}" + (f" (95% interval {iv})" if iv else "")
 
 
 def early_stop_text(m: dict[str, Any]) -> str:
@@ -46,13 +46,22 @@ def change_text(name: str, value: float | None, digits: int = 5) -> str:
     return f"{name} change {float(value):+.{digits}f}"
 
 
+def int8_change(q: dict[str, Any]) -> str:
+    """The INT8 graph's change of the validation headline: AUC, accuracy or RMSE."""
+    if "auc_change" in q:
+        return change_text("AUC", q["auc_change"])
+    if "accuracy_change" in q:
+        return change_text("accuracy", q["accuracy_change"], 4)
+    return change_text("RMSE", q.get("rmse_change"), 4)
+
+
 def result_summary(m: dict[str, Any]) -> str:
     """One sentence for a finished run: test figure first, then validation and speed."""
     task = m.get("task", "binary")
     main = headline(task)
     rows = f" on {m['n_test']:,} test rows" if m.get("n_test") else ""
     stop = f"epoch {m.get('best_epoch')} of {m.get('epochs_run')}" + early_stop_text(m)
-    return (f"Test {held_out_figure(m)}{rows} · validation {main.upper()} {format_metric(main, m.get(main))} chose {stop} · "
+    return (f"Test {held_out_figure(m)}{rows} · validation {metric_label(main)} {format_metric(main, m.get(main))} chose {stop} · "
             f"{device_figures(m)}")
 
 
@@ -74,7 +83,7 @@ def run_label(number: int, status: str, m: dict[str, Any], interval: bool = Fals
     value = m.get("test", {}).get(main) if m.get("test") else m.get(main)
     where = "test" if m.get("test") else "validation"
     ci = interval_text((m.get("test_ci") or {}).get(main)) if interval and m.get("test") else ""
-    return f"run {number} · {where} {main.upper()} {format_metric(main, value)}" + (f" [{ci}]" if ci else "")
+    return f"run {number} · {where} {metric_label(main)} {format_metric(main, value)}" + (f" [{ci}]" if ci else "")
 
 
 def result_line(run_dir: Any, m: dict[str, Any]) -> str:

@@ -13,7 +13,6 @@ proximal step; Adam-family for the deep part) and a ``Trainer``, then writes the
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import tempfile
 import threading
@@ -27,7 +26,8 @@ import numpy as np
 import torch
 
 from studio_core.common.errors import Cancelled, StudioError, TrainingDiverged
-from studio_core.common.metrics import binary_metrics, headline, regression_metrics
+from studio_core.common.metrics import auto_monitor, binary_metrics, regression_metrics
+from studio_core.common.multiclass import multiclass_metrics
 from studio_core.data.source import Source
 from studio_core.data.split import Split
 from studio_core.data.workspace import Workspace
@@ -42,6 +42,7 @@ from studio_core.training import distributed
 from studio_core.training.batches import BLOCK_ROWS, BlockBatches, BlockWriter, TensorBatches, on_device, to_tensors
 from studio_core.training.callbacks import L1Proximal
 from studio_core.training.distributed import Ranks
+from studio_core.training.losses import distributed_loss, task_loss
 from studio_core.training.progress import Progress
 from studio_core.training.trainer import Trainer, TrainerConfig, TrainResult
 
@@ -124,6 +125,11 @@ def make_evaluator(prep: Preprocessor) -> Callable[[torch.Tensor, torch.Tensor],
             m = binary_metrics(out.numpy(), y.numpy())
             m["loss"] = m["logloss"]
             return m
+    elif prep.task == "multiclass":
+        def evaluate(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+            m = multiclass_metrics(out.numpy(), y.numpy())
+            m["loss"] = m["logloss"]
+            return m
     else:
         def evaluate(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
             m = regression_metrics(prep.decode_label(out.numpy()), prep.decode_label(y.numpy()))
@@ -193,37 +199,17 @@ def fit_once(spec: Spec, split: Split, ranks: Ranks) -> Preprocessor:
     return Preprocessor.from_json(distributed.broadcast_text(text))
 
 
-def positive_weighted(weight: float, device: str) -> Callable[..., torch.Tensor]:
-    """Binary cross-entropy with positive rows weighted ``weight`` (1: the plain loss)."""
-    if weight == 1.0:
-        return torch.nn.functional.binary_cross_entropy_with_logits
-    pos = torch.tensor(float(weight), device=device)
-    return functools.partial(torch.nn.functional.binary_cross_entropy_with_logits, pos_weight=pos)
-
-
-def each_member(loss_fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """The loss of a training batch whose outputs are (rows, members) (an ensemble; see
-    ``WideDeep``): the mean of the members' losses, each member scored on the row's target."""
-
-    def loss(output: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        if output.ndim == 1:
-            return loss_fn(output, target, **kwargs)
-        value = loss_fn(output, target.unsqueeze(1).expand_as(output), **kwargs)
-        return value / output.shape[1] if kwargs.get("reduction") == "sum" else value
-
-    return loss
-
-
-def distributed_loss(loss_fn: Callable[..., torch.Tensor], world: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Each rank's summed loss over its rows times world / (rows in the global batch): after
-    DistributedDataParallel averages gradients over the ranks, the step equals one process
-    training on the whole global batch, even when ranks hold a row more or less."""
-
-    def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        rows = distributed.all_reduce([float(len(target))])[0]
-        return loss_fn(output, target, reduction="sum") * (world / max(rows, 1.0))
-
-    return loss
+def unknown_classes(prep: Preprocessor, split: Any) -> list[str]:
+    """Multiclass: validation or test rows whose class no training row has (they cannot be
+    predicted, so they are left out of those figures), said per part with the values."""
+    out = []
+    for part, source in (("validation", split.val), ("test", split.test)):
+        rows = source.all(f"SELECT {prep._text(prep.label)} AS v, count(*) FROM {{src}} WHERE {prep.unknown_class_filter()} GROUP BY 1 ORDER BY 2 DESC LIMIT 6")
+        if rows:
+            shown = ", ".join(f"{v!r} ({n:,} rows)" for v, n in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            out.append(f"{part} rows of class(es) no training row has were left out of the {part} figures: {shown}; "
+                       "the model cannot predict a class it never saw (add rows of it, or group it with another class)")
+    return out
 
 
 def agree(train_rows: RankRows, val_rows: RankRows, ranks: Ranks) -> tuple[int, int, float, float]:
@@ -280,7 +266,7 @@ def fit_model(spec: Spec, prep: Preprocessor, train_rows: RankRows, val_rows: Ra
     budget = device_budget(device)  # on a GPU the rows move there once (or stream through pinned memory)
     train_batches = on_device(train_rows.batches, device, budget)
     val_batches = on_device(val_rows.batches, device, budget - (train_batches.nbytes() if isinstance(train_batches, TensorBatches) else 0))
-    monitor = headline(prep.task) if t.monitor == "auto" else t.monitor
+    monitor = auto_monitor(prep.task) if t.monitor == "auto" else t.monitor
     if monitor == "auc" and not labels_vary:
         monitor = "logloss"
     check_layout(prep.layout(), spec.model)  # refused by arithmetic, before a weight is allocated
@@ -291,7 +277,7 @@ def fit_model(spec: Spec, prep: Preprocessor, train_rows: RankRows, val_rows: Ra
     if ranks.world > 1:
         model.reseed_dropout(t.seed + ranks.rank)  # the same start everywhere, then each rank its own dropout masks
     optimizers, after_step = build_optimizers(model, t, spec.model.wide_l1)
-    loss_fn = each_member(positive_weighted(t.positive_weight, device) if prep.task == "binary" else torch.nn.functional.mse_loss)
+    loss_fn = task_loss(prep, t.positive_weight, t.class_weight, device)
     net, loss_fn, evaluate, mean = replicate(model, loss_fn, make_evaluator(prep), device, ranks)
     config = TrainerConfig(epochs=t.epochs, batch_size=local_batch, warmup_steps=t.warmup_steps, grad_clip=t.grad_clip,
                            early_stopping_patience=t.early_stopping_patience, plateau_patience=t.plateau_patience,
@@ -368,8 +354,9 @@ def train(
         }
         if test is not None:  # scored once, after every decision was taken on the validation rows
             metrics.update(n_test=len(test), test=test.metrics() if len(test) else {}, test_ci=test.intervals(seed=t.seed) if len(test) else {})
-        if prep.notes_:
-            metrics["notes"] = list(prep.notes_)
+        notes = list(prep.notes_) + (unknown_classes(prep, split) if prep.task == "multiclass" and ranks.is_main else [])
+        if notes:
+            metrics["notes"] = notes
         run_dir = (write_run(out_dir, spec, prep, model, result.history, metrics, test.table() if test is not None else None)
                    if out_dir is not None and ranks.is_main else None)
         if run_dir is not None:

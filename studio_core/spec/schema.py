@@ -18,7 +18,8 @@ from typing import Any
 from studio_core.common.errors import Problem, SpecError
 
 SPEC_VERSION = 1
-TASKS = ("binary", "regression")
+TASKS = ("binary", "regression", "multiclass")
+CLASS_WEIGHTS = ("none", "balanced")
 NUMERIC_TRANSFORMS = ("standardize", "piecewise", "periodic", "quantile", "bucketize")
 BINNINGS = ("quantile", "tree")
 SCALED_TRANSFORMS = ("standardize", "piecewise", "periodic", "quantile")  # a column that enters the deep part as numbers
@@ -28,7 +29,7 @@ TEXT_KINDS = ("text", "multi")
 DEEP_OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 WIDE_OPTIMIZERS = ("adagrad", "sparse_adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
-MONITORS = ("auto", "auc", "logloss", "accuracy", "rmse", "mae", "r2", "loss")
+MONITORS = ("auto", "auc", "logloss", "accuracy", "rmse", "mae", "r2", "macro_f1", "macro_auc", "loss")
 OUT_OF_CORE = ("auto", "always", "never")
 SPLITS = ("random", "time", "group", "column")
 
@@ -41,8 +42,9 @@ class DataSpec:
     sql: str = ""  # optional SELECT producing the training rows
     sources: dict[str, str] = field(default_factory=dict)  # table name -> file, for the CLI
     label: str = ""
-    task: str = "binary"  # "binary" or "regression"
+    task: str = "binary"  # "binary", "regression" or "multiclass" (3 to max_classes label values)
     positive_class: str = ""  # binary only: the label value (as text) that counts as 1
+    max_classes: int = 100  # multiclass: a label with more values is refused (group rare classes with SQL first)
     split: str = "random"  # "random" (stratified for classification), "time", "group" or "column" (see split.py)
     split_column: str = ""  # time: the column ordering the rows; group: the group column; column: names each row's part
     validation_fraction: float = 0.15  # rows that make every decision (early stopping, crosses, INT8, ...)
@@ -161,11 +163,12 @@ class TrainSpec:
     warmup_steps: int = 100
     grad_clip: float = 1.0  # max gradient norm of the deep part; 0 disables
     positive_weight: float = 1.0  # binary: a positive row's weight in the loss (rare positives: negatives per positive); 1 keeps scores calibrated
+    class_weight: str = "none"  # multiclass: "balanced" weighs each class in the loss as if all classes had the same rows (binary: positive_weight)
     early_stopping_patience: int = 3  # epochs without improvement before stopping; 0 disables
     max_minutes: float = 0.0  # wall-clock budget of training: the epoch under way when it runs out is the last; 0 = none
     plateau_patience: int = 1
     plateau_factor: float = 0.5
-    monitor: str = "auto"  # "auto": auc (binary) or rmse (regression)
+    monitor: str = "auto"  # "auto": auc (binary), rmse (regression) or logloss (multiclass)
     seed: int = 42
     device: str = "auto"
     mixed_precision: bool = True  # used on CUDA only

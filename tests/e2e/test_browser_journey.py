@@ -267,3 +267,68 @@ def test_after_a_server_restart_runs_and_tables_are_kept(tmp_path):
             browser.close()
     finally:
         stop(proc)
+
+
+def test_text_column_and_multiclass_label_journey(server, tmp_path):
+    """A reviews file with free text, a tag set and a 4-class label, uploaded in the browser:
+    features -> train -> inspect (confusion matrix) -> explain a class -> export."""
+    from playwright.sync_api import expect, sync_playwright
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from reviews import frame
+
+    data = tmp_path / "reviews.csv"
+    frame(3000, seed=2).drop(columns=["recommended"]).to_csv(data, index=False)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.locator("input[type=file]").first.set_input_files(str(data))
+        page.get_by_role("button", name="Load uploaded files").click()
+        expect(page.get_by_text(re.compile(r"Loaded\s+reviews"))).to_be_visible(timeout=60_000)
+        no_exception(page)
+
+        page.get_by_role("link", name="Features").click()
+        page.get_by_label("Label (what to predict)").click()
+        page.get_by_role("option", name="rating_band").click()
+        page.get_by_role("button", name="Suggest features").click()
+        expect(page.get_by_text("Task: multiclass")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(re.compile(r"free text: \d+ words a value")).first).to_be_attached(timeout=30_000)  # a grid cell (canvas-drawn)
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "7-text-features.png"), full_page=True)
+
+        start_training(page, epochs=6)
+        expect(page.get_by_text(re.compile(r"^Test accuracy 0\.\d{4} \(95% interval .* validation accuracy"))).to_be_visible(timeout=180_000)
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "8-multiclass-train.png"), full_page=True)
+
+        page.get_by_role("link", name="Inspect").click()
+        expect(page.get_by_text("test macro-F1")).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1500)
+        matrix = page.locator(".vega-embed").first
+        assert colour_pixels(matrix, "#08306b", 60) + colour_pixels(matrix, "#2171b5", 40) > 500  # the blue cells are drawn
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "9-multiclass-inspect.png"), full_page=True)
+
+        page.get_by_role("link", name="Explain", exact=True).click()
+        rows = page.get_by_label("Validation rows to explain")
+        rows.fill("20")
+        rows.press("Tab")
+        page.get_by_role("button", name="Explain", exact=True).click()
+        expect(page.get_by_text("One row: its score, wide vs deep, and what if")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(re.compile(r"units: logit of high"))).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Tokens that moved this row")).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1500)
+        assert colour_pixels(page.locator(".vega-embed").nth(0), "#457b9d") > 1000  # importance bars, the review column among them
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "10-text-explain.png"), full_page=True)
+
+        page.get_by_role("link", name="Export").click()
+        page.get_by_role("button", name="Build and check the bundle").click()
+        expect(page.get_by_text(re.compile(r"Parity on 10,000 rows"))).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(re.compile(r"No raw-row graph: text column"))).to_be_visible(timeout=30_000)
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "11-text-export.png"), full_page=True)
+        browser.close()
