@@ -196,7 +196,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             if integral and distinct == nonnull and nonnull >= 50:
                 role, reason = "ignored", "unique id (every value different)"
             else:
-                role, reason = "numeric", numeric_encoding(distinct, events)[2]
+                role, reason = "numeric", numeric_encoding(distinct, events, task == "multiclass")[2]
         elif not is_numeric_type(t) and nonnull >= 50 and distinct / nonnull > ID_SHARE:
             role, reason = "ignored", f"unique id ({distinct} distinct in {nonnull} rows)"
         else:
@@ -221,7 +221,7 @@ def _suggest(ws: Workspace, data: DataSpec, max_crosses: int, triples: bool) -> 
             continue
         final_roles.append(ColumnRole(r.name, r.role, r.reason, r.distinct, r.null_share, infos[r.name]))
         if r.role == "numeric":
-            transform, binning, _ = numeric_encoding(r.distinct, events)
+            transform, binning, _ = numeric_encoding(r.distinct, events, task == "multiclass")
             numeric.append(NumericFeature(name=r.name, transform=transform, buckets=TREE_BINS if binning == "tree" else NUMERIC_BUCKETS, embed=True,
                                           wide=False, binning=binning))
         else:
