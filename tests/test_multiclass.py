@@ -150,3 +150,19 @@ def test_onnx_gives_one_output_per_class_and_the_bundle_scores_like_the_run(mult
     np.testing.assert_allclose(got, want, atol=1e-5)
     got8, _ = b.predict(ws.table("bands"), int8=True)
     assert got8.shape == want.shape and np.abs(got8 - want).max() < 0.1
+
+
+def test_two_multiclass_runs_compare_on_their_shared_test_rows(multiclass_run, tmp_path):
+    from studio_core.compare.leaderboard import leaderboard
+
+    ws, run, _, _ = multiclass_run
+    wide = load_run(run.path).spec
+    wide.model.deep = False
+    wide.train.epochs = 5
+    other = pipeline.train(wide, ws, tmp_path / "wide").run_dir
+    board = leaderboard([run.path, other], resamples=200, seed=3)
+    ref, row = board.rows
+    assert board.metric == "accuracy" and row.kind == "wide-only"
+    a, b = load_run(run.path).test_scores(), load_run(other).test_scores()
+    assert row.diff["accuracy"] == pytest.approx(multiclass_metrics(b.output, b.y)["accuracy"] - multiclass_metrics(a.output, a.y)["accuracy"], abs=1e-12)
+    assert row.diff_ci["accuracy"][0] <= row.diff["accuracy"] <= row.diff_ci["accuracy"][1]

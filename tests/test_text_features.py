@@ -170,3 +170,16 @@ def test_bundle_scores_text_without_torch_and_says_why_there_is_no_raw_graph(tex
     got, _ = b.predict(ws.table("input"))
     want, _ = text_run.predict(ws.table("input"))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_text_streams_out_of_core_like_in_memory(reviews_ws):
+    """Token ids are ordinary model-input columns: block files carry them as they carry ids."""
+    spec = suggest(reviews_ws, DataSpec(table="reviews", label="recommended")).spec
+    spec.train.epochs = 4
+    got = {}
+    for mode in ("never", "always"):
+        spec.train.out_of_core = mode
+        m = pipeline.train(spec, reviews_ws).metrics
+        got[mode] = m
+    assert got["always"]["out_of_core"] and not got["never"]["out_of_core"]
+    assert got["always"]["test"]["auc"] > 0.7 and abs(got["always"]["test"]["auc"] - got["never"]["test"]["auc"]) < 0.05

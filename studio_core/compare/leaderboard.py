@@ -36,7 +36,8 @@ TEST_PREDICTIONS = "test_predictions.parquet"
 @dataclass(frozen=True)
 class RunScores:
     """A run's stored test rows: row numbers (ascending), labels and outputs (logits for a
-    binary task, predictions on the label's scale for regression), and what identifies them."""
+    binary task, per-class logits (n, K) for multiclass, predictions on the label's scale for
+    regression), and what identifies them."""
 
     name: str
     kind: str
@@ -76,7 +77,11 @@ def read_scores(path: str | Path, name: str | None = None) -> RunScores:
         table = pq.read_table(path / TEST_PREDICTIONS) if (path / TEST_PREDICTIONS).is_file() else None
         if table is None:
             raise StudioError(f"{path} has no test predictions (no test rows, or data.test_fraction 0); train it with test rows to compare it")
-        out = table.column("logit" if task == "binary" else "prediction").to_numpy().astype(np.float64)
+        if task == "multiclass":  # each class's logit, side by side
+            k = sum(1 for c in table.column_names if c.startswith("logit_"))
+            out = np.stack([table.column(f"logit_{i}").to_numpy() for i in range(k)], axis=1).astype(np.float64)
+        else:
+            out = table.column("logit" if task == "binary" else "prediction").to_numpy().astype(np.float64)
         rows, y = table.column("row").to_numpy().astype(np.int64), table.column("label").to_numpy().astype(np.float64)
     except StudioError:
         raise
@@ -226,6 +231,8 @@ def leaderboard(paths: list[str | Path], metric: str | None = None, resamples: i
         by_recipe.setdefault(r.recipe, []).append(r)
     group_column, n_groups = "", 0
     if groups is not None:
+        if task == "multiclass":
+            raise StudioError("group metrics (GAUC, NDCG@k, recall@k) rank one score per row; a multiclass run has one per class: compare without --group")
         group_column, at, values = groups
         where = dict(zip(at.tolist(), range(len(at))))
         if any(int(r) not in where for r in ref.rows):

@@ -57,8 +57,11 @@ def _constant(spec: Spec, split: Any, out_dir: str | Path) -> Outcome:
     started = time.perf_counter()
     prep = fit_preprocessor(spec, split)
     total, rows = 0.0, 0
+    counts = np.zeros(prep.n_outputs)
     for enc in prep.transform_batches(split.train, with_label=True):
         total, rows = total + float(np.sum(enc.y, dtype=np.float64)), rows + len(enc)
+        if prep.task == "multiclass":
+            counts += np.bincount(enc.y.astype(np.int64), minlength=prep.n_outputs)
     if rows == 0:
         raise StudioError("the run's training part has no labelled rows; nothing to take the mean of")
     mean = total / rows
@@ -67,13 +70,17 @@ def _constant(spec: Spec, split: Any, out_dir: str | Path) -> Outcome:
     model = WideDeep(prep.layout(), variant.model, seed=spec.train.seed)
     with torch.no_grad():
         p = min(max(mean, 1e-7), 1 - 1e-7)
-        model.bias.fill_(math.log(p / (1 - p)) if prep.task == "binary" else mean)
+        if prep.task == "multiclass":  # each class's training share: the log priors
+            model.bias.copy_(torch.from_numpy(np.log(np.maximum(counts / rows, 1e-7))).float())
+        else:
+            model.bias.fill_(math.log(p / (1 - p)) if prep.task == "binary" else mean)
     model.eval()
     val, test = score_rows(model, prep, split.val), score_rows(model, prep, split.test, key=True)
     metrics = {"task": prep.task, "kind": "constant", "monitor": "", "best_epoch": 0, "epochs_run": 0, "epochs_planned": 0,
                "stopped_early": False, "stopped_by_budget": False, "train_seconds": 0.0, "train_rows_per_s": 0.0,
                "n_train": rows, "n_val": len(val), "device": "cpu", "processes": 1, "out_of_core": False, "split": split.record,
-               "constant": float(prep.decode_label(np.array([mean]))[0]) if prep.task == "regression" else mean,
+               "constant": float(prep.decode_label(np.array([mean]))[0]) if prep.task == "regression" else
+                           dict(zip(prep.classes_, (counts / rows).tolist())) if prep.task == "multiclass" else mean,
                **val.metrics(), "n_test": len(test), "test": test.metrics() if len(test) else {},
                "test_ci": test.intervals(seed=spec.train.seed) if len(test) else {}}
     run_dir = write_run(out_dir, variant, prep, model, [], metrics, test.table())
