@@ -74,4 +74,5 @@ def test_a_multiclass_label_goes_from_features_to_export(app, tmp_path):
     at.button(key="export_build").click().run()
     _wait_for_task(at, lambda: studio(at).exports)
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert at.success and "multiclass" in at.warning[0].value
+    assert at.success and "raw.onnx vs the engine" in at.success[0].value and not at.warning  # the raw-row graph gives each class's probability
+    assert "Download raw.onnx" in [b.proto.label for b in at.get("download_button")]

@@ -139,12 +139,16 @@ def test_shap_is_additive_for_every_class(multiclass_run):
 def test_onnx_gives_one_output_per_class_and_the_bundle_scores_like_the_run(multiclass_run, tmp_path):
     ws, run, _, path = multiclass_run
     fig = export_bundle(run, tmp_path / "b.zip", ws=ws, int8=True)
-    assert fig["parity"]["ok"] and fig["score_with"] == "model.onnx" and "multiclass" in fig["parity"]["raw_unavailable"]
-    assert "accuracy_change" in fig["int8"]
+    p = fig["parity"]
+    assert p["ok"] and fig["score_with"] == "raw.onnx" and p["raw_id_mismatches"] == 0 and p["raw_prediction_max_abs_diff"] < 1e-5
+    assert "accuracy_change" in fig["int8"] and "raw.int8.onnx" in fig["graphs"]
     b = load_bundle(tmp_path / "b.zip")
     outputs = ort.InferenceSession(b.graphs["model.onnx"]).get_outputs()
     assert [(o.name, len(o.shape)) for o in outputs] == [(f"logit_{k}", 1) for k in range(5)]
+    raw = [(o.name, len(o.shape)) for o in ort.InferenceSession(b.graphs["raw.onnx"]).get_outputs()]
+    assert raw == [(f"logit_{k}", 1) for k in range(5)] + [(f"prob_{k}", 1) for k in range(5)]
     assert b.manifest["classes"] == run.preprocessor.classes_
+    assert [o["meaning"] for o in b.manifest["raw_graph"]["outputs"]][5] == "probability of class 'amber' (softmax)"
     got, _ = b.predict(ws.table("bands"))
     want, _ = run.predict(ws.table("bands"))
     np.testing.assert_allclose(got, want, atol=1e-5)

@@ -233,9 +233,12 @@ def _manifest(run: Run, prep: Preprocessor, proto: Any, inputs: list[str], graph
             "missing_text": MISSING_TEXT,
             "contract": ("one input per feature column; text: tensor(string) [batch] = the DuckDB SQL in 'sql' (canonical text), "
                          "missing = the string U+0000; number: tensor(double) [batch] = the SQL in 'sql', missing = NaN"),
-            "outputs": [{"name": "logit", "dtype": "float32", "shape": ["batch"]},
-                        {"name": "prediction", "dtype": "float64", "shape": ["batch"],
-                         "meaning": "sigmoid(logit)" if prep.task == "binary" else "logit * label_std + label_mean"}],
+            "outputs": ([{"name": f"logit_{k}", "dtype": "float32", "shape": ["batch"], "meaning": f"logit of class {c!r}"} for k, c in enumerate(prep.classes_)]
+                        + [{"name": f"prob_{k}", "dtype": "float64", "shape": ["batch"], "meaning": f"probability of class {c!r} (softmax)"}
+                           for k, c in enumerate(prep.classes_)] if prep.task == "multiclass" else
+                        [{"name": "logit", "dtype": "float32", "shape": ["batch"]},
+                         {"name": "prediction", "dtype": "float64", "shape": ["batch"],
+                          "meaning": "sigmoid(logit)" if prep.task == "binary" else "logit * label_std + label_mean"}]),
         },
         "label_mean": prep.label_mean_, "label_std": prep.label_std_,
         "parity": figures["parity"], "int8": figures["int8"],

@@ -69,9 +69,7 @@ def unsupported(prep: Preprocessor) -> list[str]:
             reasons.append(f"encoder {key!r} has a vocabulary of non-text values")
         elif isinstance(enc, CrossEncoder) and enc.encoding not in ("hash", "vocab"):
             reasons.append(f"cross {key!r} has encoding {enc.encoding!r}")
-    if prep.task == "multiclass":
-        reasons.append("a multiclass model's raw-row graph (class probabilities from raw columns) is not built yet")
-    elif prep.task not in ("binary", "regression"):
+    if prep.task not in ("binary", "regression", "multiclass"):
         reasons.append(f"task {prep.task!r} has no output mapping")
     return reasons
 
@@ -257,8 +255,31 @@ def _opset(model: onnx.ModelProto, domain: str = "") -> int:
     return next((o.version for o in model.opset_import if o.domain in (domain, "ai.onnx" if domain == "" else domain)), 0)
 
 
+def _class_outputs(g: onnx.GraphProto, logits: list[str]) -> None:
+    """A multiclass graph's outputs: each class's logit, and its softmax probability in float64."""
+    nodes, columns = [], []
+    axes = "post/axes"
+    g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), axes))
+    for k, name in enumerate(logits):
+        nodes.append(helper.make_node("Identity", [f"{MODEL_PREFIX}{name}"], [name], name=f"post/{name}"))
+        nodes.append(helper.make_node("Unsqueeze", [f"{MODEL_PREFIX}{name}", axes], [f"post/col{k}"], name=f"post/col{k}"))
+        columns.append(f"post/col{k}")
+    nodes.append(helper.make_node("Concat", columns, ["post/logits"], name="post/concat", axis=1))
+    nodes.append(helper.make_node("Cast", ["post/logits"], ["post/logits64"], name="post/logits64", to=TensorProto.DOUBLE))
+    nodes.append(helper.make_node("Softmax", ["post/logits64"], ["post/probs"], name="post/softmax", axis=1))
+    probs = [f"prob_{k}" for k in range(len(logits))]
+    g.initializer.append(numpy_helper.from_array(np.ones(len(logits), np.int64), "post/split"))
+    nodes.append(helper.make_node("Split", ["post/probs", "post/split"], [f"post/p{k}" for k in range(len(logits))], name="post/split", axis=1))
+    nodes += [helper.make_node("Squeeze", [f"post/p{k}", axes], [p], name=f"post/{p}") for k, p in enumerate(probs)]
+    g.node.extend(nodes)
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch"]) for n in logits]
+                    + [helper.make_tensor_value_info(p, TensorProto.DOUBLE, ["batch"]) for p in probs])
+
+
 def merge_raw(prep: Preprocessor, model: onnx.ModelProto) -> onnx.ModelProto:
-    """Preprocessing graph + model graph -> one graph from raw columns to ``logit`` and ``prediction``."""
+    """Preprocessing graph + model graph -> one graph from raw columns to ``logit`` and
+    ``prediction`` -- multiclass: ``logit_k`` and ``prob_k`` per class k (1-D each, softmax)."""
     from onnx import compose
 
     model_inputs = [i.name for i in model.graph.input]
@@ -270,14 +291,21 @@ def merge_raw(prep: Preprocessor, model: onnx.ModelProto) -> onnx.ModelProto:
                 o.version = ms
     body = onnx.ModelProto()
     body.CopyFrom(model)
+    logits = [o.name for o in model.graph.output]  # "logit", or "logit_0" .. "logit_{K-1}"
     merged = compose.merge_models(pre, body, io_map=[(f"pp/out_{k}", k) for k in model_inputs], prefix2=MODEL_PREFIX,
-                                  outputs=[f"{MODEL_PREFIX}logit"], name="wdstudio_raw")
+                                  outputs=[f"{MODEL_PREFIX}{name}" for name in logits], name="wdstudio_raw")
     seen: dict[str, int] = {}
     for o in merged.opset_import:
         seen.setdefault(o.domain, o.version)
     del merged.opset_import[:]
     merged.opset_import.extend(helper.make_opsetid(d, v) for d, v in seen.items())
     g = merged.graph
+    if prep.task == "multiclass":
+        _class_outputs(g, logits)
+        present = {i.name for i in g.input}
+        g.input.extend([i for i in pre.graph.input if i.name not in present])
+        onnx.checker.check_model(merged)
+        return merged
     logit64 = helper.make_node("Cast", [f"{MODEL_PREFIX}logit"], ["post/logit64"], name="post/logit64", to=TensorProto.DOUBLE)
     if prep.task == "binary":
         post = [logit64, helper.make_node("Sigmoid", ["post/logit64"], ["prediction"], name="post/sigmoid")]

@@ -49,7 +49,7 @@ def raw_input_names(columns: list[str]) -> dict[str, str]:
     for col in columns:
         base = _identifier(col)
         name, i = base, 2
-        while name.lower() in {t.lower() for t in taken}:
+        while name.lower() in {t.lower() for t in taken} or re.fullmatch(r"(logit|prob)_\d+", name.lower()):  # multiclass outputs
             name, i = f"{base}_{i}", i + 1
         taken.add(name)
         out[col] = name

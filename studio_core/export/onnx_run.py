@@ -64,12 +64,15 @@ def run_model(sess: Any, inputs: dict[str, np.ndarray], batch: int = 65_536) -> 
 
 
 def run_raw(sess: Any, con: Any, prep: Preprocessor, relation: str, available: set[str] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(logit, prediction) of a raw graph on every row of ``relation``, in order."""
+    """(logit, prediction) of a raw graph on every row of ``relation``, in order; multiclass:
+    (n, K) logits and (n, K) probabilities."""
+    k = prep.n_outputs if prep.task == "multiclass" else 0
+    names = [f"logit_{i}" for i in range(k)] + [f"prob_{i}" for i in range(k)] if k else ["logit", "prediction"]
     logits, preds = [], []
     for feeds in iter_raw_feeds(con, prep, relation, available):
-        lg, pr = sess.run(["logit", "prediction"], feeds)
-        logits.append(lg)
-        preds.append(pr)
+        got = sess.run(names, feeds)
+        logits.append(np.stack(got[:k], axis=1) if k else got[0])
+        preds.append(np.stack(got[k:], axis=1) if k else got[1])
     if not logits:
-        return np.zeros(0, np.float32), np.zeros(0, np.float64)
+        return (np.zeros((0, k), np.float32), np.zeros((0, k), np.float64)) if k else (np.zeros(0, np.float32), np.zeros(0, np.float64))
     return np.concatenate(logits), np.concatenate(preds)
