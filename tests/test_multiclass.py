@@ -51,7 +51,9 @@ def test_a_text_label_with_several_values_is_multiclass_and_too_many_is_refused(
     assert task == "multiclass" and positive == "" and "4 values" in reason
     with pytest.raises(StudioError, match="group the rare ones"):
         choose_task([f"v{i}" for i in range(101)], False, "band")
-    assert choose_task(["1", "2", "3"], True, "n")[0] == "regression"  # numbers stay a regression unless asked
+    assert choose_task(["1", "2", "3"], True, "n")[0] == "regression"  # numbers stay a regression (a rating 1-3)...
+    assert choose_task(["2", "0", "1"], True, "species")[0] == "multiclass"  # ...except integer codes 0..K-1, as a label encoder writes them
+    assert choose_task(["0", "1", "2", "3.5"], True, "n")[0] == "regression"
 
 
 def write_classes(path: Path, n: int = 1500, seed: int = 0) -> Path:

@@ -46,7 +46,8 @@ MAX_VOCAB = 10_000  # more distinct values than this -> hashing
 MIN_ROWS_PER_VALUE_DEEP = 50  # sparser categoricals (user/item ids) go to the wide part only
 ROWS_PER_EMBEDDING_DIM = 4  # an embedding gets at most one dimension per this many training rows of a value
 SMALL_INT_DISTINCT = 32  # integer columns with at most this many values are categorical
-ID_SHARE = 0.9  # text columns with distinct/non-null above this are id-like
+ID_SHARE = 0.9
+CODED_CLASSES = 20  # a numeric label of integer codes 0..K-1, K up to this, is multiclass  # text columns with distinct/non-null above this are id-like
 LEAK_SCORE = 0.99
 MIN_CROSS_GAIN = 1e-4  # nats per validation row
 CROSS_POOL = 16  # crosses are searched among the most informative features
@@ -92,7 +93,9 @@ def _label_values(ws: Workspace, src: str, label: str, label_type: str) -> list[
 
 def choose_task(values: list[str], numeric: bool, label: str, max_classes: int = 100) -> tuple[str, str, str]:
     """(task, positive class, reason) from the label's distinct values (rarest first): two
-    values are binary, more numbers regression, 3 to ``max_classes`` text values multiclass."""
+    values are binary, more numbers regression, 3 to ``max_classes`` text values multiclass --
+    and so are 3 to 20 integer codes 0, 1, ..., K-1 (what a label encoder writes: digits, species
+    codes); other numbers (ratings 1-5, counts) stay a regression."""
     if len(values) < 2:
         raise StudioError(f"label {label!r} has {len(values)} distinct value(s); a model needs at least two: pick another label or load more rows")
     if len(values) == 2:
@@ -101,6 +104,9 @@ def choose_task(values: list[str], numeric: bool, label: str, max_classes: int =
             if pos in low:
                 return "binary", low[pos], f"two values; positive class {low[pos]!r}"
         return "binary", values[0], f"two values; positive class {values[0]!r} (the rarer one)"
+    if numeric and 3 <= len(values) <= CODED_CLASSES and sorted(values, key=lambda v: (len(v), v)) == [str(i) for i in range(len(values))]:
+        return "multiclass", "", (f"integer codes 0 to {len(values) - 1}: one class each (set data.task to 'regression' "
+                                  "if the numbers are amounts)")
     if numeric:
         return "regression", "", f"numeric with {len(values)} distinct values"
     if len(values) <= max_classes:
