@@ -209,3 +209,41 @@ def test_a_run_whose_difference_is_undefined_is_not_shown_as_the_reference(tmp_p
     table = leaderboard_table(board)
     assert list(table["difference"])[0] == "reference" and list(table["difference"])[1] != "reference"
     assert list(table["P(better)"]) == ["", "undefined"]
+
+
+def test_the_lightgbm_baseline_scores_the_runs_own_test_rows_and_joins_the_leaderboard(tmp_path, synthetic_csv, capsys):
+    """LightGBM trained on the run's own training rows (early-stopped on its validation rows):
+    its stored test scores equal a LightGBM model loaded from the run folder's text file, on
+    the same rows, and compare reads it like any run; predict refuses it with the reason."""
+    import lightgbm as lgb
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from studio_core.data.split import split_for
+    from studio_core.data.workspace import Workspace
+    from studio_core.spec.schema import Spec
+
+    run, gbm = tmp_path / "wd", tmp_path / "gbm"
+    assert main(["train", "--data", str(synthetic_csv), "--label", "target", "--epochs", "2", "--out", str(run), "--quiet"]) == 0
+    assert main(["baseline", "--run", str(run), "--data", str(synthetic_csv), "--kind", "lightgbm", "--out", str(gbm)]) == 0
+    board = leaderboard([run, gbm])
+    assert [r.kind for r in board.rows] == ["Wide & Deep", "LightGBM"] and board.rows[1].test_ci["auc"] is not None
+    assert board.seed_groups == []  # a baseline on the run's spec is not another seed of it
+    metrics = json.loads((gbm / "metrics.json").read_text())
+    assert metrics["kind"] == "LightGBM" and 0 < metrics["best_epoch"] < 5000
+    stored = pq.read_table(gbm / "test_predictions.parquet")
+    ws = Workspace()
+    ws.load(synthetic_csv)
+    spec, wd = Spec.from_json((run / "spec.json").read_text()), json.loads((run / "metrics.json").read_text())
+    split = split_for(ws, spec, wd)
+    rows = ws.con.sql(f"SELECT * FROM {split.test.relation} ORDER BY __wd_row").df()
+    assert stored.column("row").to_numpy().tolist() == rows["__wd_row"].tolist()  # exactly the run's test rows
+    booster = lgb.Booster(model_file=str(gbm / "model.lgb.txt"))
+    x = rows[[n.name for n in spec.features.numeric] + [c.name for c in spec.features.categorical]].copy()
+    train = ws.con.sql(f"SELECT * FROM {split.train.relation}").df()
+    for c in spec.features.categorical:
+        x[c.name] = pd.Categorical(x[c.name].astype(str), categories=pd.Categorical(train[c.name].astype(str)).categories)
+    np.testing.assert_allclose(stored.column("logit").to_numpy(), booster.predict(x, raw_score=True), atol=1e-9)
+    capsys.readouterr()
+    assert main(["predict", "--run", str(gbm), "--data", str(synthetic_csv), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "is a LightGBM baseline" in capsys.readouterr().err

@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="train a baseline on exactly a run's train/validation/test rows")
     p.add_argument("--run", required=True, help="the run whose split the baseline uses")
     p.add_argument("--data", action="append", required=True, help="the run's training data; " + data_help)
-    p.add_argument("--kind", choices=["constant", "linear"], default="constant",
-                   help="constant: the training rows' mean label; linear: the run's wide part alone")
+    p.add_argument("--kind", choices=["constant", "linear", "lightgbm"], default="constant",
+                   help="constant: the training rows' mean label; linear: the run's wide part alone; lightgbm: gradient-boosted trees")
     p.add_argument("--out", required=True, help="run directory to write")
     p.set_defaults(func=cmd_baseline)
 

@@ -90,8 +90,9 @@ def read_scores(path: str | Path, name: str | None = None) -> RunScores:
                           "train it again") from None
     order = np.argsort(rows, kind="stable")
     source = spec.data.sql.strip() if spec.data.sql.strip() else spec.data.table
-    return RunScores(name or str(path), kind_of(spec, metrics), task, spec.data.label, source, rows[order], y[order], out[order],
-                     recipe_of(spec))
+    kind = kind_of(spec, metrics)
+    return RunScores(name or str(path), kind, task, spec.data.label, source, rows[order], y[order], out[order],
+                     f"{kind}: {recipe_of(spec)}")  # a baseline on a run's spec is not a seed of that run
 
 
 def check_shared(runs: list[RunScores]) -> None:

@@ -6,6 +6,7 @@
   scored and compared like any other run.
 * ``linear``: the run's spec with the deep part switched off -- a logistic (or linear) model on
   the same wide ids, crosses included -- trained as any run.
+* ``lightgbm``: gradient-boosted trees on the same rows (``lightgbm_baseline.py``).
 
 The run's split is re-created first and refused when the data no longer gives the same rows,
 so a baseline always shares the run's test rows.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +33,42 @@ from studio_core.runs.store import write_run
 from studio_core.runs.train import Outcome, train
 from studio_core.spec.schema import Spec
 
-KINDS = ("constant", "linear")
+KINDS = ("constant", "linear", "lightgbm")
 
 
-def train_baseline(kind: str, spec: Spec, run_metrics: dict[str, Any], ws: Workspace, out_dir: str | Path) -> Outcome:
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline written as a run directory, and its metrics."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def train_baseline(kind: str, spec: Spec, run_metrics: dict[str, Any], ws: Workspace, out_dir: str | Path) -> Baseline:
     """The ``kind`` baseline of the run trained with ``spec`` (its ``metrics.json`` given), on
     that run's split, written to ``out_dir``."""
     if kind not in KINDS:
         raise StudioError(f"--kind {kind!r} is not a baseline here; use one of {', '.join(KINDS)}")
     split = split_for(ws.fork(), spec, run_metrics)  # refused, saying what changed, when the rows differ
+    if kind == "lightgbm":
+        from studio_core.runs.lightgbm_baseline import train_lightgbm
+
+        try:
+            metrics = train_lightgbm(spec, split, out_dir, seed=spec.train.seed)
+        finally:
+            split.drop()
+        return Baseline(Path(out_dir).resolve(), metrics)
     if kind == "linear":
         split.drop()
         if not spec.model.wide:
             raise StudioError("the run has no wide part, so it has no linear model on its wide ids; train a run with model.wide on")
         variant = Spec.from_dict(spec.to_dict())
         variant.model.deep = False
-        return train(variant, ws, out_dir)
+        done = train(variant, ws, out_dir)
+        return Baseline(done.run_dir, done.metrics)
     try:
-        return _constant(spec, split, out_dir)
+        done = _constant(spec, split, out_dir)
+        return Baseline(done.run_dir, done.metrics)
     finally:
         split.drop()
 

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from studio_core.training.batches import to_tensors
 
 RUN_FILES = ("spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json")  # what every run has
 TEST_PREDICTIONS = "test_predictions.parquet"  # runs trained with a test part
+LIGHTGBM_MODEL = "model.lgb.txt"  # a LightGBM baseline's model, LightGBM's own text format (no pickle)
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # disk full, quota reached, file size limit
 
 
@@ -48,22 +50,36 @@ def write_run(out_dir: str | Path, spec: Spec, prep: Preprocessor, model: WideDe
               test: pa.Table | None = None) -> Path:
     """Write the run atomically; an existing run at ``out_dir`` is replaced only once complete.
     ``test``: the test predictions (``Scored.table()``)."""
+
+    def weights(path: Path) -> None:
+        with open(path, "wb") as f:  # through a Python file: a full disk is an OSError, not torch's C++ error
+            torch.save(model.state_dict(), f)
+
+    return write_run_files(out_dir, {"spec.json": spec.to_json(), "preprocess.json": prep.to_json(), "model.pt": weights}, history, metrics, test)
+
+
+def write_run_files(out_dir: str | Path, files: dict[str, str | Callable[[Path], None]], history: list[dict], metrics: dict,
+                    test: pa.Table | None = None) -> Path:
+    """A run directory written atomically: ``files`` (text, or a function writing the file at a
+    path), then history, metrics, test predictions and the run marker -- what every kind of run
+    (Wide & Deep, a LightGBM baseline) shares."""
     out = Path(out_dir).resolve()
     check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(mode=0o700)
     try:
-        (tmp / "spec.json").write_text(spec.to_json(), encoding="utf-8")
-        (tmp / "preprocess.json").write_text(prep.to_json(), encoding="utf-8")
-        with open(tmp / "model.pt", "wb") as f:  # through a Python file: a full disk is an OSError, not torch's C++ error
-            torch.save(model.state_dict(), f)
+        for name, content in files.items():
+            if isinstance(content, str):
+                (tmp / name).write_text(content, encoding="utf-8")
+            else:
+                content(tmp / name)
         (tmp / "history.jsonl").write_text("".join(json.dumps(json_safe(h)) + "\n" for h in history), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2), encoding="utf-8")
         if test is not None:
             pq.write_table(test, tmp / TEST_PREDICTIONS)
-        (tmp / RUN_MARKER).write_text(json.dumps({"written_by": "wdstudio", "files": [*RUN_FILES, *([TEST_PREDICTIONS] if test is not None else [])]}),
-                                      encoding="utf-8")
+        listed = [*files, "history.jsonl", "metrics.json", *([TEST_PREDICTIONS] if test is not None else [])]
+        (tmp / RUN_MARKER).write_text(json.dumps({"written_by": "wdstudio", "files": listed}), encoding="utf-8")
         for f in tmp.iterdir():
             f.chmod(0o600)  # a run holds the user's data (test predictions) and model: owner only
         tmp.chmod(0o700)
@@ -139,6 +155,9 @@ def read_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
 def load_run(path: str | Path) -> Run:
     """Load a run directory written by ``write_run``."""
     path = Path(path)
+    if (path / LIGHTGBM_MODEL).is_file():
+        raise StudioError(f"{path} is a LightGBM baseline: compare it with runs on the same split (`wdstudio compare`, the Compare page); "
+                          "predicting with, explaining and exporting a baseline are not built yet")
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
         raise StudioError(f"{path} is not a complete run directory (missing {', '.join(missing)}); pass a directory written by `wdstudio train`")
