@@ -110,6 +110,9 @@ def test_ort_murmurhash3_equals_mmh3_on_unicode():
 def test_raw_input_names_are_safe_unique_and_not_outputs():
     names = raw_input_names(["user agent", "user_agent", "logit", "9lives", "prediction", "é"])
     assert list(names.values()) == ["user_agent", "user_agent_2", "logit_2", "c_9lives", "prediction_2", "_"]
+    # a multiclass graph's outputs (logit_k, prob_k per class) are taken too: a column called logit skips logit_2
+    multi = ("logit", "prediction", "logit_0", "logit_1", "logit_2", "prob_0", "prob_1", "prob_2")
+    assert list(raw_input_names(["logit", "Logit_1", "prob_2", "prob_3"], multi).values()) == ["logit_3", "Logit_1_2", "prob_2_2", "prob_3"]
 
 
 def test_bundle_with_data_parity_int8_and_manifest(tmp_path):

@@ -42,14 +42,23 @@ def _identifier(column: str) -> str:
     return name if name and not name[0].isdigit() else f"c_{name}"
 
 
-def raw_input_names(columns: list[str]) -> dict[str, str]:
-    """Column -> a unique ONNX-safe input name (letters, digits, ``_``; never an output name)."""
-    taken: set[str] = set(RESERVED_NAMES)
+def output_names(prep: Preprocessor) -> tuple[str, ...]:
+    """The raw graph's outputs: ``logit`` and ``prediction``, or a multiclass graph's
+    ``logit_k`` and ``prob_k`` per class (reserved too, so no input takes one)."""
+    if prep.task == "multiclass":
+        k = prep.n_outputs
+        return (*RESERVED_NAMES, *(f"logit_{i}" for i in range(k)), *(f"prob_{i}" for i in range(k)))
+    return RESERVED_NAMES
+
+
+def raw_input_names(columns: list[str], outputs: tuple[str, ...] = RESERVED_NAMES) -> dict[str, str]:
+    """Column -> a unique ONNX-safe input name (letters, digits, ``_``; never one of ``outputs``)."""
+    taken: set[str] = set(outputs)
     out = {}
     for col in columns:
         base = _identifier(col)
         name, i = base, 2
-        while name.lower() in {t.lower() for t in taken} or re.fullmatch(r"(logit|prob)_\d+", name.lower()):  # multiclass outputs
+        while name.lower() in {t.lower() for t in taken}:
             name, i = f"{base}_{i}", i + 1
         taken.add(name)
         out[col] = name
@@ -59,7 +68,7 @@ def raw_input_names(columns: list[str]) -> dict[str, str]:
 def raw_inputs(prep: Preprocessor) -> list[RawInput]:
     """The raw graph's inputs, in ``Preprocessor.input_columns()`` order."""
     cols = prep.input_columns()
-    names = raw_input_names(cols)
+    names = raw_input_names(cols, output_names(prep))
     numeric = prep._numeric_cols()
     return [RawInput(names[c], c, "number", number_expr(c)) if c in numeric else RawInput(names[c], c, "text", prep._text(c)) for c in cols]
 
