@@ -16,6 +16,7 @@ from pathlib import Path
 
 from studio_core.cli.compare import add_parser as add_compare_parser
 from studio_core.cli.data import _data_spec, _error, _warn
+from studio_core.cli.report import add_parser as add_report_parser
 from studio_core.cli.runs import cmd_baseline, cmd_evaluate, cmd_export, cmd_predict, cmd_score
 from studio_core.cli.train import Terminated, cmd_train
 from studio_core.cli.tune import add_parser as add_tune_parser
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tune_parser(sub, data_help)
     add_compare_parser(sub)
+    add_report_parser(sub)
 
     p = sub.add_parser("predict", help="score a file with a run")
     p.add_argument("--allow-missing", action="store_true", help="score even when feature columns are missing or look renamed (as missing values)")

@@ -23,14 +23,17 @@ def fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: dict[str, Any]) -> str:
-    """The bundle's Markdown model card: data, features, metrics, parity, INT8, use and limits."""
+def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any] | None = None, figures: dict[str, Any] | None = None) -> str:
+    """The bundle's Markdown model card: data, features, metrics, parity, INT8, use and limits.
+    Without a bundle (``manifest`` None: a report on a run not exported yet) the export sections
+    say how to export it."""
     spec, m, f = run.spec, run.metrics, prep.features
     d = spec.data
     source = f"SQL `{d.sql.strip()}`" if d.sql.strip() else f"table `{d.table}`"
     files = ", ".join(f"`{k}` ({v})" for k, v in d.sources.items()) or "not recorded"
     lines = [f"# Model card: Wide & Deep model for `{prep.label}`", "",
-             f"Exported {manifest['created']} by Wide & Deep Studio {manifest['engine_version']} from run `{Path(run.path).name}`.", "",
+             (f"Exported {manifest['created']} by Wide & Deep Studio {manifest['engine_version']} from run `{Path(run.path).name}`."
+              if manifest is not None else f"Run `{Path(run.path).name}`, not exported yet."), "",
              "## Data", f"- Rows: {source}; files: {files}",
              f"- Task: {prep.task}" + (f", positive class `{prep.positive_class}` (prediction = its probability)" if prep.task == "binary"
                                         else f", classes {', '.join(f'`{c}`' for c in prep.classes_)} (prediction = the most likely; "
@@ -64,9 +67,31 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
               "## Validation metrics (these rows chose the best epoch and the learning-rate steps)"]
     keys = {"binary": ["auc", "logloss", "accuracy"], "multiclass": ["accuracy", "macro_f1", "logloss", "macro_auc"]}.get(prep.task, ["rmse", "mae", "r2"])
     lines += [f"- {k}: {format_metric(k, m.get(k))}" for k in keys if k in m]
+    if manifest is None or figures is None:
+        lines += ["", "## ONNX export and parity",
+                  "- Not exported yet: `wdstudio export --run RUN --data FILE --out bundle.zip` (or the Export page) writes the graphs "
+                  "and measures their parity with the trained model."]
+    else:
+        lines += _export_lines(prep, manifest, figures)
+    lines += ["", "## Intended use",
+              f"- Scoring rows shaped like the training data (same columns and meaning) to predict `{prep.label}`.",
+              "- `wdstudio score --bundle B.zip --data NEW.csv --out preds.csv` (onnxruntime only, no PyTorch).", "",
+              "## Limits",
+              "- Learned from the training rows only: shifts in the data, new populations or columns with a new meaning are not accounted for.",
+              "- Unseen or rare categories all share one id (0), as do missing values; numbers outside the training range fall in the end buckets.",
+              "- A missing column in new data is scored as all-missing (with a warning).",
+              "- A text value equal to the sentinel U+0000 is read as missing by `raw.onnx`.",
+              "- INT8 graphs trade small score changes (see above) for size, and their scores depend slightly on the other rows "
+              "of the same call; use the float graphs when exact or reproducible scores matter.",
+              "- Test figures are estimates from one split, with their 95 % bootstrap intervals; they are not guarantees for other data."]
+    return "\n".join(lines) + "\n"
+
+
+def _export_lines(prep: Preprocessor, manifest: dict[str, Any], figures: dict[str, Any]) -> list[str]:
+    """The bundle's ONNX, parity and INT8 sections."""
     p = figures["parity"]
-    lines += ["", "## ONNX export and parity",
-              f"- Graphs: {', '.join(f'`{g}`' for g in figures['graphs'])}; score with `{figures['score_with']}`; opset {manifest['opset']}",
+    lines = ["", "## ONNX export and parity",
+             f"- Graphs: {', '.join(f'`{g}`' for g in figures['graphs'])}; score with `{figures['score_with']}`; opset {manifest['opset']}",
               *([] if p["ok"] else [f"- **PARITY CHECK FAILED**: an ONNX graph differs from the trained model by "
                                     f"{p['tolerance_used']:.3g} times the tolerance. Do not serve this bundle; "
                                     "report it with this card and bundle.json."]),
@@ -96,18 +121,7 @@ def model_card(run: Run, prep: Preprocessor, manifest: dict[str, Any], figures: 
             lines += [f"- {q['note']}; largest prediction change on synthetic rows {fmt(q['max_score_change_synthetic'])}"]
         lines.append("- Candidates measured: " + "; ".join(f"{c['label']}: ratio {c['size_ratio']:.3f}, max change {fmt(c['max_score_change'])}"
                                                           for c in q["candidates"]))
-    lines += ["", "## Intended use",
-              f"- Scoring rows shaped like the training data (same columns and meaning) to predict `{prep.label}`.",
-              "- `wdstudio score --bundle B.zip --data NEW.csv --out preds.csv` (onnxruntime only, no PyTorch).", "",
-              "## Limits",
-              "- Learned from the training rows only: shifts in the data, new populations or columns with a new meaning are not accounted for.",
-              "- Unseen or rare categories all share one id (0), as do missing values; numbers outside the training range fall in the end buckets.",
-              "- A missing column in new data is scored as all-missing (with a warning).",
-              "- A text value equal to the sentinel U+0000 is read as missing by `raw.onnx`.",
-              "- INT8 graphs trade small score changes (see above) for size, and their scores depend slightly on the other rows "
-              "of the same call; use the float graphs when exact or reproducible scores matter.",
-              "- Test figures are estimates from one split, with their 95 % bootstrap intervals; they are not guarantees for other data."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _split_text(record: Any) -> str:
