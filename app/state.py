@@ -56,6 +56,7 @@ class StudioSession:
     predicts: dict[str, Task] = field(default_factory=dict)  # run id (or "bundle") -> its latest scoring of a table
     tune: TuneJob | None = None  # the latest tuning search
     compared: list[str] = field(default_factory=list)  # finished runs the Compare page has offered (later ones join its selection)
+    report: tuple[str, bytes] | None = None  # the Compare page's last built report: (what it shows, the HTML)
     last_seen: float = field(default_factory=time.time)
     closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
     slow_tables: set[str] = field(default_factory=set)  # tables whose row count ran past the query timeout

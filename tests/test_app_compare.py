@@ -37,7 +37,7 @@ def _session(tmp_path, monkeypatch, small_spec, synthetic_csv, split_seeds=(42, 
     return at, dirs
 
 
-def _ordered(at, dirs):
+def _ordered(at, dirs=None):
     """The session's runs in its own order (run 1, run 2, ...), as their folders."""
     s = studio(at)
     from state import registry
@@ -100,4 +100,54 @@ def test_runs_on_other_test_rows_are_refused_on_the_page(tmp_path, monkeypatch, 
     assert not at.exception and at.error and "cannot be compared" in at.error[0].value
     at.multiselect(key="compare_runs").set_value([studio(at).job_ids[0]]).run()  # one run alone still shows
     assert not at.exception and not at.error and len(at.dataframe[0].value) == 1
+    reset_hub()
+
+
+def _wait(at):
+    from state import registry
+
+    deadline = time.time() + 180
+    while time.time() < deadline and any(registry().get(i, studio(at).owner).snapshot().active for i in studio(at).job_ids):
+        time.sleep(0.3)
+    at.run()
+
+
+def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    import re
+
+    at, _dirs = _session(tmp_path, monkeypatch, small_spec, synthetic_csv)
+    first = studio(at).job_ids[list(at.dataframe[0].value["kind"]).index("Wide & Deep")]
+    at.selectbox(key="ablation_run").set_value(first).run()
+    at.button(key="add_lightgbm").click().run()
+    at.button(key="add_constant").click().run()
+    assert not at.exception and len(studio(at).job_ids) == 4 and len(at.success) == 1, [e.value for e in at.error]
+    _wait(at)
+    frame = at.dataframe[0].value
+    assert list(frame["kind"][2:]) == ["LightGBM", "constant"] and not at.error
+    runs = _ordered(at, None)
+    expected = leaderboard(runs, "auc", names=["run 1", "run 2", "run 3", "run 4"])
+    assert list(frame["test AUC"]) == pytest.approx([r.test["auc"] for r in expected.rows], abs=1e-12)
+    assert frame["test AUC"].iloc[3] == 0.5  # the constant ranks nothing
+    # the report is built on request and offered for download; it holds every run of the leaderboard
+    assert not [b for b in at.get("download_button") if b.proto.label == "Download report (HTML)"]
+    at.button(key="build_report").click().run()
+    assert not at.exception and not at.error
+    assert studio(at).report is not None
+    html = studio(at).report[1].decode("utf-8")
+    assert [b for b in at.get("download_button") if b.proto.label == "Download report (HTML)"]
+    assert all(f"<td>run {i}</td>" in html for i in range(1, 5)) and "<td>LightGBM</td>" in html
+    assert {"leaderboard", "difference", "roc"} <= set(re.findall(r'data-chart="([a-z_]+)"', html))
+    # a baseline opened on a page that needs the network says why, and the session goes on
+    lgb = studio(at).job_ids[2]
+    at.switch_page("views/explain.py").run()
+    at.selectbox(key="explain_run").set_value(lgb).run()
+    assert not at.exception and at.error and "LightGBM baseline" in at.error[0].value
+    # a restarted server lists the baselines again (a LightGBM run has no network files)
+    reset_hub()
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.query_params["s"] = "c0" * 16
+    again.run()
+    load_file(again, synthetic_csv)
+    again.switch_page("views/compare.py").run()
+    assert not again.exception and sorted(again.dataframe[0].value["kind"][2:]) == ["LightGBM", "constant"]
     reset_hub()

@@ -10,6 +10,7 @@ from studio_core.common.metrics import METRIC_KEYS, headline, metric_label
 from studio_core.compare.ablations import ablation_specs
 from studio_core.compare.charts import difference_chart, leaderboard_table, metric_chart
 from studio_core.compare.leaderboard import leaderboard
+from studio_core.report.build import build_report
 from studio_core.runs.folder import run_record
 
 s = session()
@@ -51,17 +52,47 @@ if board is not None:
     if len(board.rows) > 1:
         right.altair_chart(difference_chart(board), width="stretch")
 
-st.subheader("Ablations")
-base = st.selectbox("Run", list(done), index=len(done) - 1, format_func=names.get, key="ablation_run",
-                    help="Train the same spec with only its wide part and with only its deep part, on the same split: "
-                         "they share its test rows and join the leaderboard when they finish")
-if st.button("Train its wide-only and deep-only variants", key="train_ablations"):
+st.subheader("Add baselines and ablations")
+base = st.selectbox("For run", list(done), index=len(done) - 1, format_func=names.get, key="ablation_run",
+                    help="Each is trained on exactly this run's training, validation and test rows, so it joins the leaderboard when it finishes")
+b1, b2, b3 = st.columns(3)
+wanted = {"lightgbm": b1.button("LightGBM baseline", key="add_lightgbm", help="Gradient-boosted trees with their defaults, early-stopped on the same validation rows"),
+          "constant": b2.button("Constant baseline", key="add_constant", help="Predicts the training rows' share (or mean) for every row: the floor"),
+          "ablations": b3.button("Wide-only and deep-only", key="train_ablations",
+                                 help="The same spec with only its wide part (the linear baseline on the same wide ids) and with only its deep part")}
+for what in [k for k, pressed in wanted.items() if pressed]:
     try:
+        if what != "ablations":
+            s.job_ids.append(registry().submit_baseline(s.owner, what, base, s.ws))
+            st.success(f"{'LightGBM' if what == 'lightgbm' else 'constant'} baseline of {names[base]} queued as run {len(s.job_ids)}; "
+                       "it appears here when it finishes.")
+            continue
         variants = ablation_specs(run_record(done[base].result.run_dir)[0])
         if not variants:
             st.info(f"{names[base]} does not have both a wide and a deep part: nothing to ablate.")
         for kind, spec in variants.items():
             s.job_ids.append(registry().submit(s.owner, spec, s.ws))
             st.success(f"{kind} variant of {names[base]} queued as run {len(s.job_ids)}; it appears here when it finishes.")
-    except StudioError as exc:  # the job queue's limit, a run folder that cannot be read
+    except StudioError as exc:  # the job queue's limit, a run folder that cannot be read, a table no longer loaded
         st.error(plain(str(exc)))
+
+st.subheader("Report")
+st.caption("One HTML file for stakeholders: data and split, this leaderboard with intervals, curves, wide weights, SHAP importance "
+           "(when the reference run was explained on the Explain page), the model card. It opens offline in any browser.")
+report_key = f"{reference}|{'|'.join(order)}|{metric}"
+if st.button("Build report", key="build_report", disabled=board is None):
+    explained = s.explain_jobs.get(reference)
+    shap = None
+    if explained is not None and explained.snapshot().status == "done":
+        e = explained.snapshot().result.explanation
+        shap = (e.importance(), e.output_name, len(e.values))
+    try:
+        with st.spinner("Drawing the report's charts…"):
+            html = build_report(done[reference].result.run_dir, [done[i].result.run_dir for i in order[1:]], shap=shap,
+                                metric=metric, names=[names[i] for i in order])
+        s.report = (report_key, html.encode("utf-8"))
+    except StudioError as exc:
+        st.error(plain(str(exc)))
+if s.report is not None and s.report[0] == report_key:
+    st.download_button("Download report (HTML)", s.report[1], f"widedeep-report-{names[reference].replace(' ', '-')}.html", "text/html",
+                       on_click="ignore", type="primary", key="dl_report")

@@ -199,6 +199,24 @@ class TrainingJob(Task):
             traceback.print_exc()  # the run itself (if any) is already safely on disk
 
 
+class BaselineJob(TrainingJob):
+    """A baseline (``runs.baselines``: LightGBM, constant) of a finished run, on its split, as a
+    job of the same list: it queues, reports, cancels and restores like a training."""
+
+    def __init__(self, job_id: str, owner: str, kind: str, base_run: Path, ws: Workspace, run_dir: Path, slots: Slots | None = None):
+        super().__init__(job_id, owner, None, ws, run_dir, slots)
+        self.baseline_kind, self.base_run = kind, base_run
+
+    def _train(self, report: Report, stop: threading.Event) -> TrainedRun:
+        from studio_core.runs.baselines import train_baseline
+        from studio_core.runs.folder import run_record
+
+        _write_marker(self.run_dir, {"status": "running", "started": self._started, "running_since": time.time()})
+        report(0, 1, f"training the {self.baseline_kind} baseline")
+        done = train_baseline(self.baseline_kind, *run_record(self.base_run), self._ws, self.run_dir)
+        return TrainedRun(str(done.run_dir), dict(done.metrics))
+
+
 class JobRegistry:
     """Process-wide list of jobs; every lookup is checked against the caller's owner id."""
 
@@ -221,13 +239,28 @@ class JobRegistry:
                               "(WDSTUDIO_SESSION_JOBS); wait for one to finish or cancel one")
         job_id = secrets.token_hex(16)
         job = TrainingJob(job_id, owner, spec, ws.fork(), self.runs_root / owner / job_id, self.slots, self.data_timeout_s)
+        return self._start(job)
+
+    def submit_baseline(self, owner: str, kind: str, base_job_id: str, ws: Workspace) -> str:
+        """Start the ``kind`` baseline (``runs.baselines.KINDS``) of the owner's finished run
+        ``base_job_id``, on that run's split; refused as ``submit`` is, and for another owner's run."""
+        base = self.get(base_job_id, owner)
+        if base is None or base.snapshot().status != "done":
+            raise StudioError("that run is not a finished run of this session; pick one that has finished")
+        if self.jobs_per_owner is not None and self.active(owner) >= self.jobs_per_owner:
+            raise StudioError(f"you already have {self.jobs_per_owner} trainings queued or running, this server's limit per session "
+                              "(WDSTUDIO_SESSION_JOBS); wait for one to finish or cancel one")
+        job_id = secrets.token_hex(16)
+        return self._start(BaselineJob(job_id, owner, kind, base.run_dir, ws.fork(), self.runs_root / owner / job_id, self.slots))
+
+    def _start(self, job: TrainingJob) -> str:
         try:
             job.start()
         except OSError as exc:  # its status file could not be written: nothing was started
             raise StudioError(f"could not write to the runs folder {self.runs_root} ({exc}); free disk space or fix its permissions") from None
         with self._lock:
-            self._jobs[job_id] = job
-        return job_id
+            self._jobs[job.id] = job
+        return job.id
 
     def get(self, job_id: str, owner: str) -> TrainingJob | None:
         with self._lock:
@@ -240,14 +273,14 @@ class JobRegistry:
         back as "interrupted", failed and cancelled ones with their message."""
         import json
 
-        from studio_core.runs.store import RUN_FILES
+        from studio_core.runs.folder import is_run_dir
 
         folder = self.runs_root / owner
         if not folder.is_dir():
             return []
         found: dict[str, tuple[float, TrainingJob]] = {}
         for d in folder.glob("*"):
-            if d.is_dir() and not d.name.startswith(".") and all((d / f).is_file() for f in RUN_FILES):
+            if d.is_dir() and not d.name.startswith(".") and is_run_dir(d):  # any kind of run: a network, a LightGBM baseline
                 mtime = (d / "metrics.json").stat().st_mtime
                 try:
                     found[d.name] = (mtime, TrainingJob.restored(d.name, owner, d, "done"))

@@ -23,10 +23,9 @@ import pyarrow.parquet as pq
 
 from studio_core.common.errors import StudioError
 from studio_core.common.metrics import METRIC_KEYS, format_metric, headline, metric_label
-from studio_core.compare.leaderboard import kind_of, leaderboard
+from studio_core.compare.leaderboard import TEST_PREDICTIONS, kind_of, leaderboard
 from studio_core.report import html as h
 from studio_core.runs.folder import run_record
-from studio_core.runs.store import LIGHTGBM_MODEL, TEST_PREDICTIONS
 from studio_core.training.progress import Progress
 
 
@@ -202,7 +201,7 @@ def build_report(run_dir: str | Path, compare: Sequence[str | Path] = (), bundle
     run_dir = Path(run_dir)
     spec, m = run_record(run_dir)
     kind = kind_of(spec, m)
-    from studio_core.runs.store import read_record
+    from studio_core.runs.store import LIGHTGBM_MODEL, read_record
 
     _metrics, history = read_record(run_dir)
     run = None
