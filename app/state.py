@@ -37,6 +37,7 @@ from studio_core.spec.schema import Spec
 os.umask(0o077)  # everything the server writes (uploads, spill files, runs) is readable by its own user only
 KEY = "studio"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+BASELINE_KINDS = ("LightGBM", "constant")  # runs written with a "kind": yardsticks on the Compare page
 TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
@@ -250,7 +251,9 @@ def pick_finished_run(s: StudioSession, key: str) -> tuple[TaskSnapshot, Run]:
         st.stop()
 
     names = {d.id: run_label(s.job_ids.index(d.id) + 1, d.status, run_metrics(d)) for d in done}
-    pick = st.selectbox("Run", list(names), index=len(names) - 1, format_func=names.get, key=key)
+    networks = [i for i, d in enumerate(done) if run_metrics(d).get("kind") not in BASELINE_KINDS]
+    pick = st.selectbox("Run", list(names), index=networks[-1] if networks else len(names) - 1, format_func=names.get, key=key,
+                        help="The latest network is chosen first: a baseline trained after it is a yardstick, not the model")
     snap = next(d for d in done if d.id == pick)
     try:
         run = load_run(snap.result.run_dir)

@@ -2,6 +2,7 @@
 its 95 % interval, its paired difference from a reference run, P(better) -- and a run's ablations."""
 
 import streamlit as st
+from live import task_view
 from plain import plain
 from state import registry, session
 
@@ -75,6 +76,11 @@ for what in [k for k, pressed in wanted.items() if pressed]:
             st.success(f"{kind} variant of {names[base]} queued as run {len(s.job_ids)}; it appears here when it finishes.")
     except StudioError as exc:  # the job queue's limit, a run folder that cannot be read, a table no longer loaded
         st.error(plain(str(exc)))
+
+for job in [j for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None and j.snapshot().active]:
+    n = s.job_ids.index(job.id) + 1  # live until it ends; then the page reruns and the run joins the leaderboard
+    task_view(s, job, lambda t, n=n: (t.done / t.total if t.total else 0.0, f"run {n}: {t.message or 'training'}"), f"run {n}",
+              key=f"compare_live_{job.id[:8]}")
 
 st.subheader("Report")
 st.caption("One HTML file for stakeholders: data and split, this leaderboard with intervals, curves, wide weights, SHAP importance "

@@ -148,8 +148,27 @@ def test_sample_to_trained_model_and_download(server, tmp_path):
         assert colour_pixels(charts.nth(0), "#457b9d") > 50 and colour_pixels(charts.nth(1), "#e76f51") > 20  # intervals drawn, not empty frames
         no_exception(page)
         page.screenshot(path=str(ARTIFACTS / "4b-compare.png"), full_page=True)
+        # a LightGBM and a constant baseline of the latest run join the leaderboard when they finish (the page follows them live)
+        page.get_by_role("button", name="LightGBM baseline").click()
+        expect(page.get_by_text(re.compile(r"LightGBM baseline of run 2 queued as run 3"))).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="Constant baseline").click()
+        board = page.locator("[data-testid='stDataFrame']").first
+        for n in (3, 4):  # each joins the runs' picker (and the leaderboard) once it has finished
+            expect(page.locator("[data-testid='stMultiSelect']").get_by_text(f"run {n}", exact=True)).to_be_visible(timeout=120_000)
+        page.get_by_role("button", name="Build report").click()
+        with page.expect_download(timeout=120_000) as info:
+            page.get_by_role("button", name="Download report (HTML)").click()
+        report = tmp_path / "report.html"
+        info.value.save_as(report)
+        html = report.read_text(encoding="utf-8")
+        assert all(f"<td>run {i}</td>" in html for i in (1, 2, 3, 4)) and "<td>LightGBM</td>" in html and "<td>constant</td>" in html
+        assert {"leaderboard", "difference", "roc", "pr", "calibration"} <= set(re.findall(r'data-chart="([a-z_]+)"', html))
+        expect(board).to_be_visible()
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / "4c-compare-baselines.png"), full_page=True)
 
         page.get_by_role("link", name="Explain", exact=True).click()
+        expect(page.get_by_text("Wide & Deep run", exact=True)).to_be_visible(timeout=30_000)  # not the baseline trained last
         rows = page.get_by_label("Validation rows to explain")
         rows.fill("40")
         rows.press("Tab")
