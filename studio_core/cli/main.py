@@ -18,6 +18,8 @@ from studio_core.cli.compare import add_parser as add_compare_parser
 from studio_core.cli.data import _data_spec, _error, _warn
 from studio_core.cli.report import add_parser as add_report_parser
 from studio_core.cli.runs import cmd_baseline, cmd_evaluate, cmd_export, cmd_predict, cmd_score
+from studio_core.cli.track import add_mlflow_options
+from studio_core.cli.track import add_parser as add_track_parser
 from studio_core.cli.train import Terminated, cmd_train
 from studio_core.cli.tune import add_parser as add_tune_parser
 from studio_core.common.errors import StudioError
@@ -119,11 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="also train the wide-only and deep-only variants on the same split (OUT.wide-only, OUT.deep-only) and print the leaderboard")
             p.add_argument("--seeds", type=int, default=1,
                            help="train N training seeds of each run on the same split (OUT.seed-2, ...); the leaderboard gives mean ± spread over seeds")
+            add_mlflow_options(p)
         p.set_defaults(func=func)
 
     add_tune_parser(sub, data_help)
     add_compare_parser(sub)
     add_report_parser(sub)
+    add_track_parser(sub)
 
     p = sub.add_parser("predict", help="score a file with a run")
     p.add_argument("--allow-missing", action="store_true", help="score even when feature columns are missing or look renamed (as missing values)")
@@ -145,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["constant", "linear", "lightgbm"], default="constant",
                    help="constant: the training rows' mean label; linear: the run's wide part alone; lightgbm: gradient-boosted trees")
     p.add_argument("--out", required=True, help="run directory to write")
+    add_mlflow_options(p)
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("export", help="write a run as a bundle zip (ONNX graphs, manifest, model card)")

@@ -105,16 +105,19 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """A baseline (constant, or the wide part alone) trained on exactly a run's split."""
+    from studio_core.cli.track import log_runs, mlflow_target
     from studio_core.runs.baselines import train_baseline
     from studio_core.runs.folder import check_out_dir, run_record
     from studio_core.runs.results import result_line
 
     check_out_dir(args.out)
     spec, metrics = run_record(args.run)
+    uri = mlflow_target(args)
     ws, table, notes = load_run_data(spec.data, args.data)
     _warn(notes)
     if table:
         spec.data.table = table
     done = train_baseline(args.kind, spec, metrics, ws, args.out)
     print(result_line(done.run_dir, done.metrics))
+    log_runs(args, uri, [done.run_dir])
     return 0

@@ -146,6 +146,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (getattr(args, "ablations", False) or getattr(args, "seeds", 1) > 1) and args.nproc and args.nproc > 1:
             raise StudioError("--ablations and --seeds train their runs in this process; leave out --nproc (or train them with --nproc "
                               "and compare them with `wdstudio compare`)")
+        from studio_core.cli.track import mlflow_target
+
+        args.mlflow_uri = mlflow_target(args)  # a store that cannot be used is refused before training
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM,) if rank else (signal.SIGTERM, signal.SIGHUP):
@@ -201,12 +204,16 @@ def _train_here(args: argparse.Namespace) -> int:
     from studio_core.runs.results import result_line
 
     print(result_line(outcome.run_dir, outcome.metrics))
+    dirs = [outcome.run_dir]
     if getattr(args, "ablations", False) or getattr(args, "seeds", 1) > 1:
-        _more_runs(args, spec, ws, outcome.run_dir)
+        dirs = _more_runs(args, spec, ws, outcome.run_dir)
+    from studio_core.cli.track import log_runs
+
+    log_runs(args, getattr(args, "mlflow_uri", None), dirs)
     return 0
 
 
-def _more_runs(args: argparse.Namespace, spec: Spec, ws: Any, run_dir: Any) -> None:
+def _more_runs(args: argparse.Namespace, spec: Spec, ws: Any, run_dir: Any) -> list[str]:
     """``--ablations`` and ``--seeds N``: the spec's wide-only and deep-only variants and/or more
     training seeds (the same split: only ``train.seed`` changes), trained beside the run as
     RUN[.wide-only|.deep-only][.seed-K]; then the leaderboard of them all."""
@@ -239,6 +246,7 @@ def _more_runs(args: argparse.Namespace, spec: Spec, ws: Any, run_dir: Any) -> N
             dirs.append(str(done.run_dir))
     if len(dirs) > 1:
         print("\n".join(leaderboard(dirs).lines()))
+    return dirs
 
 
 def _launch(args: argparse.Namespace) -> int:
@@ -261,4 +269,7 @@ def _launch(args: argparse.Namespace) -> int:
                               "run it with --nproc 1 to see the problem")
         _error(cause)
         return 1 if cause.startswith("internal error") else 2
+    from studio_core.cli.track import log_runs
+
+    log_runs(args, getattr(args, "mlflow_uri", None), [args.out])
     return 0
