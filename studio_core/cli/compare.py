@@ -9,8 +9,8 @@ from studio_core.compare.leaderboard import leaderboard
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    groups = None
-    if args.group:
+    groups, sliced = None, None
+    if args.group or args.slice:
         from studio_core.cli.data import _warn
         from studio_core.common.errors import StudioError
         from studio_core.compare.groups import test_groups
@@ -18,18 +18,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from studio_core.runs.folder import run_record
 
         if not args.data:
-            raise StudioError("--group needs the runs' data to read the column from; add --data FILE")
+            raise StudioError(f"{'--group' if args.group else '--slice'} needs the runs' data to read the column from; add --data FILE")
         if args.k < 1:
             raise StudioError(f"--k {args.k} is not a number of top rows; pass 1 or more")
         spec, _metrics = run_record(args.runs[0])
         ws, table, notes = load_run_data(spec.data, args.data)
         _warn(notes)
-        groups = (args.group, *test_groups(args.runs[0], ws, args.group, table))
+        if args.group:
+            groups = (args.group, *test_groups(args.runs[0], ws, args.group, table))
+        if args.slice:
+            from studio_core.compare.slices import slice_board
+
+            sliced = slice_board(args.runs, args.slice, *test_groups(args.runs[0], ws, args.slice, table, "--slice"), args.metric, seed=args.seed)
     board = leaderboard(args.runs, args.metric, seed=args.seed, groups=groups, k=args.k)
     if args.json:
-        print(json.dumps(board.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps({**board.to_dict(), **({"slices": sliced.to_dict()} if sliced else {})}, indent=2, ensure_ascii=False))
     else:
-        print("\n".join(board.lines()))
+        print("\n".join(board.lines() + (sliced.lines() if sliced else [])))
     return 0
 
 
@@ -40,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     p.add_argument("--group", help="also GAUC, NDCG@k and recall@k per value of this column (a user id, a session); needs --data")
-    p.add_argument("--data", action="append", help="the runs' training data, for --group (CSV or Parquet, optionally NAME=PATH)")
+    p.add_argument("--slice", help="also every run's metric per value of this column (quantile bands for a number), with paired "
+                   "intervals, flagging slices where the ranking of runs flips; needs --data")
+    p.add_argument("--data", action="append", help="the runs' training data, for --group and --slice (CSV or Parquet, optionally NAME=PATH)")
     p.add_argument("--k", type=int, default=10, help="the top rows per group for NDCG@k and recall@k (default 10)")
     p.set_defaults(func=cmd_compare)

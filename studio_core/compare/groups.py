@@ -18,6 +18,7 @@ Ties within a group are ranked by row order (stable), the same for every model.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -82,7 +83,7 @@ def group_samples(y: np.ndarray, outputs: Mapping[str, np.ndarray], groups: np.n
     return point, samples
 
 
-def test_groups(run_dir: str, ws: Workspace, column: str, table: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def test_groups(run_dir: str | Path, ws: Workspace, column: str, table: str | None = None, option: str = "--group") -> tuple[np.ndarray, np.ndarray]:
     """(row numbers, values of ``column``) of a run's test rows, from its split re-created in
     ``ws`` (refused, saying what changed, when the data no longer gives those rows)."""
     spec, metrics = run_record(run_dir)
@@ -91,7 +92,7 @@ def test_groups(run_dir: str, ws: Workspace, column: str, table: str | None = No
     split = split_for(ws.fork(), spec, metrics)
     try:
         if column not in split.column_types:
-            raise StudioError(f"--group {column!r} is not a column of the run's data; use one of {', '.join(sorted(split.column_types))}")
+            raise StudioError(f"{option} {column!r} is not a column of the run's data; use one of {', '.join(sorted(split.column_types))}")
         got = split.con.sql(f'SELECT __wd_row, CAST("{column.replace(chr(34), chr(34) * 2)}" AS VARCHAR) AS g FROM {split.test.relation}').fetchnumpy()
     finally:
         split.drop()
