@@ -24,6 +24,7 @@ from plain import plain
 
 from studio_core.common.errors import StudioError
 from studio_core.compare.leaderboard import kind_of
+from studio_core.compare.slices import SliceBoard
 from studio_core.data.workspace import Bounds, Workspace
 from studio_core.features.suggest import Suggestion
 from studio_core.jobs.hub import Hub, hub
@@ -58,6 +59,7 @@ class StudioSession:
     tune: TuneJob | None = None  # the latest tuning search
     compared: list[str] = field(default_factory=list)  # finished runs the Compare page has offered (later ones join its selection)
     report: tuple[str, bytes] | None = None  # the Compare page's last built report: (what it shows, the HTML)
+    slices: tuple[str, SliceBoard] | None = None  # the Compare page's last slice board: (what it shows, the SliceBoard)
     last_seen: float = field(default_factory=time.time)
     closed: bool = False  # released after being idle: a returning tab gets a fresh session for its token
     slow_tables: set[str] = field(default_factory=set)  # tables whose row count ran past the query timeout

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import charts, load_file, studio
 
 from studio_core.compare.leaderboard import leaderboard
+from studio_core.compare.slices import slices_for
 from studio_core.jobs.hub import reset_hub
 from studio_core.runs import train as pipeline
 
@@ -69,6 +70,31 @@ def test_the_leaderboard_shows_each_runs_interval_and_paired_difference(tmp_path
     assert [r["run"] for r in shown] == ["run 2"] and shown[0]["difference"] == pytest.approx(expected.rows[1].diff["auc"])
     at.selectbox(key="compare_metric").set_value("logloss").run()
     assert list(at.dataframe[0].value["test log loss"]) == pytest.approx([r.test["logloss"] for r in leaderboard(runs, "logloss").rows])
+    reset_hub()
+
+
+def test_slices_show_every_runs_metric_per_value_with_the_engines_figures(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    at, _dirs = _session(tmp_path, monkeypatch, small_spec, synthetic_csv)
+    assert "colour" in at.selectbox(key="compare_slice").options and "x1" in at.selectbox(key="compare_slice").options
+    at.selectbox(key="compare_slice").set_value("colour").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    expected = slices_for(_ordered(at), studio(at).ws, "colour", "auc", ["run 1", "run 2"])
+    frame = at.dataframe[1].value
+    assert set(frame["slice"]) == {"red", "green", "blue", "grey"}
+    for sl in expected.slices:
+        for run, value in sl.metric.items():
+            shown = frame[(frame["slice"] == sl.value) & (frame["run"] == run)]
+            assert shown["auc"].iloc[0] == pytest.approx(value) and shown["rows"].iloc[0] == sl.rows
+    chart = {c["title"]: c for c in charts(at)}["test AUC per colour"]
+    assert chart["marks"] == ["rule", "point"]
+    drawn = {(r["slice"], r["run"]): r for r in chart["data"][0]}
+    sl = expected.slices[0]
+    assert drawn[(sl.value, "run 2")]["low"] == pytest.approx(sl.ci["run 2"][0]) and drawn[(sl.value, "run 2")]["auc"] == pytest.approx(sl.metric["run 2"])
+    said = " ".join(x.value for x in [*at.warning, *at.info, *at.caption])
+    flipped = [x.value for x in expected.slices if x.flips]
+    assert (f"differs on {', '.join(flipped)}" in said or "flips on" in said) if flipped else "same on every slice" in said
+    at.selectbox(key="compare_slice").set_value("(no slices)").run()
+    assert len(at.dataframe) == 1 and not at.exception
     reset_hub()
 
 

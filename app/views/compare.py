@@ -9,8 +9,9 @@ from state import registry, session
 from studio_core.common.errors import StudioError
 from studio_core.common.metrics import METRIC_KEYS, headline, metric_label
 from studio_core.compare.ablations import ablation_specs
-from studio_core.compare.charts import difference_chart, leaderboard_table, metric_chart
+from studio_core.compare.charts import difference_chart, leaderboard_table, metric_chart, slice_chart, slice_frame
 from studio_core.compare.leaderboard import leaderboard
+from studio_core.compare.slices import slice_columns, slices_for
 from studio_core.report.build import build_report
 from studio_core.runs.folder import run_record
 
@@ -39,6 +40,7 @@ reference = c2.selectbox("Reference", picked, format_func=names.get, key="compar
 task = (done[reference].result.metrics or {}).get("task", "binary")
 metric = c3.selectbox("Metric", METRIC_KEYS[task], index=METRIC_KEYS[task].index(headline(task)), format_func=metric_label, key="compare_metric")
 order = [reference] + [i for i in picked if i != reference]
+report_key = f"{reference}|{'|'.join(order)}|{metric}"
 try:
     board = leaderboard([done[i].result.run_dir for i in order], metric, names=[names[i] for i in order])
 except StudioError as exc:  # e.g. runs scored on other test rows: said, and the page stays usable
@@ -52,6 +54,32 @@ if board is not None:
     left.altair_chart(metric_chart(board), width="stretch")
     if len(board.rows) > 1:
         right.altair_chart(difference_chart(board), width="stretch")
+
+    columns = slice_columns(run_record(done[reference].result.run_dir)[0])
+    column = st.selectbox("Slice by", ["(no slices)", *columns], key="compare_slice",
+                          help="Every run's test metric per value of a column (quantile bands for a number), with paired intervals: "
+                               "does the ranking hold on every segment?")
+    if column != "(no slices)":
+        slice_key = f"{report_key}|{column}"
+        try:
+            if s.slices is None or s.slices[0] != slice_key:
+                with st.spinner(f"Scoring every run per {column}…"):
+                    s.slices = (slice_key, slices_for([done[i].result.run_dir for i in order], s.ws, column, metric, [names[i] for i in order]))
+            sliced = s.slices[1]
+            flipped = [x.value for x in sliced.slices if x.flips]
+            significant = [x.value for x in sliced.slices if x.significant]
+            if significant:
+                st.warning(f"The ranking flips on {', '.join(significant)}: there a paired interval excludes zero on the other side from overall.")
+            elif flipped:
+                st.info(f"The order of runs differs on {', '.join(flipped)} ({'⚠' } in the chart), but no paired interval there says it is more than chance.")
+            else:
+                st.caption("The order of runs is the same on every slice with figures.")
+            st.altair_chart(slice_chart(sliced), width="stretch")
+            st.dataframe(slice_frame(sliced), hide_index=True, width="stretch",
+                         column_config={sliced.metric: st.column_config.NumberColumn(format="%.4f"),
+                                        "low": st.column_config.NumberColumn(format="%.4f"), "high": st.column_config.NumberColumn(format="%.4f")})
+        except StudioError as exc:  # the table was dropped or changed since the run: said, and the page goes on
+            st.error(plain(str(exc)))
 
 st.subheader("Add baselines and ablations")
 base = st.selectbox("For run", list(done), index=len(done) - 1, format_func=names.get, key="ablation_run",
@@ -85,7 +113,6 @@ for job in [j for j in (registry().get(i, s.owner) for i in s.job_ids) if j is n
 st.subheader("Report")
 st.caption("One HTML file for stakeholders: data and split, this leaderboard with intervals, curves, wide weights, SHAP importance "
            "(when the reference run was explained on the Explain page), the model card. It opens offline in any browser.")
-report_key = f"{reference}|{'|'.join(order)}|{metric}"
 if st.button("Build report", key="build_report", disabled=board is None):
     explained = s.explain_jobs.get(reference)
     shap = None

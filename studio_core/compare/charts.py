@@ -9,6 +9,7 @@ import pandas as pd
 
 from studio_core.common.metrics import metric_label
 from studio_core.compare.leaderboard import Leaderboard
+from studio_core.compare.slices import SliceBoard
 
 
 def leaderboard_table(board: Leaderboard) -> pd.DataFrame:
@@ -64,3 +65,34 @@ def difference_chart(board: Leaderboard) -> alt.Chart:
                                                                alt.Tooltip("P(better):Q", format=".3f")])
     zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 4], color="grey").encode(x=alt.X("zero:Q", title=x_title))
     return (zero + bars + points).properties(height=alt.Step(32))
+
+
+def slice_frame(board: SliceBoard) -> pd.DataFrame:
+    """One row per (slice, run): rows, the metric and its interval, the paired difference's
+    interval, and whether the slice's ranking differs from the overall one."""
+    rows = []
+    for s in board.slices:
+        flag = ("flips (significant)" if s.significant else "differs") if s.flips else ""
+        for run, value in s.metric.items():
+            ci, d = s.ci.get(run) or [None, None], s.diff_ci.get(run)
+            rows.append({"slice": s.value, "rows": s.rows, "run": run, board.metric: value, "low": ci[0], "high": ci[1],
+                         "paired difference 95 %": "reference" if run == board.reference else (f"{d[0]:+.4f} – {d[1]:+.4f}" if d else ""),
+                         "ranking": flag})
+    return pd.DataFrame(rows)
+
+
+def slice_chart(board: SliceBoard) -> alt.Chart:
+    """Per slice (a row of the chart), each run's metric and its interval, coloured by run."""
+    df, m = slice_frame(board).dropna(subset=[board.metric]), board.metric
+    df["slice "] = [f"{v} ({n:,} rows)" + (" ⚠" if f else "") for v, n, f in zip(df["slice"], df["rows"], df["ranking"])]
+    order = list(dict.fromkeys(df["slice "]))
+    x_title = f"test {metric_label(m)} (95 % intervals)"
+    colour = alt.Color("run:N", sort=board.overall_order, title="run")
+    y = alt.Y("slice :N", sort=order, title=None)
+    offset = alt.YOffset("run:N", sort=board.overall_order)
+    bars = alt.Chart(df, title=f"test {metric_label(m)} per {board.column}").mark_rule(strokeWidth=2).encode(
+        y=y, yOffset=offset, x=alt.X("low:Q", title=x_title, scale=alt.Scale(zero=False)), x2="high:Q", color=colour)
+    points = alt.Chart(df).mark_point(filled=True, size=60).encode(
+        y=y, yOffset=offset, x=alt.X(f"{m}:Q", title=x_title), color=colour,
+        tooltip=["slice", "rows", "run", alt.Tooltip(f"{m}:Q", format=".4f"), "paired difference 95 %", "ranking"])
+    return (bars + points).properties(height=alt.Step(14))

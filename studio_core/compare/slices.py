@@ -161,6 +161,21 @@ def slice_board(paths: list[str | Path], column: str, at: np.ndarray, values: np
     return SliceBoard(column, metric, ref.name, overall, slices)
 
 
+def slice_columns(spec: Any) -> list[str]:
+    """The columns a run can be sliced by: its feature columns, categories first (a slice per
+    value reads best), then numbers (quantile bands); text columns are left out."""
+    f = spec.features
+    return [c.name for c in f.categorical] + [c.name for c in f.numeric if c.name not in {x.name for x in f.categorical}]
+
+
+def slices_for(paths: list[str | Path], ws: Any, column: str, metric: str | None = None, names: list[str] | None = None) -> SliceBoard:
+    """``slice_board`` with the column's values read from the first run's data in ``ws`` (its
+    split re-created there, and refused when the data no longer gives those test rows)."""
+    from studio_core.compare.groups import test_groups
+
+    return slice_board(paths, column, *test_groups(paths[0], ws, column, option="slice column"), metric, names=names)
+
+
 def _ci(samples: np.ndarray) -> list[float] | None:
     finite = samples[np.isfinite(samples)]
     return [float(x) for x in percentile_interval(finite)] if finite.size >= 0.9 * samples.size else None
