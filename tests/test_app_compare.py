@@ -163,8 +163,17 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     assert [b for b in at.get("download_button") if b.proto.label == "Download report (HTML)"]
     assert all(f"<td>run {i}</td>" in html for i in range(1, 5)) and "<td>LightGBM</td>" in html
     assert {"leaderboard", "difference", "roc"} <= set(re.findall(r'data-chart="([a-z_]+)"', html))
-    # a baseline opened on a page that needs the network says why, and the session goes on
+    # Inspect shows a LightGBM baseline's test figures and curves from its stored test rows, and says what it lacks
     lgb = studio(at).job_ids[2]
+    at.switch_page("views/inspect.py").run()
+    at.selectbox(key="inspect_run").set_value(lgb).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "LightGBM run" in [c.value for c in at.caption] and at.radio(key="inspect_part").options == ["test rows (stored at training)"]
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["test AUC"] == f"{expected.rows[2].test['auc']:.4f}"
+    roc = next(c for c in charts(at) if "ROC" in str(c["title"]))
+    assert roc["marks"] and roc["data"][0] and "has no wide weights" in " ".join(i.value for i in at.info)
+    # a baseline opened on a page that needs the network says why, and the session goes on
     at.switch_page("views/explain.py").run()
     at.selectbox(key="explain_run").set_value(lgb).run()
     assert not at.exception and at.error and "LightGBM baseline" in at.error[0].value

@@ -71,7 +71,7 @@ if board is not None:
             if significant:
                 st.warning(f"The ranking flips on {', '.join(significant)}: there a paired interval excludes zero on the other side from overall.")
             elif flipped:
-                st.info(f"The order of runs differs on {', '.join(flipped)} ({'⚠' } in the chart), but no paired interval there says it is more than chance.")
+                st.info(f"The order of runs differs on {', '.join(flipped)} (⚠ in the chart), but no paired interval there says it is more than chance.")
             else:
                 st.caption("The order of runs is the same on every slice with figures.")
             st.altair_chart(slice_chart(sliced), width="stretch")

@@ -23,10 +23,12 @@ from studio_core.runs.inspect import (
     wide_weights,
 )
 from studio_core.runs.results import interval_text
+from studio_core.runs.store import BaselineRun
 
 s = session()
 st.title("Inspect")
-snap, run = pick_finished_run(s, "inspect_run")
+snap, run = pick_finished_run(s, "inspect_run", baselines=True)
+baseline = isinstance(run, BaselineRun)  # a LightGBM baseline: its figures and stored test rows, no network to re-score with
 m = run.metrics
 keys = [k for k in METRIC_KEYS[m["task"]] if k in m]  # a run from before a metric was added does not show it
 test, ci = m.get("test") or {}, m.get("test_ci") or {}
@@ -44,7 +46,7 @@ for col, k in zip(c, keys):
 c[-2].metric("best epoch", f"{m.get('best_epoch', '?')} of {m.get('epochs_run', '?')}")
 c[-1].metric("rows per second", f"{float(m.get('train_rows_per_s') or 0):,.0f}")
 
-parts = (["test"] if test else []) + ["validation"]
+parts = (["test"] if test else []) + ([] if baseline else ["validation"])
 part = st.radio("Curves on", parts, horizontal=True, key="inspect_part",
                 format_func={"test": "test rows (stored at training)", "validation": "validation rows (re-scored from the loaded data)"}.get)
 try:
@@ -81,6 +83,8 @@ if h is not None and h.task == "binary":
     cm = confusion(h, threshold)
     st.table(pd.DataFrame({"predicted positive": [cm["tp"], cm["fp"]], "predicted negative": [cm["fn"], cm["tn"]]},
                           index=["actual positive", "actual negative"]))
+elif h is not None and h.task == "multiclass" and baseline:
+    st.info("A LightGBM baseline's confusion matrix is not drawn here yet; its test figures are above and on the Compare page.")
 elif h is not None and h.task == "multiclass":
     matrix, per_class = class_confusion(run, h)
     c1, c2 = st.columns([3, 2])
@@ -92,6 +96,10 @@ elif h is not None:
     c1.altair_chart(charts.scatter_chart(h.y, h.prediction), width="stretch")
     c2.altair_chart(charts.residual_chart(h.y, h.prediction), width="stretch")
 
+if baseline:
+    st.info("A LightGBM baseline has no wide weights, and its validation rows are not re-scored here: it is a yardstick for the "
+            "Compare page. Its test figures and curves above come from the test rows it scored once, after training.")
+    st.stop()
 st.subheader("Wide weights")
 classes = run.preprocessor.classes_ if run.preprocessor.task == "multiclass" else []
 class_k = classes.index(st.selectbox("Weights towards class", classes, key="weights_class")) if classes else 0

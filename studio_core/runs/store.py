@@ -152,6 +152,38 @@ def read_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return metrics, history
 
 
+@dataclass(frozen=True)
+class BaselineRun:
+    """A LightGBM baseline read for the views that need only its figures and its stored test
+    rows (Inspect's metrics and test curves); it has no network, preprocessing or wide weights."""
+
+    path: Path
+    spec: Spec
+    metrics: dict[str, Any]
+
+    def test_scores(self) -> Scored | None:
+        path = self.path / TEST_PREDICTIONS
+        if not path.is_file():
+            return None
+        try:
+            return Scored.from_table(self.metrics.get("task", self.spec.data.task), pq.read_table(path))
+        except Exception as exc:  # noqa: BLE001 - a damaged file: say so
+            raise StudioError(f"{path}: the test predictions are damaged ({str(exc).splitlines()[0][:160]}); train the baseline again") from None
+
+
+def is_lightgbm_run(path: str | Path) -> bool:
+    """A LightGBM baseline's run directory (its model in LightGBM's text format)."""
+    return (Path(path) / LIGHTGBM_MODEL).is_file()
+
+
+def load_baseline(path: str | Path) -> BaselineRun:
+    """A LightGBM baseline's record (spec, metrics, stored test rows), without its model."""
+    from studio_core.runs.folder import run_record
+
+    spec, metrics = run_record(path)
+    return BaselineRun(Path(path), spec, metrics)
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory written by ``write_run``."""
     path = Path(path)
