@@ -38,6 +38,13 @@ def write_synthetic(path: Path, n: int = 1200, seed: int = 0, label: str = "bina
     return path
 
 
+@pytest.fixture(autouse=True)
+def _one_run_per_start(monkeypatch):
+    """The Train page's ablations switch starts off in tests (each Start trains one run), except
+    where a test turns it on; tests/test_app_compare.py covers the default of a real server."""
+    monkeypatch.setenv("WDSTUDIO_FIRST_RUN_ABLATIONS", "0")
+
+
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     """The studio in Streamlit's AppTest, on a fresh server (empty caches), runs under tmp_path."""

@@ -186,3 +186,33 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     again.switch_page("views/compare.py").run()
     assert not again.exception and sorted(again.dataframe[0].value["kind"][2:]) == ["LightGBM", "constant"]
     reset_hub()
+
+
+def test_the_first_run_of_a_table_trains_its_ablations_by_default(tmp_path, monkeypatch, small_spec, synthetic_csv):
+    _ws, spec = small_spec
+    monkeypatch.setenv("WDSTUDIO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("WDSTUDIO_FIRST_RUN_ABLATIONS", "1")  # a real server's default (tests turn it off elsewhere)
+    reset_hub()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    load_file(at, synthetic_csv)
+    studio(at).spec = spec
+    at.switch_page("views/train.py").run()
+    assert at.checkbox(key="with_ablations").value is True  # the first run of this table
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(studio(at).job_ids) == 3 and "wide-only as run 2 and deep-only as run 3" in at.success[0].value
+    at.run()  # the same page again, the runs still training: the switch is a new one, off
+    assert at.checkbox(key="with_ablations_more").value is False
+    _wait(at)
+    at.switch_page("views/compare.py").run()
+    frame = at.dataframe[0].value
+    assert list(frame["run"]) == ["run 1", "run 2", "run 3"] and list(frame["kind"]) == ["Wide & Deep", "wide-only", "deep-only"]
+    runs = _ordered(at)
+    assert list(frame["test AUC"]) == pytest.approx([r.test["auc"] for r in leaderboard(runs, "auc").rows], abs=1e-12)
+    at.switch_page("views/train.py").run()
+    assert at.checkbox(key="with_ablations_more").value is False  # the table has runs now: one run per Start
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception and len(studio(at).job_ids) == 4
+    _wait(at)
+    reset_hub()

@@ -10,8 +10,10 @@ from tuning import tuning_panel
 
 from studio_core.common.errors import StudioError
 from studio_core.common.metrics import auto_monitor
+from studio_core.compare.ablations import ablation_specs
 from studio_core.features.suggest_checks import positive_weight_for
 from studio_core.features.validate import validate
+from studio_core.jobs.hub import hub
 from studio_core.jobs.tasks import TaskSnapshot
 from studio_core.jobs.training import run_metrics
 from studio_core.runs.charts import loss_chart, metric_chart, step_chart
@@ -21,6 +23,11 @@ from studio_core.spec.schema import CLASS_WEIGHTS, DEEP_OPTIMIZERS, DEVICES, OUT
 
 s = session()
 st.title("Train")
+
+
+def session_jobs() -> list:
+    """This session's training jobs (finished, running or queued)."""
+    return [j for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None and getattr(j, "spec", None) is not None]
 
 
 def training_form() -> None:
@@ -67,6 +74,12 @@ def training_form() -> None:
         m.wide = c1.checkbox("Wide part", m.wide, key="use_wide")
         m.deep = c2.checkbox("Deep part", m.deep, key="use_deep")
         m.attention = c3.checkbox("Self-attention over fields", m.attention, key="attention")
+        first = not any(j.spec.data.table == d.table and j.spec.data.sql == d.sql for j in session_jobs())
+        with_ablations = st.checkbox("Also train the wide-only and deep-only variants on the same split (ablations)",
+                                     first and hub().limits.first_run_ablations,
+                                     key="with_ablations" if first else "with_ablations_more",  # a new widget once the table has runs
+                                     help="Does each part earn its place? The Compare page ranks the three with paired intervals. "
+                                          "On by default for the first run of a table; each variant is a training of its own")
         with st.expander("Advanced"):
             a1, a2, a3 = st.columns(3)
             hidden = a1.text_input("Hidden units", ", ".join(map(str, m.hidden_units)), key="hidden")
@@ -110,6 +123,17 @@ def training_form() -> None:
                 s.selected_job = st.session_state["run_pick"] = job_id  # the widget's own state would keep the old run selected
             except StudioError as exc:  # e.g. this session's share of the job queue is full
                 st.error(plain(str(exc)))
+                return
+            if with_ablations and m.wide and m.deep:
+                queued = []
+                try:
+                    for kind, variant in ablation_specs(spec).items():
+                        s.job_ids.append(registry().submit(s.owner, variant, s.ws))
+                        queued.append(f"{kind} as run {len(s.job_ids)}")
+                except StudioError as exc:  # the session's job limit: the run itself is queued; the rest can wait
+                    st.warning(f"{plain(str(exc))} — add the missing variants from the Compare page when a run finishes.")
+                if queued:
+                    st.success(f"Queued the {' and '.join(queued)}, on the same split; the Compare page ranks them when they finish.")
 
 
 training_form()

@@ -53,6 +53,7 @@ class Limits:
     load_timeout_s: float = 300.0  # WDSTUDIO_LOAD_TIMEOUT_S: loading one file
     data_timeout_s: float = 900.0  # WDSTUDIO_DATA_TIMEOUT_S: a job's data stage (split, fit, tensors)
     session_ttl_s: float = 2 * 3600.0  # WDSTUDIO_SESSION_TTL_S: idle this long, a session is released
+    first_run_ablations: bool = True  # WDSTUDIO_FIRST_RUN_ABLATIONS=0: the Train page's ablations switch starts off
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -68,6 +69,7 @@ class Limits:
             load_timeout_s=_env_float("WDSTUDIO_LOAD_TIMEOUT_S", d.load_timeout_s),
             data_timeout_s=_env_float("WDSTUDIO_DATA_TIMEOUT_S", d.data_timeout_s),
             session_ttl_s=_env_float("WDSTUDIO_SESSION_TTL_S", d.session_ttl_s),
+            first_run_ablations=os.environ.get("WDSTUDIO_FIRST_RUN_ABLATIONS", "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 
