@@ -31,8 +31,9 @@ from studio_core.jobs.hub import Hub, hub
 from studio_core.jobs.tasks import Slots, Task, TaskSnapshot
 from studio_core.jobs.training import JobRegistry, configure_threads, run_metrics
 from studio_core.jobs.tune_job import TuneJob
+from studio_core.runs.lightgbm_run import LightGBMRun, load_lightgbm
 from studio_core.runs.results import run_label
-from studio_core.runs.store import BaselineRun, Run, is_lightgbm_run, load_baseline, load_run
+from studio_core.runs.store import Run, is_lightgbm_run, load_run
 from studio_core.spec.schema import Spec
 
 os.umask(0o077)  # everything the server writes (uploads, spill files, runs) is readable by its own user only
@@ -243,11 +244,11 @@ def session() -> StudioSession:
     return found
 
 
-def pick_finished_run(s: StudioSession, key: str, baselines: bool = False) -> tuple[TaskSnapshot, Run | BaselineRun]:
+def pick_finished_run(s: StudioSession, key: str, baselines: bool = False) -> tuple[TaskSnapshot, Run | LightGBMRun]:
     """A selectbox of this session's finished runs (latest first chosen) and the loaded run;
     stops the page with a hint when there is none yet, or with the error when it is damaged.
-    ``baselines``: a LightGBM baseline comes back as its record (figures and test rows), for a
-    page that can show those; elsewhere it is refused with the reason."""
+    ``baselines``: a LightGBM baseline comes back loaded (it scores rows and has its stored test
+    rows), for a page that can use it; elsewhere it is refused with the reason."""
     snaps = [j.snapshot() for j in (registry().get(i, s.owner) for i in s.job_ids) if j is not None]
     done = [d for d in snaps if d.status == "done"]
     if not done:
@@ -260,7 +261,7 @@ def pick_finished_run(s: StudioSession, key: str, baselines: bool = False) -> tu
                         help="The latest network is chosen first: a baseline trained after it is a yardstick, not the model")
     snap = next(d for d in done if d.id == pick)
     try:
-        run = load_baseline(snap.result.run_dir) if baselines and is_lightgbm_run(snap.result.run_dir) else load_run(snap.result.run_dir)
+        run = load_lightgbm(snap.result.run_dir) if baselines and is_lightgbm_run(snap.result.run_dir) else load_run(snap.result.run_dir)
     except StudioError as exc:
         st.error(plain(str(exc)))
         st.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_app import charts, load_file, studio
@@ -173,6 +174,23 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     assert shown["test AUC"] == f"{expected.rows[2].test['auc']:.4f}"
     roc = next(c for c in charts(at) if "ROC" in str(c["title"]))
     assert roc["marks"] and roc["data"][0] and "has no wide weights" in " ".join(i.value for i in at.info)
+    # the Predict page scores a table with the LightGBM baseline as it scored its test rows
+    at.switch_page("views/predict.py").run()
+    at.selectbox(key="predict_run").set_value(lgb).run()
+    at.selectbox(key="predict_table").set_value("synthetic")
+    at.button(key="predict_start").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and studio(at).predicts[lgb].snapshot().active:
+        time.sleep(0.2)
+    at.run()
+    scored = studio(at).predicts[lgb].snapshot().result
+    assert not at.exception and not at.error and scored.rows == 1200, [e.value for e in at.error]
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    predicted = pd.read_csv(__import__("io").BytesIO(scored.csv))["prediction"].to_numpy()
+    stored = pq.read_table(runs[2] / "test_predictions.parquet")
+    np.testing.assert_allclose(predicted[stored.column("row").to_numpy()], stored.column("prediction").to_numpy(), atol=1e-6)
     # a baseline opened on a page that needs the network says why, and the session goes on
     at.switch_page("views/explain.py").run()
     at.selectbox(key="explain_run").set_value(lgb).run()

@@ -214,7 +214,8 @@ def test_a_run_whose_difference_is_undefined_is_not_shown_as_the_reference(tmp_p
 def test_the_lightgbm_baseline_scores_the_runs_own_test_rows_and_joins_the_leaderboard(tmp_path, synthetic_csv, capsys):
     """LightGBM trained on the run's own training rows (early-stopped on its validation rows):
     its stored test scores equal a LightGBM model loaded from the run folder's text file, on
-    the same rows, and compare reads it like any run; predict refuses it with the reason."""
+    the same rows, compare reads it like any run, predict and evaluate score with it as it scored
+    its test rows; export refuses it with the reason."""
     import lightgbm as lgb
     import pandas as pd
     import pyarrow.parquet as pq
@@ -244,6 +245,15 @@ def test_the_lightgbm_baseline_scores_the_runs_own_test_rows_and_joins_the_leade
     for c in spec.features.categorical:
         x[c.name] = pd.Categorical(x[c.name].astype(str), categories=pd.Categorical(train[c.name].astype(str)).categories)
     np.testing.assert_allclose(stored.column("logit").to_numpy(), booster.predict(x, raw_score=True), atol=1e-9)
+    # predict scores a file as the baseline scored its test rows; evaluate --part test gives its stored figures
+    assert main(["predict", "--run", str(gbm), "--data", str(synthetic_csv), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = pd.read_csv(tmp_path / "p.csv")["prediction"].to_numpy()
+    assert len(predicted) == ws.table("synthetic").n_rows()
+    at = stored.column("row").to_numpy()
+    np.testing.assert_allclose(predicted[at], 1 / (1 + np.exp(-stored.column("logit").to_numpy())), atol=1e-6)
     capsys.readouterr()
-    assert main(["predict", "--run", str(gbm), "--data", str(synthetic_csv), "--out", str(tmp_path / "p.csv")]) == 2
+    assert main(["evaluate", "--run", str(gbm), "--data", str(synthetic_csv), "--part", "test"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["rows"] == len(at) and evaluated["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-9)
+    assert main(["export", "--run", str(gbm), "--out", str(tmp_path / "b.zip")]) == 2
     assert "is a LightGBM baseline" in capsys.readouterr().err

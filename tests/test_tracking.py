@@ -20,6 +20,14 @@ from studio_core.cli.main import main
 from studio_core.tracking.mlflow_log import spec_params
 
 
+@pytest.fixture(autouse=True)
+def _no_global_store(monkeypatch):
+    """Reading back sets MLflow's global URI (and MLFLOW_TRACKING_URI); no later test inherits it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    mlflow.set_tracking_uri(None)
+
+
 def _store(tmp_path):
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
@@ -36,6 +44,7 @@ def test_train_and_baseline_log_params_epoch_metrics_intervals_report_and_a_work
     assert main(["baseline", "--run", str(run), "--data", str(synthetic_csv), "--kind", "lightgbm", "--out", str(lgb), "--mlflow", uri]) == 0
     out = capsys.readouterr()
     assert out.out.count(f"to MLflow {uri}") == 2 and "ONNX model" in out.out
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # logging did not redirect what this process does next
     assert "LightGBM runs have no ONNX export here" in out.err
 
     found = _runs(uri).set_index("tags.mlflow.runName")

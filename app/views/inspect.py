@@ -22,13 +22,13 @@ from studio_core.runs.inspect import (
     two_classes,
     wide_weights,
 )
+from studio_core.runs.lightgbm_run import LightGBMRun
 from studio_core.runs.results import interval_text
-from studio_core.runs.store import BaselineRun
 
 s = session()
 st.title("Inspect")
 snap, run = pick_finished_run(s, "inspect_run", baselines=True)
-baseline = isinstance(run, BaselineRun)  # a LightGBM baseline: its figures and stored test rows, no network to re-score with
+baseline = isinstance(run, LightGBMRun)  # a LightGBM baseline: its figures and stored test rows, no network to re-score with
 m = run.metrics
 keys = [k for k in METRIC_KEYS[m["task"]] if k in m]  # a run from before a metric was added does not show it
 test, ci = m.get("test") or {}, m.get("test_ci") or {}

@@ -15,7 +15,7 @@ from studio_core.jobs.predict_job import predict_task
 
 s = session()
 st.title("Predict")
-snap, run = pick_finished_run(s, "predict_run")
+snap, run = pick_finished_run(s, "predict_run", baselines=True)  # a LightGBM baseline scores new rows too
 st.caption("New rows are scored with the run's own preprocessing and model. Columns are matched by name: a feature column the "
            "rows lack counts as missing, and renamed or mostly missing columns are refused unless you allow them below.")
 

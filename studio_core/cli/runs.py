@@ -29,11 +29,22 @@ def _write_predictions(preds: Any, notes: list[str], out_path: str, task: str = 
     return 0
 
 
+def _load(path: str) -> Any:
+    """A network run, or a LightGBM baseline (which predicts and evaluates the same way)."""
+    from studio_core.runs.store import is_lightgbm_run, load_run
+
+    if is_lightgbm_run(path):
+        from studio_core.runs.lightgbm_run import load_lightgbm
+
+        return load_lightgbm(path)
+    return load_run(path)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from studio_core.runs.store import load_run, predict_file
+    from studio_core.runs.store import predict_file
 
     _not_the_input(args.out, args.data)
-    run = load_run(args.run)
+    run = _load(args.run)
     preds, _ws, _table, notes = predict_file(run, args.data, args.allow_missing)
     return _write_predictions(preds, notes, args.out, run.preprocessor.task, run.preprocessor.classes_)
 
@@ -50,9 +61,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     validation or test rows re-created from the file (refused when the file no longer gives them)."""
     from studio_core.data.source import Source
     from studio_core.runs.evaluation import evaluate, run_split
-    from studio_core.runs.store import load_run
 
-    run = load_run(args.run)
+    run = _load(args.run)
     if args.part:
         ws, table, notes = load_run_data(run.spec.data, [args.data])
         split = run_split(run, ws, table)

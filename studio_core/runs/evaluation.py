@@ -145,7 +145,8 @@ def evaluate(run: Any, source: Source, columns: set[str], allow_missing: bool = 
     warnings = list(check_input_columns(prep, columns, allow_missing))
     if not own_part:
         warnings += training_rows_warning(run, source, columns)
-    scored = score_rows(run.model, prep, source, available=columns)
+    scorer = getattr(run, "score_source", None)  # a LightGBM baseline scores its own way
+    scored = scorer(source, columns) if scorer is not None else score_rows(run.model, prep, source, available=columns)
     if len(scored) == 0:
         raise StudioError("no rows with a label to evaluate; load labelled rows")
     return scored, warnings

@@ -7,7 +7,8 @@ are -- numbers as numbers, text columns as pandas categories of the training val
 value is missing) -- and stops early on the run's validation rows; free-text and multi-valued
 columns are left out (said in the notes).  The test rows are scored once; the result is a run
 directory (spec, metrics with test intervals, test predictions, the model in LightGBM's text
-format) that ``compare`` and the Compare page read like any other run.
+format, the label mapping as preprocess.json) that ``compare``, ``predict``, ``evaluate`` and the
+Compare page read like any other run (``lightgbm_run``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from studio_core.common.metrics import auto_monitor, task_metrics
 from studio_core.data.sqlutil import number_expr, qi
 from studio_core.features.prepare import fit_preprocessor
 from studio_core.runs.evaluation import Scored
-from studio_core.runs.store import LIGHTGBM_MODEL, write_run_files
+from studio_core.runs.lightgbm_run import LIGHTGBM_MODEL
+from studio_core.runs.store import write_run_files
 from studio_core.spec.schema import Spec
 
 ROUNDS, PATIENCE = 5000, 50
@@ -98,5 +100,5 @@ def train_lightgbm(spec: Spec, split: Any, out_dir: str | Path, seed: int = 0) -
     def save(path: Path) -> None:
         booster.save_model(str(path))
 
-    write_run_files(out_dir, {"spec.json": spec.to_json(), LIGHTGBM_MODEL: save}, [], metrics, test.table())
+    write_run_files(out_dir, {"spec.json": spec.to_json(), "preprocess.json": prep.to_json(), LIGHTGBM_MODEL: save}, [], metrics, test.table())
     return metrics

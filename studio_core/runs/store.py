@@ -37,12 +37,12 @@ from studio_core.features.sizing import check_layout
 from studio_core.model.network import WideDeep
 from studio_core.runs.evaluation import Scored, predict_raw
 from studio_core.runs.folder import RUN_MARKER, check_out_dir
+from studio_core.runs.lightgbm_run import LIGHTGBM_MODEL, TEST_PREDICTIONS  # (torch-free names, shared)
 from studio_core.spec.schema import Spec
 from studio_core.training.batches import to_tensors
 
 RUN_FILES = ("spec.json", "preprocess.json", "model.pt", "history.jsonl", "metrics.json")  # what every run has
-TEST_PREDICTIONS = "test_predictions.parquet"  # runs trained with a test part
-LIGHTGBM_MODEL = "model.lgb.txt"  # a LightGBM baseline's model, LightGBM's own text format (no pickle)
+
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # disk full, quota reached, file size limit
 
 
@@ -152,44 +152,17 @@ def read_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return metrics, history
 
 
-@dataclass(frozen=True)
-class BaselineRun:
-    """A LightGBM baseline read for the views that need only its figures and its stored test
-    rows (Inspect's metrics and test curves); it has no network, preprocessing or wide weights."""
-
-    path: Path
-    spec: Spec
-    metrics: dict[str, Any]
-
-    def test_scores(self) -> Scored | None:
-        path = self.path / TEST_PREDICTIONS
-        if not path.is_file():
-            return None
-        try:
-            return Scored.from_table(self.metrics.get("task", self.spec.data.task), pq.read_table(path))
-        except Exception as exc:  # noqa: BLE001 - a damaged file: say so
-            raise StudioError(f"{path}: the test predictions are damaged ({str(exc).splitlines()[0][:160]}); train the baseline again") from None
-
-
 def is_lightgbm_run(path: str | Path) -> bool:
     """A LightGBM baseline's run directory (its model in LightGBM's text format)."""
     return (Path(path) / LIGHTGBM_MODEL).is_file()
-
-
-def load_baseline(path: str | Path) -> BaselineRun:
-    """A LightGBM baseline's record (spec, metrics, stored test rows), without its model."""
-    from studio_core.runs.folder import run_record
-
-    spec, metrics = run_record(path)
-    return BaselineRun(Path(path), spec, metrics)
 
 
 def load_run(path: str | Path) -> Run:
     """Load a run directory written by ``write_run``."""
     path = Path(path)
     if (path / LIGHTGBM_MODEL).is_file():
-        raise StudioError(f"{path} is a LightGBM baseline: compare it with runs on the same split (`wdstudio compare`, the Compare page); "
-                          "predicting with, explaining and exporting a baseline are not built yet")
+        raise StudioError(f"{path} is a LightGBM baseline: it predicts (the Predict page, `wdstudio predict`), evaluates, and "
+                          "joins leaderboards and reports; explaining and exporting it to ONNX are not built yet")
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
         raise StudioError(f"{path} is not a complete run directory (missing {', '.join(missing)}); pass a directory written by `wdstudio train`")

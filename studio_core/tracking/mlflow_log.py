@@ -66,6 +66,19 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
+@contextlib.contextmanager
+def _global_uri(mlflow: Any, uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``log_model``) logs to its global tracking URI, and setting it also
+    sets ``MLFLOW_TRACKING_URI`` in this process's environment; both are put back afterwards,
+    so logging one run never redirects what the process does next."""
+    before = os.environ.get(ENV)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before or None)
+
+
 def _mlflow() -> Any:
     try:
         import mlflow
@@ -106,7 +119,6 @@ def open_experiment(uri: str, name: str) -> str:
     check_store(uri)
     with _quiet():
         try:
-            mlflow.set_tracking_uri(uri)
             client = mlflow.MlflowClient(uri)
             found = client.get_experiment_by_name(name)
             if found is not None:
@@ -201,7 +213,8 @@ def log_run(run_dir: str | Path, uri: str, experiment: str | None = None, report
             if (run_dir / "model.pt").is_file():
                 from studio_core.tracking.mlflow_model import log_onnx_model
 
-                card = log_onnx_model(mlflow, rid, run_dir)
+                with _global_uri(mlflow, uri):
+                    card = log_onnx_model(mlflow, rid, run_dir)
                 client.log_text(rid, card, "model_card.md")
                 artifacts += ["model_card.md", "model"]
                 model = "onnx"
