@@ -81,12 +81,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from studio_core.export.bundle import export_bundle
     from studio_core.export.model_card import figures_text
-    from studio_core.runs.store import load_run
 
     out = Path(args.out)
     if out.suffix.lower() != ".zip":
         raise StudioError(f"--out {out} should be a .zip file name; pass e.g. --out bundle.zip")
-    run = load_run(args.run)
+    run = _load(args.run)
+    if not hasattr(run, "model"):
+        return _export_lightgbm(run, out, args)
     ws, table, notes = load_run_data(run.spec.data, args.data) if args.data else (None, None, [])
     _warn(notes)
     figures = export_bundle(run, out, ws, table, int8=args.int8)
@@ -101,6 +102,26 @@ def cmd_export(args: argparse.Namespace) -> int:
             out.unlink(missing_ok=True)  # nothing downstream may pick up a bundle that scores differently
             raise StudioError(f"{what}; the bundle was not kept. Pass --allow-mismatch to keep it (its model card says it failed)")
         _warn([f"{what}; kept because of --allow-mismatch (the model card says it failed)"])
+    return 0
+
+
+def _export_lightgbm(run: Any, out: Path, args: argparse.Namespace) -> int:
+    """A LightGBM baseline's bundle: its raw graph and trees, checked against the booster."""
+    from studio_core.export.lightgbm_bundle import export_lightgbm_bundle
+
+    if args.int8:
+        raise StudioError("--int8 quantises a network's weights; a LightGBM bundle has none: export it without --int8")
+    ws, table, notes = load_run_data(run.spec.data, args.data) if args.data else (None, None, [])
+    _warn(notes)
+    figures = export_lightgbm_bundle(run, out, ws, table)
+    p = figures["parity"]
+    print(f"bundle written to {out}: raw.onnx (raw columns -> {'prediction' if run.preprocessor.task != 'multiclass' else 'prob_k'}) and "
+          f"model.onnx (the trees); parity on {p['rows_source']}: largest difference {p['raw_prediction_max_abs_diff']:.3g}, "
+          f"{p['rows_over_1e-5']:,} of {p['rows']:,} rows over 1e-5 ({'ok' if p['ok'] else 'OUTSIDE the tolerance'})")
+    if not p["ok"] and not args.allow_mismatch:
+        out.unlink(missing_ok=True)
+        raise StudioError("the raw graph differs from LightGBM by more than the parity tolerance; the bundle was not kept. "
+                          "Pass --allow-mismatch to keep it (its model card says it failed)")
     return 0
 
 

@@ -197,7 +197,7 @@ def export_bundle(run: Run | str | Path, out_zip: str | Path, ws: Workspace | No
                "validation_rows": int(len(val_y)) if val_y is not None else None}
     manifest = _manifest(run, prep, proto, inputs, graphs, figures)
     card = model_card(run, prep, manifest, figures)
-    _write_zip(Path(out_zip), run, graphs, manifest, card)
+    write_bundle_zip(Path(out_zip), run, graphs, manifest, card)
     return figures
 
 
@@ -245,7 +245,7 @@ def _manifest(run: Run, prep: Preprocessor, proto: Any, inputs: list[str], graph
     }
 
 
-def _write_zip(out: Path, run: Run, graphs: dict[str, bytes], manifest: dict[str, Any], card: str) -> None:
+def write_bundle_zip(out: Path, run: Any, graphs: dict[str, bytes], manifest: dict[str, Any], card: str) -> None:
     """Write atomically: a crash never leaves half a bundle at ``out``.  The JSON files come from
     the loaded run (what was exported), in the run directory's formats."""
     out.parent.mkdir(parents=True, exist_ok=True)

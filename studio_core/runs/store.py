@@ -161,8 +161,8 @@ def load_run(path: str | Path) -> Run:
     """Load a run directory written by ``write_run``."""
     path = Path(path)
     if (path / LIGHTGBM_MODEL).is_file():
-        raise StudioError(f"{path} is a LightGBM baseline: it predicts (the Predict page, `wdstudio predict`), evaluates, and "
-                          "joins leaderboards and reports; explaining and exporting it to ONNX are not built yet")
+        raise StudioError(f"{path} is a LightGBM baseline: it predicts (the Predict page, `wdstudio predict`), evaluates, "
+                          "exports (`wdstudio export`) and joins leaderboards and reports; explaining it is not built yet")
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
         raise StudioError(f"{path} is not a complete run directory (missing {', '.join(missing)}); pass a directory written by `wdstudio train`")

@@ -210,16 +210,19 @@ def log_run(run_dir: str | Path, uri: str, experiment: str | None = None, report
                 client.log_text(rid, build_report(run_dir), "report.html")
                 artifacts.append("report.html")
             model = None
-            if (run_dir / "model.pt").is_file():
+            if (run_dir / "model.pt").is_file() or (run_dir / "preprocess.json").is_file():  # a network, or a LightGBM baseline
                 from studio_core.tracking.mlflow_model import log_onnx_model
 
                 with _global_uri(mlflow, uri):
                     card = log_onnx_model(mlflow, rid, run_dir)
-                client.log_text(rid, card, "model_card.md")
-                artifacts += ["model_card.md", "model"]
+                if card:
+                    client.log_text(rid, card, "model_card.md")
+                    artifacts.append("model_card.md")
+                artifacts.append("model")
                 model = "onnx"
             else:
-                notes.append(f"{kind} runs have no ONNX export here; the run's files and report are logged, not a model")
+                notes.append(f"{run_dir.name} is a {kind} baseline from before baselines stored preprocess.json; its files and report are "
+                             "logged, not a model (train it again to log one)")
             status = "FINISHED"
         finally:
             client.set_terminated(rid, status)

@@ -1,4 +1,6 @@
-"""A Wide & Deep run's raw-row ONNX graph as an MLflow model (``mlflow.onnx.log_model``).
+"""A run's raw-row ONNX graph as an MLflow model (``mlflow.onnx.log_model``): a Wide & Deep
+run's merged graph, or a LightGBM baseline's (``export.lightgbm_onnx``), so a challenger is
+registered the same way.
 
 The raw graph's contract is what MLflow's ONNX flavour wants: one 1-D input per feature column
 (double for numbers with NaN for missing; string for categories and text, numbers used as
@@ -52,20 +54,32 @@ def signature(prep: Any, proto: Any) -> Any:
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
-def log_onnx_model(mlflow: Any, run_id: str, run_dir: str | Path) -> str:
-    """Log the run's raw-row ONNX model into MLflow run ``run_id``; return its model card."""
-    from studio_core.export.model_card import model_card
-    from studio_core.export.onnx_export import export_model
-    from studio_core.export.onnx_preprocess import merge_raw
+def log_onnx_model(mlflow: Any, run_id: str, run_dir: str | Path) -> str | None:
+    """Log the run's raw-row ONNX model into MLflow run ``run_id``; return its model card (None
+    for a LightGBM baseline, whose card comes with its bundle)."""
     from studio_core.export.onnx_raw_inputs import raw_inputs
-    from studio_core.runs.store import load_run
+    from studio_core.runs.store import is_lightgbm_run
 
-    run = load_run(run_dir)
-    prep = run.preprocessor
-    proto = merge_raw(prep, export_model(run.model, prep.layout()))
+    card = None
+    if is_lightgbm_run(run_dir):
+        from studio_core.export.lightgbm_onnx import lightgbm_raw_graph
+        from studio_core.runs.lightgbm_run import load_lightgbm
+
+        gbm = load_lightgbm(run_dir)
+        prep, proto = gbm.preprocessor, lightgbm_raw_graph(gbm)
+    else:
+        from studio_core.export.model_card import model_card
+        from studio_core.export.onnx_export import export_model
+        from studio_core.export.onnx_preprocess import merge_raw
+        from studio_core.runs.store import load_run
+
+        run = load_run(run_dir)
+        prep = run.preprocessor
+        proto = merge_raw(prep, export_model(run.model, prep.layout()))
+        card = model_card(run, prep)
     mapping = {r.name: r.column for r in raw_inputs(prep)}
     with mlflow.start_run(run_id=run_id):
         mlflow.onnx.log_model(proto, name="model", input_example=input_example(prep), signature=signature(prep, proto),
                               metadata={"inputs": mapping, "task": prep.task, "label": prep.label},
                               save_as_external_data=False, onnx_execution_providers=["CPUExecutionProvider"])
-    return model_card(run, prep)
+    return card
