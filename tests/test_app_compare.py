@@ -191,6 +191,19 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     predicted = pd.read_csv(__import__("io").BytesIO(scored.csv))["prediction"].to_numpy()
     stored = pq.read_table(runs[2] / "test_predictions.parquet")
     np.testing.assert_allclose(predicted[stored.column("row").to_numpy()], stored.column("prediction").to_numpy(), atol=1e-6)
+    # the Export page builds the baseline's bundle, checked against LightGBM, ready to download
+    at.switch_page("views/export.py").run()
+    at.selectbox(key="export_run").set_value(lgb).run()
+    at.button(key="export_build").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and studio(at).exports[lgb].snapshot().active:
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success and "raw.onnx vs LightGBM" in at.success[0].value and "0 rows over 1e-5" in at.success[0].value
+    built = studio(at).exports[lgb].snapshot().result
+    assert set(built.graphs) == {"raw.onnx", "model.onnx"} and built.figures["parity"]["ok"]
+    assert {b.proto.label for b in at.get("download_button")} >= {"Download bundle (zip)", "Download raw.onnx"}
     # a baseline opened on a page that needs the network says why, and the session goes on
     at.switch_page("views/explain.py").run()
     at.selectbox(key="explain_run").set_value(lgb).run()

@@ -12,7 +12,8 @@ from studio_core.runs.results import int8_change
 
 s = session()
 st.title("Export")
-snap, run = pick_finished_run(s, "export_run")
+snap, run = pick_finished_run(s, "export_run", baselines=True)
+gbm = not hasattr(run, "model")  # a LightGBM baseline: its trees as ONNX, a challenger to serve beside the model
 c1, c2 = st.columns(2)
 c1.download_button("Download run (zip)", lambda: run_zip(snap.result.run_dir), f"widedeep-run-{snap.id[:8]}.zip", "application/zip",
                    on_click="ignore", type="primary", key="dl_run")
@@ -24,11 +25,13 @@ try:  # the run's rows must be readable here (a SQL-trained run needs the tables
     has_data = bool(s.ws.source(data.table, data.sql).columns)
 except StudioError:
     has_data = False
-st.caption("The bundle holds model.onnx (the network), raw.onnx (preprocessing + network: scores raw column values), "
-           "the preprocessing state, the spec and a model card. Each graph is checked against the trained model "
-           + ("on 10,000 validation rows." if has_data else f"on 10,000 synthetic rows (load table `{data.table}` for validation-row figures)."))
+st.caption(("The bundle holds raw.onnx (raw column values -> the LightGBM trees' prediction), model.onnx (the trees alone), "
+            "the label mapping, the spec and a model card. raw.onnx is checked against LightGBM " if gbm else
+            "The bundle holds model.onnx (the network), raw.onnx (preprocessing + network: scores raw column values), "
+            "the preprocessing state, the spec and a model card. Each graph is checked against the trained model ")
+           + ("on its validation rows." if has_data else f"on 10,000 synthetic rows (load table `{data.table}` for validation-row figures)."))
 task = s.exports.get(snap.id)
-int8 = st.checkbox("Also quantise to INT8 (smaller; scores move slightly)", key="export_int8")
+int8 = False if gbm else st.checkbox("Also quantise to INT8 (smaller; scores move slightly)", key="export_int8")
 if st.button("Build and check the bundle", key="export_build", disabled=task is not None and task.snapshot().active):
     task = s.exports[snap.id] = export_task(run, s.ws.fork() if has_data else None, int8, slots=slots())
 
@@ -40,9 +43,11 @@ built = task.snapshot().result
 if built is None:
     st.stop()
 p, q = built.figures["parity"], built.figures["int8"]
-measured = (f"Parity on {p['rows_source']}: model.onnx vs PyTorch, largest difference {p['model_max_abs_diff']:.2g}"
-            + (f"; raw.onnx vs the engine {p['raw_prediction_max_abs_diff']:.2g} (prediction), {p['raw_id_mismatches']} differing ids"
-               if "raw.onnx" in built.graphs else "") + f". Tolerance: {p['tolerance']}; the worst row used {p['tolerance_used']:.2g} of it.")
+measured = ((f"Parity on {p['rows_source']}: raw.onnx vs LightGBM, largest difference {p['raw_prediction_max_abs_diff']:.2g}, "
+             f"{p['rows_over_1e-5']:,} rows over 1e-5") if "model_max_abs_diff" not in p else
+            (f"Parity on {p['rows_source']}: model.onnx vs PyTorch, largest difference {p['model_max_abs_diff']:.2g}"
+             + (f"; raw.onnx vs the engine {p['raw_prediction_max_abs_diff']:.2g} (prediction), {p['raw_id_mismatches']} differing ids"
+                if "raw.onnx" in built.graphs else ""))) + f". Tolerance: {p['tolerance']}; the worst row used {p['tolerance_used']:.2g} of it."
 if p["ok"]:
     st.success(measured)
 else:

@@ -25,9 +25,9 @@ class BuiltBundle:
     figures: dict[str, Any]
 
 
-def export_task(run: Run, ws: Workspace | None, int8: bool, slots: Slots | None = None) -> Task:
-    """A started task exporting ``run``; ``ws`` (a fork) holds its training data, or None for
-    synthetic parity rows."""
+def export_task(run: Run | Any, ws: Workspace | None, int8: bool, slots: Slots | None = None) -> Task:
+    """A started task exporting ``run`` (a network run, or a ``LightGBMRun``); ``ws`` (a fork)
+    holds its training data, or None for synthetic parity rows."""
 
     def work(report: Report, stop: threading.Event) -> BuiltBundle:
         import zipfile
@@ -38,7 +38,12 @@ def export_task(run: Run, ws: Workspace | None, int8: bool, slots: Slots | None 
         with tempfile.TemporaryDirectory(prefix="wd-export-") as tmp:
             path = Path(tmp) / "bundle.zip"
             try:
-                figures = export_bundle(run, path, ws, None, int8=int8, stop=stop)
+                if hasattr(run, "model"):
+                    figures = export_bundle(run, path, ws, None, int8=int8, stop=stop)
+                else:  # a LightGBM baseline (runs.lightgbm_run.LightGBMRun): its trees, no INT8
+                    from studio_core.export.lightgbm_bundle import export_lightgbm_bundle
+
+                    figures = export_lightgbm_bundle(run, path, ws, None)
             finally:
                 if ws is not None:
                     ws.con.close()  # the task's cursor on the session's database
