@@ -204,10 +204,21 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     built = studio(at).exports[lgb].snapshot().result
     assert set(built.graphs) == {"raw.onnx", "model.onnx"} and built.figures["parity"]["ok"]
     assert {b.proto.label for b in at.get("download_button")} >= {"Download bundle (zip)", "Download raw.onnx"}
-    # a baseline opened on a page that needs the network says why, and the session goes on
+    # Explain: exact TreeSHAP of the baseline, drawn with the network's charts
     at.switch_page("views/explain.py").run()
     at.selectbox(key="explain_run").set_value(lgb).run()
-    assert not at.exception and at.error and "LightGBM baseline" in at.error[0].value
+    at.button(key="explain_start").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and studio(at).explain_jobs[lgb].snapshot().active:
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    explained = studio(at).explain_jobs[lgb].snapshot().result.explanation
+    assert set(explained.columns) == {"colour", "size", "x1", "x2"} and len(explained.values) == 180  # every validation row
+    drawn = next(c for c in charts(at) if c["marks"] == ["bar"] and "SHAP" in str(c["title"]))
+    expected_importance = explained.importance()
+    assert [r["feature"] for r in drawn["data"][0]] == list(expected_importance.feature)
+    assert [r["mean_abs_shap"] for r in drawn["data"][0]] == pytest.approx(list(expected_importance.mean_abs_shap))
     # a restarted server lists the baselines again (a LightGBM run has no network files)
     reset_hub()
     again = AppTest.from_file(APP, default_timeout=120)

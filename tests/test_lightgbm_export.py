@@ -46,3 +46,31 @@ def test_the_bundle_scores_every_row_as_the_booster_does(tmp_path, capsys, label
     capsys.readouterr()
     assert main(["export", "--run", str(gbm), "--out", str(tmp_path / "q.zip"), "--int8"]) == 2
     assert capsys.readouterr().err.strip() == "error: --int8 quantises a network's weights; a LightGBM bundle has none: export it without --int8"
+
+
+@pytest.mark.parametrize("label,kind", [("target", "binary"), ("size", "multiclass")])
+def test_treeshap_values_add_up_to_the_boosters_raw_output_and_find_the_signal(tmp_path, label, kind):
+    """Each row's SHAP values plus the base add up to the booster's own raw score (of the chosen
+    class); the noise column x2 matters least (the label depends on colour, size and x1)."""
+    from studio_core.data.split import split_for
+    from studio_core.data.workspace import Workspace
+    from studio_core.explain.lightgbm_shap import lightgbm_explanation
+    from studio_core.runs.lightgbm_run import load_lightgbm
+
+    data = write_synthetic(tmp_path / "t.csv", n=3000, label="binary" if kind == "binary" else "regression")
+    run, gbm = tmp_path / "run", tmp_path / "gbm"
+    assert main(["train", "--data", str(data), "--label", label, "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    assert main(["baseline", "--run", str(run), "--data", str(data), "--kind", "lightgbm", "--out", str(gbm)]) == 0
+    baseline = load_lightgbm(gbm)
+    ws = Workspace()
+    ws.load(data)
+    split = split_for(ws, baseline.spec, baseline.metrics)
+    raw = baseline.output(baseline.frame(split.val))
+    for k in range(3 if kind == "multiclass" else 1):
+        e = lightgbm_explanation(baseline, split.val, class_index=k)
+        want = raw[:, k] if kind == "multiclass" else raw
+        np.testing.assert_allclose(e.values.sum(axis=1) + e.base_value, want, atol=1e-6)
+        np.testing.assert_allclose(e.outputs, want, atol=1e-6)
+        assert len(e.values) == split.n_val and list(e.data.columns[-4:]) == list(e.columns)
+    importance = lightgbm_explanation(baseline, split.val).importance()
+    assert importance.feature.iloc[-1] == "x2" and e.output_name == ("log-odds" if kind == "binary" else "logit of S")

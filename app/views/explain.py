@@ -2,6 +2,7 @@
 
 import pandas as pd
 import streamlit as st
+from explain_trees import lightgbm_explain_view
 from live import task_view
 from state import pick_finished_run, session, slots
 
@@ -14,7 +15,10 @@ from studio_core.runs import charts
 
 s = session()
 st.title("Explain")
-snap, run = pick_finished_run(s, "explain_run")
+snap, run = pick_finished_run(s, "explain_run", baselines=True)
+if not hasattr(run, "model"):  # a LightGBM baseline: exact TreeSHAP, the same charts
+    lightgbm_explain_view(s, snap, run)
+    st.stop()
 classes = run.preprocessor.classes_ if run.preprocessor.task == "multiclass" else []
 class_k = classes.index(st.selectbox("Explain the score of class", classes, key="explain_class",
                                help="SHAP values per class: how each column moved this class's logit")) if classes else 0

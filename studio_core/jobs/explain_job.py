@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from studio_core.common.errors import SplitMismatch, StudioError, data_not_loaded
 from studio_core.data.workspace import Workspace
@@ -22,10 +23,10 @@ from studio_core.runs.store import Run
 @dataclass(frozen=True)
 class ExplainResult:
     explanation: Explanation
-    background: ColumnCodes
+    background: ColumnCodes | None  # None for a LightGBM baseline (TreeSHAP needs no background sample)
 
 
-def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: int = DEFAULT_BACKGROUND, seed: int = 0,
+def explain_task(run: Run | Any, ws: Workspace, rows: int = DEFAULT_ROWS, background: int = DEFAULT_BACKGROUND, seed: int = 0,
                  slots: Slots | None = None, class_index: int = 0) -> Task:
     """A started task explaining ``rows`` validation rows of ``run`` (``ws`` must be a fork the
     task may use on its thread); a multiclass run's scores of class ``class_index``."""
@@ -46,6 +47,11 @@ def explain_task(run: Run, ws: Workspace, rows: int = DEFAULT_ROWS, background: 
                 raise plain from exc
             try:
                 picked = sample_relation(split.val, rows, seed)
+                if not hasattr(run, "model"):  # a LightGBM baseline: exact TreeSHAP, no background sample
+                    from studio_core.explain.lightgbm_shap import lightgbm_explanation
+
+                    report(0, rows, "explaining rows")
+                    return ExplainResult(lightgbm_explanation(run, picked, class_index), None)
                 codes_b = encode_background(run, sample_relation(split.train, background, seed + 1))
                 report(0, rows, "explaining rows")  # the pace (and so the ETA) counts from here
                 result = explain(run, picked, codes_b, seed=seed, progress=lambda d, t: report(d, t, "explaining rows"), stop_event=stop,
