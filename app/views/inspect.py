@@ -83,8 +83,6 @@ if h is not None and h.task == "binary":
     cm = confusion(h, threshold)
     st.table(pd.DataFrame({"predicted positive": [cm["tp"], cm["fp"]], "predicted negative": [cm["fn"], cm["tn"]]},
                           index=["actual positive", "actual negative"]))
-elif h is not None and h.task == "multiclass" and baseline:
-    st.info("A LightGBM baseline's confusion matrix is not drawn here yet; its test figures are above and on the Compare page.")
 elif h is not None and h.task == "multiclass":
     matrix, per_class = class_confusion(run, h)
     c1, c2 = st.columns([3, 2])
@@ -97,8 +95,8 @@ elif h is not None:
     c2.altair_chart(charts.residual_chart(h.y, h.prediction), width="stretch")
 
 if baseline:
-    st.info("A LightGBM baseline has no wide weights, and its validation rows are not re-scored here: it is a yardstick for the "
-            "Compare page. Its test figures and curves above come from the test rows it scored once, after training.")
+    st.info("A LightGBM baseline has no wide weights, and its validation rows are not re-scored here: its test figures and curves "
+            "above come from the test rows it scored once, after training. Its SHAP values are on the Explain page.")
     st.stop()
 st.subheader("Wide weights")
 classes = run.preprocessor.classes_ if run.preprocessor.task == "multiclass" else []
