@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ from studio_core.common.metrics import task_metrics
 from studio_core.data.source import Source
 from studio_core.features.preprocess import BATCH_ROWS, Preprocessor
 from studio_core.runs.bootstrap import metric_intervals
+
+TEST_PREDICTIONS = "test_predictions.parquet"  # a run's test rows, scored once after training
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,19 @@ def score_rows(model: torch.nn.Module, prep: Preprocessor, source: Source, key: 
             if key:
                 keys.append(enc.key)
     return Scored(prep.task, np.concatenate(ys), np.concatenate(outs), np.concatenate(keys) if key else None)
+
+
+def read_test_scores(path: Path, task: str, again: str = "train the run again") -> Scored | None:
+    """A run directory's stored test rows (``test_predictions.parquet``), or None without them."""
+    import pyarrow.parquet as pq
+
+    file = Path(path) / TEST_PREDICTIONS
+    if not file.is_file():
+        return None
+    try:
+        return Scored.from_table(task, pq.read_table(file))
+    except Exception as exc:  # noqa: BLE001 - a damaged file: say so, keep the rest of the run usable
+        raise StudioError(f"{file}: the test predictions are damaged ({str(exc).splitlines()[0][:160]}); {again}") from None
 
 
 def run_split(run: Any, ws: Any, table: str | None = None, split_table: str | None = None) -> Any:

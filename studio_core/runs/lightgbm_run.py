@@ -5,7 +5,7 @@ The rows are read exactly as at training (``lightgbm_baseline._frame``'s express
 through ``number_expr``, categories as text), the categories handed to the booster as pandas
 categories -- LightGBM maps them onto its training categories stored in the model file, so an
 unseen value is missing, as the network's id 0.  Outputs follow the network run's conventions:
-logits (binary), per-class logits (multiclass) or values (regression).  No torch here.
+logits (binary), per-class logits (multiclass) or values (regression).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from studio_core.data.sqlutil import number_expr, qi
 from studio_core.data.workspace import Table
 from studio_core.features.input_columns import check_input_columns
 from studio_core.features.preprocess import Preprocessor
-from studio_core.runs.evaluation import Scored
+from studio_core.runs.evaluation import Scored, read_test_scores
 from studio_core.runs.folder import run_record
 from studio_core.spec.schema import Spec
 
 LIGHTGBM_MODEL = "model.lgb.txt"  # LightGBM's own text format (no pickle); runs.store reads the name from here
-TEST_PREDICTIONS = "test_predictions.parquet"  # as runs.store writes it
 
 
 @dataclass
@@ -74,15 +73,7 @@ class LightGBMRun:
 
     def test_scores(self) -> Scored | None:
         """The test rows' labels and outputs stored when the baseline was trained."""
-        import pyarrow.parquet as pq
-
-        path = self.path / TEST_PREDICTIONS
-        if not path.is_file():
-            return None
-        try:
-            return Scored.from_table(self.preprocessor.task, pq.read_table(path))
-        except Exception as exc:  # noqa: BLE001 - a damaged file: say so
-            raise StudioError(f"{path}: the test predictions are damaged ({str(exc).splitlines()[0][:160]}); train the baseline again") from None
+        return read_test_scores(self.path, self.preprocessor.task, "train the baseline again")
 
     def score_source(self, source: Source, available: set[str] | None = None) -> Scored:
         """Labelled rows scored (what ``evaluate`` reports)."""

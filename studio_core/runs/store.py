@@ -35,9 +35,9 @@ from studio_core.features.input_columns import check_input_columns
 from studio_core.features.preprocess import Preprocessor
 from studio_core.features.sizing import check_layout
 from studio_core.model.network import WideDeep
-from studio_core.runs.evaluation import Scored, predict_raw
+from studio_core.runs.evaluation import TEST_PREDICTIONS, Scored, predict_raw, read_test_scores
 from studio_core.runs.folder import RUN_MARKER, check_out_dir
-from studio_core.runs.lightgbm_run import LIGHTGBM_MODEL, TEST_PREDICTIONS  # (torch-free names, shared)
+from studio_core.runs.lightgbm_run import LIGHTGBM_MODEL
 from studio_core.spec.schema import Spec
 from studio_core.training.batches import to_tensors
 
@@ -131,13 +131,7 @@ class Run:
 
     def test_scores(self) -> Scored | None:
         """The test rows' labels and predictions stored at training (None for a run without them)."""
-        path = self.path / TEST_PREDICTIONS
-        if not path.is_file():
-            return None
-        try:
-            return Scored.from_table(self.preprocessor.task, pq.read_table(path))
-        except Exception as exc:  # noqa: BLE001 - a damaged file: say so, keep the rest of the run usable
-            raise StudioError(f"{path}: the test predictions are damaged ({str(exc).splitlines()[0][:160]}); train the run again") from None
+        return read_test_scores(self.path, self.preprocessor.task)
 
 
 def read_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -13,15 +13,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from browser import ARTIFACTS, CHROMIUM, ROOT, require_chromium
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("WDSTUDIO_REQUIRE_BROWSER"):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)", allow_module_level=True)
+require_chromium()
 
 
 def free_port() -> int:

@@ -3,19 +3,9 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from browser import ARTIFACTS, CHROMIUM, require_chromium
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("WDSTUDIO_REQUIRE_BROWSER"):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)", allow_module_level=True)
+require_chromium()
 
 
 def test_the_report_opens_offline_in_chromium_with_every_chart_drawn(tmp_path, small_spec):
