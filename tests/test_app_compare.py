@@ -155,6 +155,10 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     expected = leaderboard(runs, "auc", names=["run 1", "run 2", "run 3", "run 4"])
     assert list(frame["test AUC"]) == pytest.approx([r.test["auc"] for r in expected.rows], abs=1e-12)
     assert frame["test AUC"].iloc[3] == 0.5  # the constant ranks nothing
+    # ... and stays off the charts' scale, where it would squeeze the models' intervals into one point
+    drawn = {c["title"]: c for c in charts(at)}
+    assert {r["run"] for r in drawn["test AUC (95 % intervals)"]["data"][0]} == {"run 1", "run 2", "run 3"}
+    assert any("run 4 (the constant baseline) is in the table but not in the charts" in c.value for c in at.caption)
     # the report is built on request and offered for download; it holds every run of the leaderboard
     assert not [b for b in at.get("download_button") if b.proto.label == "Download report (HTML)"]
     at.button(key="build_report").click().run()

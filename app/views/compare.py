@@ -9,7 +9,15 @@ from state import registry, session
 from studio_core.common.errors import StudioError
 from studio_core.common.metrics import METRIC_KEYS, headline, metric_label
 from studio_core.compare.ablations import ablation_specs
-from studio_core.compare.charts import difference_chart, leaderboard_table, metric_chart, slice_chart, slice_frame
+from studio_core.compare.charts import (
+    difference_chart,
+    has_differences,
+    leaderboard_table,
+    left_out,
+    metric_chart,
+    slice_chart,
+    slice_frame,
+)
 from studio_core.compare.leaderboard import leaderboard
 from studio_core.compare.slices import slice_columns, slices_for
 from studio_core.report.build import build_report
@@ -52,8 +60,11 @@ if board is not None:
                  column_config={f"test {label}": st.column_config.NumberColumn(format="%.4f")})
     left, right = st.columns(2)
     left.altair_chart(metric_chart(board), width="stretch")
-    if len(board.rows) > 1:
+    if has_differences(board):
         right.altair_chart(difference_chart(board), width="stretch")
+    if left_out(board):
+        st.caption(f"{', '.join(left_out(board))} (the constant baseline) is in the table but not in the charts: far below every "
+                   "model, it would squeeze their intervals into one point.")
 
     columns = slice_columns(run_record(done[reference].result.run_dir)[0])
     column = st.selectbox("Slice by", ["(no slices)", *columns], key="compare_slice",

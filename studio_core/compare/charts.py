@@ -40,9 +40,30 @@ def leaderboard_frame(board: Leaderboard) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FLOOR_KINDS = ("constant",)  # a floor, far from every model: listed in the table, kept off the charts' scale
+
+
+def charted(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows a chart draws: without the constant baseline when anything else is there -- at
+    AUC 0.5 it would stretch the axis until the models' intervals are dots on top of each other."""
+    keep = ~df["kind"].isin(FLOOR_KINDS)
+    return df[keep] if keep.any() else df
+
+
+def left_out(board: Leaderboard) -> list[str]:
+    """The runs the charts leave out (said under them)."""
+    df = leaderboard_frame(board)
+    return sorted(set(df["run"]) - set(charted(df)["run"]))
+
+
+def has_differences(board: Leaderboard) -> bool:
+    """Whether the difference chart has a run to draw (another charted run than the reference)."""
+    return bool(set(charted(leaderboard_frame(board))["run"]) - {board.reference})
+
+
 def metric_chart(board: Leaderboard) -> alt.Chart:
     """Each run's test metric (a point) and its 95 % interval (a rule), runs in leaderboard order."""
-    df, m = leaderboard_frame(board), board.metric
+    df, m = charted(leaderboard_frame(board)), board.metric
     y = alt.Y("run:N", sort=list(df["run"]), title=None)
     title = f"test {metric_label(m)} (95 % intervals)"
     bars = alt.Chart(df, title=title).mark_rule(color="#457b9d", strokeWidth=2).encode(
@@ -54,7 +75,7 @@ def metric_chart(board: Leaderboard) -> alt.Chart:
 
 def difference_chart(board: Leaderboard) -> alt.Chart:
     """Each other run minus the reference, with its paired 95 % interval and a dashed line at 0."""
-    df, m = leaderboard_frame(board), board.metric
+    df, m = charted(leaderboard_frame(board)), board.metric
     df = df[df["run"] != board.reference]
     y = alt.Y("run:N", sort=list(df["run"]), title=None)
     x_title = f"{metric_label(m)} minus {board.reference}'s"
@@ -84,6 +105,8 @@ def slice_frame(board: SliceBoard) -> pd.DataFrame:
 def slice_chart(board: SliceBoard) -> alt.Chart:
     """Per slice (a row of the chart), each run's metric and its interval, coloured by run."""
     df, m = slice_frame(board).dropna(subset=[board.metric]), board.metric
+    if set(df["run"]) - set(board.floor):  # the constant baseline would squeeze the models into one point
+        df = df[~df["run"].isin(board.floor)].copy()
     df["slice "] = [f"{v} ({n:,} rows)" + (" ⚠" if f else "") for v, n, f in zip(df["slice"], df["rows"], df["ranking"])]
     order = list(dict.fromkeys(df["slice "]))
     x_title = f"test {metric_label(m)} (95 % intervals)"

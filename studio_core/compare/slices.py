@@ -53,6 +53,7 @@ class SliceBoard:
     reference: str
     overall_order: list[str]
     slices: list[Slice]
+    floor: tuple[str, ...] = ()  # constant baselines: in the figures, kept off the chart's scale
 
     def to_dict(self) -> dict[str, Any]:
         return {"column": self.column, "metric": self.metric, "reference": self.reference, "overall_order": self.overall_order,
@@ -158,7 +159,7 @@ def slice_board(paths: list[str | Path], column: str, at: np.ndarray, values: np
         significant = any(d is not None and ((d[0] > 0 and overall_sign[n] < 0) or (d[1] < 0 and overall_sign[n] > 0))
                           for n, d in diff_ci.items())
         slices.append(Slice(str(value), int(mask.sum()), point, ci, diff_ci, order, flips, bool(flips and significant)))
-    return SliceBoard(column, metric, ref.name, overall, slices)
+    return SliceBoard(column, metric, ref.name, overall, slices, tuple(r.name for r in runs if r.kind == "constant"))
 
 
 def slice_columns(spec: Any) -> list[str]:

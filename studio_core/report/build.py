@@ -78,12 +78,15 @@ def _test_metrics(m: dict[str, Any]) -> str:
 
 
 def _leaderboard(paths: list[Path], names: list[str], metric: str | None) -> str:
-    from studio_core.compare.charts import difference_chart, leaderboard_table, metric_chart
+    from studio_core.compare.charts import difference_chart, has_differences, leaderboard_table, left_out, metric_chart
 
     board = leaderboard(paths, metric, names=names)
     charts = [h.svg(metric_chart(board), "leaderboard")]
-    if len(board.rows) > 1:
+    if has_differences(board):
         charts.append(h.svg(difference_chart(board), "difference"))
+    if left_out(board):
+        charts.append(h.note(f"{', '.join(left_out(board))} (the constant baseline) is in the table, not in the charts: far below every "
+                             "model, it would squeeze their intervals into one point."))
     seeds = "".join(h.note(f"{g.kind} over {len(g.runs)} seeds: {metric_label(board.metric)} {g.mean:.4f} ± {g.std:.4f} (mean ± spread)")
                     for g in board.seed_groups)
     return (h.note(f"{board.n_rows:,} shared test rows; each run's 95 % interval and its paired difference from {board.reference} "
