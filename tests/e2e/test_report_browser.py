@@ -20,7 +20,8 @@ def test_the_report_opens_offline_in_chromium_with_every_chart_drawn(tmp_path, s
     ws, spec = small_spec
     wd = pipeline.train(spec, ws, tmp_path / "wd").run_dir
     const = train_baseline("constant", *run_record(wd), ws, tmp_path / "constant").run_dir
-    path = write_report(tmp_path / "report.html", build_report(wd, [const], shap=shap_importance(wd, ws, rows=30, background=20)))
+    lgb = train_baseline("lightgbm", *run_record(wd), ws, tmp_path / "lightgbm").run_dir
+    path = write_report(tmp_path / "report.html", build_report(wd, [lgb, const], shap=shap_importance(wd, ws, rows=30, background=20)))
     ARTIFACTS.mkdir(exist_ok=True)
     asked: list[str] = []
     with sync_playwright() as p:
@@ -42,7 +43,8 @@ def test_the_report_opens_offline_in_chromium_with_every_chart_drawn(tmp_path, s
                 box = chart.locator("svg").first.bounding_box()
                 assert box is not None and box["width"] > 150 and box["height"] > 60, name
                 assert chart.locator("g.role-mark > *").count() > 0, name  # drawn marks, not an empty frame
-            assert page.locator("section#leaderboard table tr").count() == 3  # heading + the run + the constant
+            assert page.locator("section#leaderboard table tr").count() == 4  # heading + the run + LightGBM + the constant
+            assert page.get_by_text("(the constant baseline) is in the table, not in the charts").count() == 1
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         finally:
             browser.close()
