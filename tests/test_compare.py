@@ -232,6 +232,8 @@ def test_the_lightgbm_baseline_scores_the_runs_own_test_rows_and_joins_the_leade
     assert board.seed_groups == []  # a baseline on the run's spec is not another seed of it
     metrics = json.loads((gbm / "metrics.json").read_text())
     assert metrics["kind"] == "LightGBM" and 0 < metrics["best_epoch"] < 5000
+    said = capsys.readouterr().out.strip().splitlines()[-1]  # told in trees, not in epochs and rows/s
+    assert f"({metrics['best_epoch']} trees, early-stopped on the validation rows)" in said and "epoch" not in said and "rows/s" not in said
     stored = pq.read_table(gbm / "test_predictions.parquet")
     ws = Workspace()
     ws.load(synthetic_csv)

@@ -60,6 +60,10 @@ def result_summary(m: dict[str, Any]) -> str:
     task = m.get("task", "binary")
     main = headline(task)
     rows = f" on {m['n_test']:,} test rows" if m.get("n_test") else ""
+    fitted = fitted_text(m, chose=True)
+    if fitted is not None:  # a baseline: its validation figure, how it was fitted, how long it took
+        return (f"Test {held_out_figure(m)}{rows} · validation {metric_label(main)} {format_metric(main, m.get(main))} · {fitted} · "
+                f"{m.get('train_seconds', 0):.1f} s")
     stop = f"epoch {m.get('best_epoch')} of {m.get('epochs_run')}" + early_stop_text(m)
     return (f"Test {held_out_figure(m)}{rows} · validation {metric_label(main)} {format_metric(main, m.get(main))} chose {stop} · "
             f"{device_figures(m)}")
@@ -86,11 +90,21 @@ def run_label(number: int, status: str, m: dict[str, Any], interval: bool = Fals
     return f"run {number} · {where} {metric_label(main)} {format_metric(main, value)}" + (f" [{ci}]" if ci else "")
 
 
+def fitted_text(m: dict[str, Any], chose: bool = False) -> str | None:
+    """How a baseline was fitted, in its own terms (None for a network run, told in epochs):
+    LightGBM in trees, the constant not at all."""
+    if m.get("kind") == "LightGBM":
+        return f"{m.get('best_epoch')} trees, early-stopped on the validation rows" if not chose else f"{m.get('best_epoch')} trees"
+    if m.get("kind") == "constant":
+        return "nothing fitted: the training rows' share or mean"
+    return None
+
+
 def result_line(run_dir: Any, m: dict[str, Any]) -> str:
     """The last line of ``wdstudio train``: every test metric with its interval, then validation."""
     task = m["task"]
     main = headline(task)
-    stop = f"best epoch {m['best_epoch']} of {m['epochs_run']}" + early_stop_text(m)
+    stop = fitted_text(m) or f"best epoch {m['best_epoch']} of {m['epochs_run']}" + early_stop_text(m)
     if m.get("test"):
         ci = m.get("test_ci", {})
         test = ", ".join(f"{k} {format_metric(k, m['test'].get(k))}" + (f" [{interval_text(ci.get(k))}]" if interval_text(ci.get(k)) else "")
@@ -98,8 +112,9 @@ def result_line(run_dir: Any, m: dict[str, Any]) -> str:
         test = f"test ({m['n_test']:,} rows, 95% interval): {test}"
     else:
         test = "no test rows (data.test_fraction is 0, or the split column names none)"
+    speed = "" if fitted_text(m) else f"{m['train_rows_per_s'] / 1000:.0f}k rows/s, "
     return (f"run written to {run_dir}: {test}; validation {main} {format_metric(main, m.get(main))} ({stop}); "
-            f"{m['train_rows_per_s'] / 1000:.0f}k rows/s, {m['total_seconds']:.1f}s" + (f", {m['processes']} processes" if m["processes"] > 1 else ""))
+            f"{speed}{m['total_seconds']:.1f}s" + (f", {m['processes']} processes" if m["processes"] > 1 else ""))
 
 
 def suggestion_lines(s: Any) -> list[str]:
