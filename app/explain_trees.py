@@ -3,12 +3,24 @@ rows, drawn with the same importance and beeswarm charts as a network run's SHAP
 analyst sees whether the challenger leans on the same columns.  The views that need the network
 (partial dependence through the model, one row's wide/deep split, what-if) say why they are absent."""
 
+from typing import Any
+
 import streamlit as st
 from live import task_view
 from state import StudioSession, slots
 
 from studio_core.jobs.explain_job import explain_task
 from studio_core.runs import charts
+
+
+def shap_overview(result: Any) -> Any:
+    """Where the SHAP values of any run (network or LightGBM) are drawn: the importance bars and
+    the beeswarm side by side; returns the importance frame (largest first)."""
+    importance = result.importance()
+    c1, c2 = st.columns(2)
+    c1.altair_chart(charts.importance_chart(importance, result.output_name), width="stretch")
+    c2.altair_chart(charts.beeswarm_chart(result.long_frame(), list(importance.feature), result.output_name), width="stretch")
+    return importance
 
 
 def lightgbm_explain_view(s: StudioSession, snap, run) -> None:
@@ -32,9 +44,6 @@ def lightgbm_explain_view(s: StudioSession, snap, run) -> None:
     result = done.explanation
     st.caption(f"{len(result.values)} validation rows explained exactly (LightGBM's TreeSHAP) in {result.seconds:.1f} s; "
                f"units: {result.output_name}; average output {result.base_value:+.3f}.")
-    importance = result.importance()
-    c1, c2 = st.columns(2)
-    c1.altair_chart(charts.importance_chart(importance, result.output_name), width="stretch")
-    c2.altair_chart(charts.beeswarm_chart(result.long_frame(), list(importance.feature), result.output_name), width="stretch")
+    shap_overview(result)
     st.info("Partial dependence, one row's wide/deep split and what-if edits are drawn for network runs; compare this baseline's "
             "columns with the model's on its own Explain view, or in the report.")

@@ -31,9 +31,9 @@ from studio_core.jobs.hub import Hub, hub
 from studio_core.jobs.tasks import Slots, Task, TaskSnapshot
 from studio_core.jobs.training import JobRegistry, configure_threads, run_metrics
 from studio_core.jobs.tune_job import TuneJob
-from studio_core.runs.lightgbm_run import LightGBMRun, load_lightgbm
+from studio_core.runs.lightgbm_run import LightGBMRun
 from studio_core.runs.results import run_label
-from studio_core.runs.store import Run, is_lightgbm_run, load_run
+from studio_core.runs.store import Run, load_run, load_scorer
 from studio_core.spec.schema import Spec
 
 os.umask(0o077)  # everything the server writes (uploads, spill files, runs) is readable by its own user only
@@ -261,7 +261,7 @@ def pick_finished_run(s: StudioSession, key: str, baselines: bool = False) -> tu
                         help="The latest network is chosen first: a baseline trained after it is a yardstick, not the model")
     snap = next(d for d in done if d.id == pick)
     try:
-        run = load_lightgbm(snap.result.run_dir) if baselines and is_lightgbm_run(snap.result.run_dir) else load_run(snap.result.run_dir)
+        run = load_scorer(snap.result.run_dir) if baselines else load_run(snap.result.run_dir)
     except StudioError as exc:
         st.error(plain(str(exc)))
         st.stop()

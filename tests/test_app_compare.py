@@ -130,6 +130,14 @@ def test_runs_on_other_test_rows_are_refused_on_the_page(tmp_path, monkeypatch, 
     reset_hub()
 
 
+def _finish(at, task, seconds: float = 60):
+    """Wait for one background task of the page to end, then draw the page again."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and task.snapshot().active:
+        time.sleep(0.2)
+    at.run()
+
+
 def _wait(at):
     from state import registry
 
@@ -183,10 +191,7 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     at.selectbox(key="predict_run").set_value(lgb).run()
     at.selectbox(key="predict_table").set_value("synthetic")
     at.button(key="predict_start").click().run()
-    deadline = time.time() + 60
-    while time.time() < deadline and studio(at).predicts[lgb].snapshot().active:
-        time.sleep(0.2)
-    at.run()
+    _finish(at, studio(at).predicts[lgb])
     scored = studio(at).predicts[lgb].snapshot().result
     assert not at.exception and not at.error and scored.rows == 1200, [e.value for e in at.error]
     import pandas as pd
@@ -199,10 +204,7 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     at.switch_page("views/export.py").run()
     at.selectbox(key="export_run").set_value(lgb).run()
     at.button(key="export_build").click().run()
-    deadline = time.time() + 60
-    while time.time() < deadline and studio(at).exports[lgb].snapshot().active:
-        time.sleep(0.2)
-    at.run()
+    _finish(at, studio(at).exports[lgb])
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.success and "raw.onnx vs LightGBM" in at.success[0].value and "0 rows over 1e-5" in at.success[0].value
     built = studio(at).exports[lgb].snapshot().result
@@ -212,10 +214,7 @@ def test_baselines_join_the_leaderboard_and_the_report_downloads_from_the_page(t
     at.switch_page("views/explain.py").run()
     at.selectbox(key="explain_run").set_value(lgb).run()
     at.button(key="explain_start").click().run()
-    deadline = time.time() + 60
-    while time.time() < deadline and studio(at).explain_jobs[lgb].snapshot().active:
-        time.sleep(0.2)
-    at.run()
+    _finish(at, studio(at).explain_jobs[lgb])
     assert not at.exception and not at.error, [e.value for e in at.error]
     explained = studio(at).explain_jobs[lgb].snapshot().result.explanation
     assert set(explained.columns) == {"colour", "size", "x1", "x2"} and len(explained.values) == 180  # every validation row

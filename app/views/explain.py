@@ -2,7 +2,7 @@
 
 import pandas as pd
 import streamlit as st
-from explain_trees import lightgbm_explain_view
+from explain_trees import lightgbm_explain_view, shap_overview
 from live import task_view
 from state import pick_finished_run, session, slots
 
@@ -12,11 +12,12 @@ from studio_core.explain.shap_values import estimate_seconds
 from studio_core.explain.whatif import categories, explain_row, input_hint, is_numeric, is_text, row_matches, training_range, typical_row
 from studio_core.jobs.explain_job import explain_task
 from studio_core.runs import charts
+from studio_core.runs.lightgbm_run import LightGBMRun
 
 s = session()
 st.title("Explain")
 snap, run = pick_finished_run(s, "explain_run", baselines=True)
-if not hasattr(run, "model"):  # a LightGBM baseline: exact TreeSHAP, the same charts
+if isinstance(run, LightGBMRun):  # a LightGBM baseline: exact TreeSHAP, the same charts
     lightgbm_explain_view(s, snap, run)
     st.stop()
 classes = run.preprocessor.classes_ if run.preprocessor.task == "multiclass" else []
@@ -52,10 +53,7 @@ if done is None:
 result, background = done.explanation, done.background
 st.caption(f"{len(result.values)} rows explained against {background.n} background rows in {result.seconds:.1f} s; "
            f"units: {result.output_name}; average output {result.base_value:+.3f}.")
-importance = result.importance()
-c1, c2 = st.columns(2)
-c1.altair_chart(charts.importance_chart(importance, result.output_name), width="stretch")
-c2.altair_chart(charts.beeswarm_chart(result.long_frame(), list(importance.feature), result.output_name), width="stretch")
+importance = shap_overview(result)
 
 st.subheader("One column: partial dependence and ICE")
 varied = [c for c in importance.feature if not is_text(run, c)]  # free text has no grid of values to set

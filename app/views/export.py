@@ -8,12 +8,13 @@ from state import pick_finished_run, session, slots
 from studio_core.common.errors import StudioError
 from studio_core.jobs.export_job import export_task
 from studio_core.runs.inspect import run_zip
+from studio_core.runs.lightgbm_run import LightGBMRun
 from studio_core.runs.results import int8_change
 
 s = session()
 st.title("Export")
 snap, run = pick_finished_run(s, "export_run", baselines=True)
-gbm = not hasattr(run, "model")  # a LightGBM baseline: its trees as ONNX, a challenger to serve beside the model
+gbm = isinstance(run, LightGBMRun)  # a LightGBM baseline: its trees as ONNX, a challenger to serve beside the model
 c1, c2 = st.columns(2)
 c1.download_button("Download run (zip)", lambda: run_zip(snap.result.run_dir), f"widedeep-run-{snap.id[:8]}.zip", "application/zip",
                    on_click="ignore", type="primary", key="dl_run")

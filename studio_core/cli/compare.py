@@ -13,7 +13,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.group or args.slice or args.value:
         from studio_core.cli.data import _warn
         from studio_core.common.errors import StudioError
-        from studio_core.compare.groups import test_groups
+        from studio_core.compare.groups import test_columns
         from studio_core.data.load import load_run_data
         from studio_core.runs.folder import run_record
 
@@ -25,16 +25,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         spec, _metrics = run_record(args.runs[0])
         ws, table, notes = load_run_data(spec.data, args.data)
         _warn(notes)
+        asked = {o: c for o, c in (("--group", args.group), ("--slice", args.slice), ("--value", args.value)) if c}
+        at, values = test_columns(args.runs[0], ws, asked, table)  # one re-creation of the split for every column asked
         if args.group:
-            groups = (args.group, *test_groups(args.runs[0], ws, args.group, table))
+            groups = (args.group, at, values[args.group])
         if args.slice:
             from studio_core.compare.slices import slice_board
 
-            sliced = slice_board(args.runs, args.slice, *test_groups(args.runs[0], ws, args.slice, table, "--slice"), args.metric, seed=args.seed)
+            sliced = slice_board(args.runs, args.slice, at, values[args.slice], args.metric, seed=args.seed)
         if args.value:
             from studio_core.compare.value import value_board
 
-            valued = value_board(args.runs, args.value, *test_groups(args.runs[0], ws, args.value, table, "--value"), seed=args.seed)
+            valued = value_board(args.runs, args.value, at, values[args.value], seed=args.seed)
     board = leaderboard(args.runs, args.metric, seed=args.seed, groups=groups, k=args.k)
     if args.json:
         print(json.dumps({**board.to_dict(), **({"slices": sliced.to_dict()} if sliced else {}), **({"value": valued.to_dict()} if valued else {})},

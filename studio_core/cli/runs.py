@@ -31,13 +31,9 @@ def _write_predictions(preds: Any, notes: list[str], out_path: str, task: str = 
 
 def _load(path: str) -> Any:
     """A network run, or a LightGBM baseline (which predicts and evaluates the same way)."""
-    from studio_core.runs.store import is_lightgbm_run, load_run
+    from studio_core.runs.store import load_scorer
 
-    if is_lightgbm_run(path):
-        from studio_core.runs.lightgbm_run import load_lightgbm
-
-        return load_lightgbm(path)
-    return load_run(path)
+    return load_scorer(path)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -85,8 +81,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".zip":
         raise StudioError(f"--out {out} should be a .zip file name; pass e.g. --out bundle.zip")
+    from studio_core.runs.lightgbm_run import LightGBMRun
+
     run = _load(args.run)
-    if not hasattr(run, "model"):
+    if isinstance(run, LightGBMRun):
         return _export_lightgbm(run, out, args)
     ws, table, notes = load_run_data(run.spec.data, args.data) if args.data else (None, None, [])
     _warn(notes)

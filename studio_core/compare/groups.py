@@ -86,15 +86,26 @@ def group_samples(y: np.ndarray, outputs: Mapping[str, np.ndarray], groups: np.n
 def test_groups(run_dir: str | Path, ws: Workspace, column: str, table: str | None = None, option: str = "--group") -> tuple[np.ndarray, np.ndarray]:
     """(row numbers, values of ``column``) of a run's test rows, from its split re-created in
     ``ws`` (refused, saying what changed, when the data no longer gives those rows)."""
+    rows, values = test_columns(run_dir, ws, {option: column}, table)
+    return rows, values[column]
+
+
+def test_columns(run_dir: str | Path, ws: Workspace, columns: dict[str, str], table: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(row numbers, {column: its values as text, "∅" for missing}) of a run's test rows for
+    several columns (``{option: column}``, the option naming it in a refusal), from one
+    re-creation of its split in ``ws``."""
     spec, metrics = run_record(run_dir)
     if table:
         spec.data.table = table
     split = split_for(ws.fork(), spec, metrics)
     try:
-        if column not in split.column_types:
-            raise StudioError(f"{option} {column!r} is not a column of the run's data; use one of {', '.join(sorted(split.column_types))}")
-        got = split.con.sql(f'SELECT __wd_row, CAST("{column.replace(chr(34), chr(34) * 2)}" AS VARCHAR) AS g FROM {split.test.relation}').fetchnumpy()
+        for option, column in columns.items():
+            if column not in split.column_types:
+                raise StudioError(f"{option} {column!r} is not a column of the run's data; use one of {', '.join(sorted(split.column_types))}")
+        wanted = list(dict.fromkeys(columns.values()))
+        picked = ", ".join(f'CAST("{c.replace(chr(34), chr(34) * 2)}" AS VARCHAR) AS g{i}' for i, c in enumerate(wanted))
+        got = split.con.sql(f"SELECT __wd_row, {picked} FROM {split.test.relation}").fetchnumpy()
     finally:
         split.drop()
-    values = np.array(["∅" if v is None or v is np.ma.masked else v for v in got["g"].tolist()], dtype=object)
+    values = {c: np.array(["∅" if v is None or v is np.ma.masked else v for v in got[f"g{i}"].tolist()], dtype=object) for i, c in enumerate(wanted)}
     return np.asarray(got["__wd_row"], dtype=np.int64), values

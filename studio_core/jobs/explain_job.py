@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from studio_core.common.errors import SplitMismatch, StudioError, data_not_loaded
 from studio_core.data.workspace import Workspace
 from studio_core.explain.shap_values import DEFAULT_BACKGROUND, DEFAULT_ROWS, Explanation, encode_background, explain, sample_relation
 from studio_core.features.preprocess import ColumnCodes
 from studio_core.jobs.tasks import Report, Slots, Task
+from studio_core.runs.lightgbm_run import LightGBMRun
 from studio_core.runs.store import Run
 
 
@@ -26,7 +26,7 @@ class ExplainResult:
     background: ColumnCodes | None  # None for a LightGBM baseline (TreeSHAP needs no background sample)
 
 
-def explain_task(run: Run | Any, ws: Workspace, rows: int = DEFAULT_ROWS, background: int = DEFAULT_BACKGROUND, seed: int = 0,
+def explain_task(run: Run | LightGBMRun, ws: Workspace, rows: int = DEFAULT_ROWS, background: int = DEFAULT_BACKGROUND, seed: int = 0,
                  slots: Slots | None = None, class_index: int = 0) -> Task:
     """A started task explaining ``rows`` validation rows of ``run`` (``ws`` must be a fork the
     task may use on its thread); a multiclass run's scores of class ``class_index``."""
@@ -47,7 +47,7 @@ def explain_task(run: Run | Any, ws: Workspace, rows: int = DEFAULT_ROWS, backgr
                 raise plain from exc
             try:
                 picked = sample_relation(split.val, rows, seed)
-                if not hasattr(run, "model"):  # a LightGBM baseline: exact TreeSHAP, no background sample
+                if isinstance(run, LightGBMRun):  # a LightGBM baseline: exact TreeSHAP, no background sample
                     from studio_core.explain.lightgbm_shap import lightgbm_explanation
 
                     report(0, rows, "explaining rows")

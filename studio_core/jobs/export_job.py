@@ -15,6 +15,7 @@ from typing import Any
 
 from studio_core.data.workspace import Workspace
 from studio_core.jobs.tasks import Report, Slots, Task
+from studio_core.runs.lightgbm_run import LightGBMRun
 from studio_core.runs.store import Run
 
 
@@ -25,7 +26,7 @@ class BuiltBundle:
     figures: dict[str, Any]
 
 
-def export_task(run: Run | Any, ws: Workspace | None, int8: bool, slots: Slots | None = None) -> Task:
+def export_task(run: Run | LightGBMRun, ws: Workspace | None, int8: bool, slots: Slots | None = None) -> Task:
     """A started task exporting ``run`` (a network run, or a ``LightGBMRun``); ``ws`` (a fork)
     holds its training data, or None for synthetic parity rows."""
 
@@ -38,12 +39,12 @@ def export_task(run: Run | Any, ws: Workspace | None, int8: bool, slots: Slots |
         with tempfile.TemporaryDirectory(prefix="wd-export-") as tmp:
             path = Path(tmp) / "bundle.zip"
             try:
-                if hasattr(run, "model"):
-                    figures = export_bundle(run, path, ws, None, int8=int8, stop=stop)
-                else:  # a LightGBM baseline (runs.lightgbm_run.LightGBMRun): its trees, no INT8
+                if isinstance(run, LightGBMRun):  # its trees, no INT8
                     from studio_core.export.lightgbm_bundle import export_lightgbm_bundle
 
                     figures = export_lightgbm_bundle(run, path, ws, None)
+                else:
+                    figures = export_bundle(run, path, ws, None, int8=int8, stop=stop)
             finally:
                 if ws is not None:
                     ws.con.close()  # the task's cursor on the session's database

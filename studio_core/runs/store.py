@@ -37,7 +37,7 @@ from studio_core.features.sizing import check_layout
 from studio_core.model.network import WideDeep
 from studio_core.runs.evaluation import TEST_PREDICTIONS, Scored, predict_raw, read_test_scores
 from studio_core.runs.folder import RUN_MARKER, check_out_dir
-from studio_core.runs.lightgbm_run import LIGHTGBM_MODEL
+from studio_core.runs.lightgbm_run import LIGHTGBM_MODEL, LightGBMRun, load_lightgbm
 from studio_core.spec.schema import Spec
 from studio_core.training.batches import to_tensors
 
@@ -149,6 +149,12 @@ def read_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
 def is_lightgbm_run(path: str | Path) -> bool:
     """A LightGBM baseline's run directory (its model in LightGBM's text format)."""
     return (Path(path) / LIGHTGBM_MODEL).is_file()
+
+
+def load_scorer(path: str | Path) -> Run | LightGBMRun:
+    """A run that scores rows: a network run, or a LightGBM baseline (``runs.lightgbm_run``),
+    which predicts, evaluates, exports and is explained its own way."""
+    return load_lightgbm(path) if is_lightgbm_run(path) else load_run(path)
 
 
 def load_run(path: str | Path) -> Run:
